@@ -1,0 +1,122 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/gitrepo"
+)
+
+// maxCommitsPerPoll bounds one poll's result; a longer backlog is worked
+// through oldest first over several polls.
+const maxCommitsPerPoll = 50
+
+// Inspect fetches the commit, lists what it changed against its first parent
+// and maps the paths to configured stacks.
+func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResult, error) {
+	repo, err := a.Git.EnsureCommit(ctx, in.Commit)
+	if err != nil {
+		return InspectResult{}, gitError(err, in.Commit, a.Git.URL())
+	}
+	info, err := gitrepo.Lookup(repo, in.Commit)
+	if err != nil {
+		return InspectResult{}, gitError(err, in.Commit, a.Git.URL())
+	}
+	paths, err := gitrepo.ChangedPaths(info.Commit)
+	if err != nil {
+		return InspectResult{}, err
+	}
+	stacks := StacksTouched(a.Config.Stacks, paths)
+	for _, s := range stacks {
+		ok, err := gitrepo.HasFile(repo, info.SHA, path.Join(s.Path, "Pulumi.yaml"))
+		if err != nil {
+			return InspectResult{}, fmt.Errorf("inspect stack %s at %s: %w", s.Name, short(info.SHA), err)
+		}
+		if !ok {
+			return InspectResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("stack %s: %s/Pulumi.yaml does not exist at commit %s: fix stacks[].path in the config or add the Pulumi project", s.Name, s.Path, short(info.SHA)),
+				ErrStackInvalid, nil)
+		}
+	}
+	return InspectResult{
+		Commit: Commit{
+			SHA:         info.SHA,
+			Parent:      info.Parent,
+			Subject:     info.Subject,
+			AuthorName:  info.AuthorName,
+			AuthorEmail: info.AuthorEmail,
+			When:        info.Commit.Author.When.UTC(),
+		},
+		ChangedPaths: paths,
+		Stacks:       stacks,
+	}, nil
+}
+
+// StacksTouched returns the stacks whose folder holds one of paths, sorted by
+// name (the order locks are taken in).
+func StacksTouched(stacks []config.Stack, paths []string) []config.Stack {
+	var out []config.Stack
+	for _, s := range stacks {
+		for _, p := range paths {
+			if p == s.Path || strings.HasPrefix(p, s.Path+"/") {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// PollBranch fetches and lists the first-parent commits after LastSeen.
+func (a *Activities) PollBranch(ctx context.Context, in PollInput) (PollResult, error) {
+	res := PollResult{PollInterval: a.Config.Repo.PollInterval.D()}
+	repo, err := a.Git.Fetch(ctx)
+	if err != nil {
+		return res, gitError(err, "", a.Git.URL())
+	}
+	head, err := gitrepo.Head(repo, in.Branch)
+	if err != nil {
+		return res, err
+	}
+	res.Head = head
+	if in.LastSeen == "" || in.LastSeen == head {
+		return res, nil // first poll: the head is the baseline
+	}
+	commits, found, err := gitrepo.FirstParentsSince(repo, head, in.LastSeen, maxCommitsPerPoll)
+	if err != nil {
+		return res, err
+	}
+	res.NewCommits = commits
+	res.Rewritten = !found
+	return res, nil
+}
+
+func gitError(err error, sha, url string) error {
+	switch {
+	case errors.Is(err, gitrepo.ErrCommitNotFound):
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("commit %s not found on %s: check the SHA and that it was pushed", sha, url),
+			ErrCommitNotFound, nil)
+	case gitrepo.IsAuthError(err):
+		// Retried: a rotated token is fixed without losing the change.
+		return temporal.NewApplicationError(
+			fmt.Sprintf("%s refused our credentials: check repo.username_env and repo.password_env", url),
+			ErrGitAuth)
+	}
+	return err
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}

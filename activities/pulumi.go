@@ -1,0 +1,160 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/gitrepo"
+)
+
+// MaxDiffBytes bounds the rendered plan kept in a run's history; the digest
+// covers the whole of it.
+const MaxDiffBytes = 16 * 1024
+
+// Preview plans one stack at a commit.
+func (a *Activities) Preview(ctx context.Context, in StackInput) (PlanResult, error) {
+	stack, err := a.openStack(ctx, in.Stack, in.Commit)
+	if err != nil {
+		return PlanResult{}, err
+	}
+	progress := startHeartbeat(ctx, a.HeartbeatEvery, "preview "+in.Stack.Name)
+	defer progress.Stop()
+	res, err := stack.Preview(ctx, optpreview.Diff(), optpreview.Color("never"), optpreview.ProgressStreams(progress))
+	if err != nil {
+		return PlanResult{}, pulumiError("preview", in.Stack, in.Commit, err)
+	}
+	plan := PlanResult{Stack: in.Stack.Name}
+	countOps(res.ChangeSummary, &plan.Create, &plan.Update, &plan.Replace, &plan.Delete, &plan.Same)
+	sum := sha256.Sum256([]byte(res.StdOut))
+	plan.Digest = hex.EncodeToString(sum[:])
+	plan.Diff = res.StdOut
+	if len(plan.Diff) > MaxDiffBytes {
+		plan.Diff = plan.Diff[:MaxDiffBytes]
+		plan.DiffTruncated = true
+	}
+	return plan, nil
+}
+
+// Apply runs up for one stack at a commit. Up converges on the program's
+// desired state, so a retried attempt never duplicates resources.
+func (a *Activities) Apply(ctx context.Context, in StackInput) (ApplyResult, error) {
+	stack, err := a.openStack(ctx, in.Stack, in.Commit)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	progress := startHeartbeat(ctx, a.HeartbeatEvery, "up "+in.Stack.Name)
+	defer progress.Stop()
+	res, err := stack.Up(ctx, optup.Color("never"), optup.ProgressStreams(progress))
+	if err != nil {
+		return ApplyResult{}, pulumiError("apply", in.Stack, in.Commit, err)
+	}
+	out := ApplyResult{Stack: in.Stack.Name, UpdateVersion: res.Summary.Version}
+	if rc := res.Summary.ResourceChanges; rc != nil {
+		ops := map[apitype.OpType]int{}
+		for k, v := range *rc {
+			ops[apitype.OpType(k)] = v
+		}
+		countOps(ops, &out.Create, &out.Update, &out.Replace, &out.Delete, &out.Same)
+	}
+	return out, nil
+}
+
+func countOps(ops map[apitype.OpType]int, create, update, replace, del, same *int) {
+	*create = ops[apitype.OpCreate]
+	*update = ops[apitype.OpUpdate]
+	*replace = ops[apitype.OpReplace]
+	*del = ops[apitype.OpDelete]
+	*same = ops[apitype.OpSame]
+}
+
+// openStack exports the commit's tree into its workspace and selects (or
+// creates) the Pulumi stack there.
+func (a *Activities) openStack(ctx context.Context, s config.Stack, sha string) (auto.Stack, error) {
+	repo, err := a.Git.EnsureCommit(ctx, sha)
+	if err != nil {
+		return auto.Stack{}, gitError(err, sha, a.Git.URL())
+	}
+	ws := a.workspace(sha)
+	if err := gitrepo.Export(repo, sha, ws); err != nil {
+		return auto.Stack{}, fmt.Errorf("prepare workspace for stack %s at %s: %w", s.Name, short(sha), err)
+	}
+	dir := filepath.Join(ws, filepath.FromSlash(s.Path))
+	if _, err := os.Stat(filepath.Join(dir, "Pulumi.yaml")); err != nil {
+		return auto.Stack{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("stack %s: %s/Pulumi.yaml does not exist at commit %s: fix stacks[].path in the config", s.Name, s.Path, short(sha)),
+			ErrStackInvalid, nil)
+	}
+	cmd, err := a.Pulumi.Command()
+	if err != nil {
+		return auto.Stack{}, temporal.NewApplicationError(err.Error(), ErrPulumiUnavailable)
+	}
+	stack, err := auto.UpsertStackLocalSource(ctx, s.Stack, dir,
+		auto.Pulumi(cmd),
+		auto.PulumiHome(a.Pulumi.Home),
+		auto.EnvVars(a.Pulumi.Vars()),
+	)
+	if err != nil {
+		return auto.Stack{}, pulumiError("select", s, sha, err)
+	}
+	return stack, nil
+}
+
+// pulumiError classifies an engine failure. A concurrent update is retried
+// (another run holds the stack); anything else the engine reports is about
+// the program or its inputs and would fail the same way again.
+func pulumiError(op string, s config.Stack, sha string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	msg := fmt.Sprintf("%s stack %s (%s) at %s: %s", op, s.Name, s.Stack, short(sha), summarize(err.Error()))
+	if auto.IsConcurrentUpdateError(err) {
+		return temporal.NewApplicationError(msg, "PulumiConcurrentUpdate")
+	}
+	return temporal.NewNonRetryableApplicationError(msg, ErrPulumiProgram, nil)
+}
+
+// summarize keeps the lines of an engine failure a person needs: those that
+// say "error", without the CLI's banner and progress noise.
+func summarize(out string) string {
+	var keep []string
+	seen := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || seen[line] || !strings.Contains(strings.ToLower(line), "error") {
+			continue
+		}
+		if strings.HasPrefix(line, "code:") || strings.HasPrefix(line, "stdout:") || strings.HasPrefix(line, "stderr:") {
+			continue
+		}
+		seen[line] = true
+		keep = append(keep, line)
+		if len(keep) == 6 {
+			break
+		}
+	}
+	if len(keep) == 0 {
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) > 3 {
+			lines = lines[len(lines)-3:]
+		}
+		keep = lines
+	}
+	s := strings.Join(keep, "; ")
+	if len(s) > 1500 {
+		s = s[:1500] + "…"
+	}
+	return s
+}

@@ -1,0 +1,120 @@
+package activities
+
+import (
+	"time"
+
+	"github.com/changeops/changeops/config"
+)
+
+// Error types that workflows and retry policies name. An error of one of
+// these types is a result of bad input and is not retried.
+const (
+	ErrCommitNotFound    = "CommitNotFound"
+	ErrStackInvalid      = "StackInvalid"
+	ErrPulumiProgram     = "PulumiProgramError"
+	ErrPulumiUnavailable = "PulumiUnavailable"
+	ErrGitAuth           = "GitAuthRefused"
+)
+
+// Commit describes a commit for people and for the run's records.
+type Commit struct {
+	SHA         string
+	Parent      string // first parent; empty for a root commit
+	Subject     string
+	AuthorName  string
+	AuthorEmail string
+	When        time.Time
+}
+
+// InspectInput asks what a commit changes.
+type InspectInput struct {
+	Branch string
+	Commit string
+}
+
+// InspectResult is the commit and the configured stacks it touches, with a
+// snapshot of their settings so that the run keeps the policy it started
+// with even if the configuration changes while it waits.
+type InspectResult struct {
+	Commit       Commit
+	ChangedPaths []string
+	Stacks       []config.Stack // sorted by name
+}
+
+// StackInput names a stack at a commit.
+type StackInput struct {
+	RunID  string
+	Stack  config.Stack
+	Commit string
+}
+
+// PlanResult is a preview of one stack.
+type PlanResult struct {
+	Stack   string
+	Create  int
+	Update  int
+	Replace int
+	Delete  int
+	Same    int
+	// Diff is the rendered preview, cut to MaxDiffBytes.
+	Diff          string
+	DiffTruncated bool
+	// Digest is the SHA-256 of the whole rendered preview.
+	Digest string
+}
+
+// Destructive says whether the plan replaces or deletes anything.
+func (p PlanResult) Destructive() bool { return p.Replace > 0 || p.Delete > 0 }
+
+// Changes counts the operations that change something.
+func (p PlanResult) Changes() int { return p.Create + p.Update + p.Replace + p.Delete }
+
+// ApplyResult is the outcome of one stack's up.
+type ApplyResult struct {
+	Stack   string
+	Create  int
+	Update  int
+	Replace int
+	Delete  int
+	Same    int
+	// UpdateVersion is the stack history version this up produced.
+	UpdateVersion int
+}
+
+// VerifyInput runs a stack's checks once.
+type VerifyInput struct {
+	RunID  string
+	Stack  config.Stack
+	Commit string
+}
+
+// CheckResult is one check's outcome.
+type CheckResult struct {
+	Check  string
+	Passed bool
+	Detail string
+}
+
+// VerifyResult is one round of a stack's checks.
+type VerifyResult struct {
+	Stack   string
+	Passed  bool
+	Results []CheckResult
+}
+
+// PollInput asks for the first-parent commits after LastSeen.
+type PollInput struct {
+	Branch   string
+	LastSeen string
+}
+
+// PollResult lists new commits, oldest first.
+type PollResult struct {
+	Head       string
+	NewCommits []string
+	// Rewritten is set when LastSeen is no longer on the branch (a force push).
+	Rewritten bool
+	// PollInterval is the configured interval, read on every poll so a
+	// configuration change applies without restarting the watcher.
+	PollInterval time.Duration
+}

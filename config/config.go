@@ -1,0 +1,392 @@
+// Package config holds changeops' one typed configuration: loaded from YAML,
+// defaulted, validated with errors that name the field and the fix, and with
+// secrets resolved from the environment (never from the YAML itself).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Approval policies.
+const (
+	ApprovalManual        = "manual"
+	ApprovalAuto          = "auto"
+	ApprovalOnDestructive = "on-destructive"
+)
+
+// Config is the whole of changeops.yaml.
+type Config struct {
+	Repo     Repo     `yaml:"repo"`
+	Temporal Temporal `yaml:"temporal"`
+	Pulumi   Pulumi   `yaml:"pulumi"`
+	Stacks   []Stack  `yaml:"stacks"`
+	Slack    Slack    `yaml:"slack"`
+	HTTP     HTTP     `yaml:"http"`
+	Webhooks Webhooks `yaml:"webhooks"`
+	// DataDir holds the git cache and workspaces. Relative paths in the file
+	// are resolved against the file's folder.
+	DataDir string `yaml:"data_dir"`
+	// Secrets are the resolved values of every *_env field, filled by Load
+	// from the environment. Never serialised.
+	Secrets Secrets `yaml:"-"`
+}
+
+// Repo is the tracked infrastructure repository.
+type Repo struct {
+	URL          string   `yaml:"url"`
+	Branch       string   `yaml:"branch"`
+	PollInterval Duration `yaml:"poll_interval"`
+	UsernameEnv  string   `yaml:"username_env"`
+	PasswordEnv  string   `yaml:"password_env"`
+	// AuthorName and AuthorEmail sign the commits changeops makes (reverts).
+	AuthorName  string `yaml:"author_name"`
+	AuthorEmail string `yaml:"author_email"`
+}
+
+// Temporal says where the Temporal frontend is.
+type Temporal struct {
+	Address   string `yaml:"address"`
+	Namespace string `yaml:"namespace"`
+	TaskQueue string `yaml:"task_queue"`
+	// UIURL is the Temporal Web UI base, used for links in notifications.
+	UIURL string `yaml:"ui_url"`
+}
+
+// Pulumi configures the engine the Automation API drives.
+type Pulumi struct {
+	BackendURL    string `yaml:"backend_url"`
+	PassphraseEnv string `yaml:"passphrase_env"`
+	// Home is PULUMI_HOME: plugins are installed and looked up there only.
+	Home string `yaml:"home"`
+	// Root holds bin/pulumi and bin/pulumi-language-yaml (and the provider
+	// binaries installed into Home at start-up).
+	Root string `yaml:"root"`
+}
+
+// Stack is one deployable Pulumi stack in the repository.
+type Stack struct {
+	Name            string   `yaml:"name"`
+	Path            string   `yaml:"path"`
+	Stack           string   `yaml:"stack"`
+	Approval        string   `yaml:"approval"`
+	Approvers       []string `yaml:"approvers"`
+	FourEyes        bool     `yaml:"four_eyes"`
+	ApprovalTimeout Duration `yaml:"approval_timeout"`
+	Verify          []Check  `yaml:"verify"`
+	VerifyTimeout   Duration `yaml:"verify_timeout"`
+}
+
+// Check is one verification step; exactly one of its fields is set.
+type Check struct {
+	HTTP      *HTTPCheck `yaml:"http,omitempty" json:"http,omitempty"`
+	Command   []string   `yaml:"command,omitempty" json:"command,omitempty"`
+	NoChanges bool       `yaml:"no_changes,omitempty" json:"no_changes,omitempty"`
+}
+
+// HTTPCheck probes a URL and expects a status code.
+type HTTPCheck struct {
+	URL    string `yaml:"url" json:"url"`
+	Status int    `yaml:"status" json:"status"`
+}
+
+// Name describes the check for people.
+func (c Check) Name() string {
+	switch {
+	case c.HTTP != nil:
+		return fmt.Sprintf("http %s = %d", c.HTTP.URL, c.HTTP.Status)
+	case len(c.Command) > 0:
+		return "command " + strings.Join(c.Command, " ")
+	case c.NoChanges:
+		return "no_changes"
+	}
+	return "empty check"
+}
+
+// Slack configures notifications. With no bot token only the console
+// notifier runs.
+type Slack struct {
+	BotTokenEnv      string `yaml:"bot_token_env"`
+	SigningSecretEnv string `yaml:"signing_secret_env"`
+	Channel          string `yaml:"channel"`
+	// APIURL overrides Slack's API base (tests point it at slacktest).
+	APIURL string `yaml:"api_url"`
+}
+
+// HTTP is the worker's listener for health, webhooks and Slack.
+type HTTP struct {
+	Listen string `yaml:"listen"`
+}
+
+// Webhooks names the secrets of the webhook endpoints.
+type Webhooks struct {
+	GitHubSecretEnv string `yaml:"github_secret_env"`
+}
+
+// Secrets are resolved from the environment; String never prints them.
+type Secrets struct {
+	GitUsername        string
+	GitPassword        string
+	PulumiPassphrase   string
+	SlackBotToken      string
+	SlackSigningSecret string
+	GitHubSecret       string
+}
+
+func (Secrets) String() string   { return "[secrets redacted]" }
+func (Secrets) GoString() string { return "[secrets redacted]" }
+
+// Duration is a time.Duration written as "30s", "24h".
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a duration like 30s or 24h", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration; write it like 30s, 5m or 24h", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Defaults for every field that has one.
+const (
+	DefaultBranch          = "main"
+	DefaultPollInterval    = 30 * time.Second
+	DefaultTemporalAddress = "localhost:7233"
+	DefaultNamespace       = "default"
+	DefaultTaskQueue       = "changeops"
+	DefaultUIURL           = "http://localhost:8233"
+	DefaultPassphraseEnv   = "PULUMI_CONFIG_PASSPHRASE"
+	DefaultApprovalTimeout = 24 * time.Hour
+	DefaultVerifyTimeout   = 5 * time.Minute
+	DefaultListen          = "127.0.0.1:8088"
+	DefaultAuthorName      = "changeops"
+	DefaultAuthorEmail     = "changeops@localhost"
+)
+
+// Load reads path, applies defaults, resolves secrets through getenv and
+// validates. Errors name the file, the field and the fix.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	cfg, err := Parse(data, filepath.Dir(abs), getenv)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse is Load for bytes already read; relative paths resolve against base.
+func Parse(data []byte, base string, getenv func(string) string) (*Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true) // a typo in a field name must not silently become a default
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w (check the field names against the README's configuration reference)", err)
+	}
+	cfg.applyDefaults(base)
+	if err := cfg.resolveSecrets(getenv); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func absFrom(base, p string) string {
+	if p == "" || filepath.IsAbs(p) || strings.Contains(p, "://") {
+		return p
+	}
+	return filepath.Join(base, p)
+}
+
+func (c *Config) applyDefaults(base string) {
+	setDefault(&c.Repo.Branch, DefaultBranch)
+	if c.Repo.PollInterval == 0 {
+		c.Repo.PollInterval = Duration(DefaultPollInterval)
+	}
+	setDefault(&c.Repo.AuthorName, DefaultAuthorName)
+	setDefault(&c.Repo.AuthorEmail, DefaultAuthorEmail)
+	// A repo URL that is a plain path is relative to the config file.
+	if c.Repo.URL != "" && !strings.Contains(c.Repo.URL, "://") && !strings.Contains(c.Repo.URL, "@") {
+		c.Repo.URL = absFrom(base, c.Repo.URL)
+	}
+	setDefault(&c.Temporal.Address, DefaultTemporalAddress)
+	setDefault(&c.Temporal.Namespace, DefaultNamespace)
+	setDefault(&c.Temporal.TaskQueue, DefaultTaskQueue)
+	setDefault(&c.Temporal.UIURL, DefaultUIURL)
+	setDefault(&c.DataDir, ".changeops/data")
+	c.DataDir = absFrom(base, c.DataDir)
+	setDefault(&c.Pulumi.BackendURL, "file://"+filepath.Join(c.DataDir, "pulumi-state"))
+	setDefault(&c.Pulumi.PassphraseEnv, DefaultPassphraseEnv)
+	setDefault(&c.Pulumi.Home, filepath.Join(c.DataDir, "pulumi-home"))
+	c.Pulumi.Home = absFrom(base, c.Pulumi.Home)
+	c.Pulumi.Root = absFrom(base, c.Pulumi.Root)
+	setDefault(&c.HTTP.Listen, DefaultListen)
+	for i := range c.Stacks {
+		s := &c.Stacks[i]
+		setDefault(&s.Approval, ApprovalManual)
+		if s.ApprovalTimeout == 0 {
+			s.ApprovalTimeout = Duration(DefaultApprovalTimeout)
+		}
+		if s.VerifyTimeout == 0 {
+			s.VerifyTimeout = Duration(DefaultVerifyTimeout)
+		}
+		s.Path = filepath.ToSlash(filepath.Clean(s.Path))
+	}
+}
+
+func setDefault(field *string, value string) {
+	if *field == "" {
+		*field = value
+	}
+}
+
+// resolveSecrets reads every *_env field. A name that is set but whose
+// variable is empty is an error naming both; an unset name means "not used".
+func (c *Config) resolveSecrets(getenv func(string) string) error {
+	var missing []string
+	get := func(field, name string, required bool) string {
+		if name == "" {
+			return ""
+		}
+		v := getenv(name)
+		if v == "" && required {
+			missing = append(missing, fmt.Sprintf("%s names environment variable %s, which is not set: export it or remove the field", field, name))
+		}
+		return v
+	}
+	c.Secrets.GitUsername = get("repo.username_env", c.Repo.UsernameEnv, true)
+	c.Secrets.GitPassword = get("repo.password_env", c.Repo.PasswordEnv, true)
+	c.Secrets.PulumiPassphrase = get("pulumi.passphrase_env", c.Pulumi.PassphraseEnv, true)
+	c.Secrets.SlackBotToken = get("slack.bot_token_env", c.Slack.BotTokenEnv, false)
+	c.Secrets.SlackSigningSecret = get("slack.signing_secret_env", c.Slack.SigningSecretEnv, false)
+	c.Secrets.GitHubSecret = get("webhooks.github_secret_env", c.Webhooks.GitHubSecretEnv, false)
+	if len(missing) > 0 {
+		return errors.New(strings.Join(missing, "; "))
+	}
+	return nil
+}
+
+// Validate checks the values a run depends on. Paths inside the repository
+// (stack folders) are checked against a commit by the activities, since the
+// repository is not on this machine when the config is read.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Repo.URL == "" {
+		bad("repo.url is empty: set it to the infrastructure repository (URL, path or file://)")
+	}
+	if c.Repo.PollInterval.D() < time.Second {
+		bad("repo.poll_interval %s is below 1s: use 1s or more", c.Repo.PollInterval.D())
+	}
+	if (c.Repo.UsernameEnv == "") != (c.Repo.PasswordEnv == "") {
+		bad("repo.username_env and repo.password_env go together: set both or neither")
+	}
+	if !strings.HasPrefix(c.Pulumi.BackendURL, "file://") && !strings.Contains(c.Pulumi.BackendURL, "://") {
+		bad("pulumi.backend_url %q is not a URL: use file:///path/to/state or another DIY backend URL", c.Pulumi.BackendURL)
+	}
+	if c.Slack.BotTokenEnv != "" && c.Secrets.SlackBotToken != "" && c.Slack.Channel == "" {
+		bad("slack.channel is empty but a bot token is set: name the channel ID to post to")
+	}
+	if len(c.Stacks) == 0 {
+		bad("stacks is empty: list at least one stack (name, path, stack)")
+	}
+	names := map[string]bool{}
+	for i, s := range c.Stacks {
+		at := fmt.Sprintf("stacks[%d]", i)
+		if s.Name != "" {
+			at = fmt.Sprintf("stacks[%d] (%s)", i, s.Name)
+		}
+		switch {
+		case s.Name == "":
+			bad("%s.name is empty: give each stack a unique name", at)
+		case names[s.Name]:
+			bad("%s.name %q is used twice: stack names must be unique", at, s.Name)
+		case strings.ContainsAny(s.Name, "/ \t"):
+			bad("%s.name %q contains a slash or space: use letters, digits, - and _", at, s.Name)
+		}
+		names[s.Name] = true
+		if s.Path == "" || s.Path == "." || strings.HasPrefix(s.Path, "../") || filepath.IsAbs(s.Path) {
+			bad("%s.path %q must be a folder inside the repository, like stacks/web", at, s.Path)
+		}
+		if s.Stack == "" {
+			bad("%s.stack is empty: name the Pulumi stack, like prod", at)
+		}
+		switch s.Approval {
+		case ApprovalManual, ApprovalAuto, ApprovalOnDestructive:
+		default:
+			bad("%s.approval %q is not a policy: use manual, auto or on-destructive", at, s.Approval)
+		}
+		if s.Approval != ApprovalAuto && len(s.Approvers) == 0 {
+			bad("%s.approvers is empty but approval is %s: list who may approve (Slack user IDs or names given to --as)", at, s.Approval)
+		}
+		for j, ch := range s.Verify {
+			n := 0
+			if ch.HTTP != nil {
+				n++
+				if ch.HTTP.URL == "" {
+					bad("%s.verify[%d].http.url is empty", at, j)
+				}
+				if ch.HTTP.Status == 0 {
+					c.Stacks[i].Verify[j].HTTP.Status = 200
+				}
+			}
+			if len(ch.Command) > 0 {
+				n++
+			}
+			if ch.NoChanges {
+				n++
+			}
+			if n != 1 {
+				bad("%s.verify[%d] must set exactly one of http, command, no_changes", at, j)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// StackNames returns the configured stack names, sorted.
+func (c *Config) StackNames() []string {
+	out := make([]string, 0, len(c.Stacks))
+	for _, s := range c.Stacks {
+		out = append(out, s.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// StackByName finds a configured stack.
+func (c *Config) StackByName(name string) (Stack, bool) {
+	for _, s := range c.Stacks {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Stack{}, false
+}

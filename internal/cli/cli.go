@@ -1,0 +1,142 @@
+// Package cli is the `changeops` command line: dev, worker, start, approve,
+// reject, status and list.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/user"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/worker"
+)
+
+// Env is what main hands the CLI from the process environment; nothing
+// below reads the environment itself.
+type Env struct {
+	Getenv func(string) string
+	Stdout io.Writer
+	Stderr io.Writer
+	// Tools is the toolchain root (bin/pulumi, bin/temporal, ...).
+	Tools string
+}
+
+type globals struct {
+	env        Env
+	configPath string
+	address    string
+	namespace  string
+	logger     *slog.Logger
+}
+
+// Main runs the command line and returns the exit code.
+func Main(ctx context.Context, args []string, env Env) int {
+	g := &globals{env: env, logger: slog.New(slog.NewTextHandler(env.Stderr, nil))}
+	root := &cobra.Command{
+		Use:           "changeops",
+		Short:         "Every merged commit becomes a durable, approved, verified Pulumi change",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	root.SetArgs(args)
+	root.PersistentFlags().StringVar(&g.configPath, "config", "", "changeops.yaml to use")
+	root.PersistentFlags().StringVar(&g.address, "address", "", "Temporal frontend host:port (default: from the config, else "+config.DefaultTemporalAddress+")")
+	root.PersistentFlags().StringVar(&g.namespace, "namespace", "", "Temporal namespace (default: from the config, else "+config.DefaultNamespace+")")
+	root.AddCommand(devCmd(g), workerCmd(g), startCmd(g), decideCmd(g, true), decideCmd(g, false), statusCmd(g), listCmd(g))
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(env.Stderr, "changeops:", err)
+		return 1
+	}
+	return 0
+}
+
+// loadConfig reads the config named by --config, filling the toolchain
+// root when the file does not set one.
+func (g *globals) loadConfig(path string, getenv func(string) string) (*config.Config, error) {
+	cfg, err := config.Load(path, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Pulumi.Root == "" {
+		cfg.Pulumi.Root = g.env.Tools
+	}
+	if g.address != "" {
+		cfg.Temporal.Address = g.address
+	}
+	if g.namespace != "" {
+		cfg.Temporal.Namespace = g.namespace
+	}
+	return cfg, nil
+}
+
+// temporalConfig is the Temporal part of --config if given, else defaults,
+// with --address and --namespace on top: approving needs no config file.
+func (g *globals) temporalConfig() (config.Temporal, error) {
+	t := config.Temporal{Address: config.DefaultTemporalAddress, Namespace: config.DefaultNamespace}
+	if g.configPath != "" {
+		cfg, err := g.loadConfig(g.configPath, g.env.Getenv)
+		if err != nil {
+			return t, err
+		}
+		t = cfg.Temporal
+	}
+	if g.address != "" {
+		t.Address = g.address
+	}
+	if g.namespace != "" {
+		t.Namespace = g.namespace
+	}
+	return t, nil
+}
+
+func (g *globals) dial(ctx context.Context) (client.Client, error) {
+	t, err := g.temporalConfig()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.DialContext(ctx, client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: quietLogger()})
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s (set --address or temporal.address): %w", t.Address, err)
+	}
+	return c, nil
+}
+
+func defaultUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+}
+
+func abs(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+func workerCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "worker",
+		Short: "Run the worker and HTTP endpoints against an existing Temporal",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.configPath == "" {
+				return fmt.Errorf("worker needs --config: the path of changeops.yaml")
+			}
+			cfg, err := g.loadConfig(g.configPath, g.env.Getenv)
+			if err != nil {
+				return err
+			}
+			return worker.Run(cmd.Context(), cfg, g.logger)
+		},
+	}
+}

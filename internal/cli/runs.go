@@ -1,0 +1,214 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/changeops/changeops/internal/gitrepo"
+	"github.com/changeops/changeops/starter"
+	"github.com/changeops/changeops/workflows"
+)
+
+func startCmd(g *globals) *cobra.Command {
+	var commit string
+	cmd := &cobra.Command{
+		Use:   "start --config F --commit SHA",
+		Short: "Start (or find) the change run for a commit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.configPath == "" {
+				return fmt.Errorf("start needs --config: the path of changeops.yaml")
+			}
+			if commit == "" {
+				return fmt.Errorf("start needs --commit SHA")
+			}
+			cfg, err := g.loadConfig(g.configPath, g.env.Getenv)
+			if err != nil {
+				return err
+			}
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			repo := gitrepo.New(gitrepo.Options{
+				URL: cfg.Repo.URL, Dir: filepath.Join(cfg.DataDir, "git", "repo.git"),
+				Username: cfg.Secrets.GitUsername, Password: cfg.Secrets.GitPassword,
+			})
+			s, err := starter.Start(cmd.Context(), c, cfg, repo, commit)
+			if err != nil {
+				return err
+			}
+			verb := "started"
+			if s.Existed {
+				verb = "already exists"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", s.ID, verb)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&commit, "commit", "", "commit SHA (full or abbreviated)")
+	return cmd
+}
+
+func decideCmd(g *globals, approve bool) *cobra.Command {
+	var as, comment string
+	use, short := "reject ID", "Reject a change waiting for approval"
+	if approve {
+		use, short = "approve ID", "Approve a change waiting for approval"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  short + ". ID is a workflow ID or a unique prefix of the commit SHA.",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			id, err := starter.Resolve(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			res, err := starter.Decide(cmd.Context(), c, id, workflows.DecisionRequest{Approve: approve, User: as, Comment: comment})
+			if err != nil {
+				return err
+			}
+			verb := "rejected"
+			if approve {
+				verb = "approved"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s by %s (state %s)\n", id, verb, as, res.State)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&as, "as", defaultUser(), "who decides (a configured approver)")
+	cmd.Flags().StringVar(&comment, "comment", "", "why")
+	return cmd
+}
+
+func statusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status ID",
+		Short: "Show what a change run is doing",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			id, err := starter.Resolve(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			run, err := starter.Status(cmd.Context(), c, id)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(run)
+			}
+			printStatus(cmd.OutOrStdout(), run)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object")
+	return cmd
+}
+
+func listCmd(g *globals) *cobra.Command {
+	var f starter.Filter
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List change runs, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			runs, err := starter.List(cmd.Context(), c, f)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				for _, r := range runs {
+					if err := enc.Encode(r); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATE\tSTACKS\tAPPROVER")
+			for _, r := range runs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, r.State, strings.Join(r.Stacks, ","), r.Approver)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&f.Stack, "stack", "", "only runs touching this stack")
+	cmd.Flags().StringVar(&f.State, "state", "", "only runs in this state")
+	cmd.Flags().IntVar(&f.Limit, "limit", 50, "at most this many runs")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per run")
+	return cmd
+}
+
+func printStatus(w io.Writer, r starter.Run) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	fmt.Fprintf(tw, "run\t%s\n", r.ID)
+	fmt.Fprintf(tw, "state\t%s\n", r.State)
+	fmt.Fprintf(tw, "commit\t%s\n", r.Commit)
+	if r.Subject != "" {
+		fmt.Fprintf(tw, "subject\t%s\n", r.Subject)
+	}
+	if r.Author != "" {
+		fmt.Fprintf(tw, "author\t%s\n", r.Author)
+	}
+	fmt.Fprintf(tw, "stacks\t%s\n", strings.Join(r.Stacks, ", "))
+	if r.Detail != "" {
+		fmt.Fprintf(tw, "detail\t%s\n", r.Detail)
+	}
+	if st := r.Status; st != nil {
+		for _, p := range st.Plans {
+			fmt.Fprintf(tw, "plan\t%s: +%d ~%d ±%d -%d (digest %.12s)\n", p.Stack, p.Create, p.Update, p.Replace, p.Delete, p.Digest)
+		}
+		if st.Approval.Required && st.Decision == nil {
+			fmt.Fprintf(tw, "approvers\t%s (until %s)\n", strings.Join(st.Approval.Approvers, ", "), st.Approval.Deadline.Format("2006-01-02 15:04:05Z07:00"))
+		}
+		if d := st.Decision; d != nil {
+			verb := "rejected"
+			if d.Approve {
+				verb = "approved"
+			}
+			fmt.Fprintf(tw, "decision\t%s by %s %s\n", verb, d.User, d.Comment)
+		}
+		for _, v := range st.Verifications {
+			for _, c := range v.Results {
+				mark := "ok"
+				if !c.Passed {
+					mark = "FAILED"
+				}
+				fmt.Fprintf(tw, "verify\t%s %s %s: %s\n", v.Stack, mark, c.Check, c.Detail)
+			}
+		}
+	}
+	if r.Error != "" {
+		fmt.Fprintf(tw, "error\t%s\n", r.Error)
+	}
+}

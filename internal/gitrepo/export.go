@@ -1,0 +1,146 @@
+package gitrepo
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// completeMarker marks an exported tree as whole; a folder without it was
+// left by a crashed export and is never trusted.
+const completeMarker = ".changeops-export-complete"
+
+// Export writes the tree of commit sha into dest, once: a later call finds
+// the complete export and returns at once. The tree is written to a sibling
+// temporary folder and renamed into place, so dest is either absent or whole.
+func Export(repo *git.Repository, sha, dest string) error {
+	if _, err := os.Stat(filepath.Join(dest, completeMarker)); err == nil {
+		return nil
+	}
+	c, err := repo.CommitObject(plumbing.NewHash(sha))
+	if err != nil {
+		return fmt.Errorf("%w: %s", ErrCommitNotFound, sha)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return fmt.Errorf("read tree of %s: %w", sha, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return fmt.Errorf("export %s: %w", sha, err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("export %s: %w", sha, err)
+	}
+	defer os.RemoveAll(tmp) // no-op after a successful rename
+	if err := writeTree(tree, tmp); err != nil {
+		return fmt.Errorf("export %s: %w", sha, err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, completeMarker), []byte(sha+"\n"), 0o644); err != nil {
+		return fmt.Errorf("export %s: %w", sha, err)
+	}
+	// A half-written dest from a crash has no marker: replace it.
+	if err := os.RemoveAll(dest); err != nil {
+		return fmt.Errorf("export %s: clear %s: %w", sha, dest, err)
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		if _, statErr := os.Stat(filepath.Join(dest, completeMarker)); statErr == nil {
+			return nil // a concurrent export won the race; its copy is whole
+		}
+		return fmt.Errorf("export %s: %w", sha, err)
+	}
+	return nil
+}
+
+func writeTree(tree *object.Tree, dir string) error {
+	walker := object.NewTreeWalker(tree, true, nil)
+	defer walker.Close()
+	for {
+		name, entry, err := walker.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(dir, filepath.FromSlash(name))
+		switch entry.Mode {
+		case filemode.Dir:
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				return err
+			}
+		case filemode.Submodule:
+			// Submodules are not part of the tree's content; skip them.
+		case filemode.Symlink:
+			target, err := blobString(tree, name)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(target, path); err != nil {
+				return err
+			}
+		default:
+			if err := writeBlob(tree, name, path, entry.Mode); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func blobString(tree *object.Tree, name string) (string, error) {
+	f, err := tree.File(name)
+	if err != nil {
+		return "", err
+	}
+	return f.Contents()
+}
+
+func writeBlob(tree *object.Tree, name, path string, mode filemode.FileMode) error {
+	f, err := tree.File(name)
+	if err != nil {
+		return err
+	}
+	perm := fs.FileMode(0o644)
+	if mode == filemode.Executable {
+		perm = 0o755
+	}
+	r, err := f.Reader()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, r); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// HasFile says whether the tree of sha holds path.
+func HasFile(repo *git.Repository, sha, path string) (bool, error) {
+	c, err := repo.CommitObject(plumbing.NewHash(sha))
+	if err != nil {
+		return false, fmt.Errorf("%w: %s", ErrCommitNotFound, sha)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return false, err
+	}
+	_, err = tree.File(path)
+	if errors.Is(err, object.ErrFileNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}

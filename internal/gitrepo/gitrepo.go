@@ -1,0 +1,288 @@
+// Package gitrepo keeps one cached bare clone of the infrastructure
+// repository and answers the questions a change run asks of git: what is new
+// on the branch, what a commit changed, and what its tree holds. Every fetch
+// is incremental; the cache is never a working tree, so Pulumi never writes
+// into it (workspaces are exported copies).
+package gitrepo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+
+	"github.com/go-git/go-git/v5"
+	gitconfig "github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+)
+
+// ErrCommitNotFound is returned for a revision the remote does not have.
+var ErrCommitNotFound = errors.New("commit not found")
+
+// Repo is a cached bare clone of one remote.
+type Repo struct {
+	url  string
+	dir  string
+	auth transport.AuthMethod
+
+	mu sync.Mutex // serialises fetches within this process; flock across processes
+}
+
+// Options configure a Repo.
+type Options struct {
+	URL string
+	// Dir is where the bare clone lives; created on first use.
+	Dir string
+	// Username and Password enable HTTP basic auth (a token as password).
+	Username, Password string
+}
+
+// New returns a Repo; nothing touches the disk or network until first use.
+func New(opts Options) *Repo {
+	r := &Repo{url: opts.URL, dir: opts.Dir}
+	if opts.Username != "" || opts.Password != "" {
+		r.auth = &githttp.BasicAuth{Username: opts.Username, Password: opts.Password}
+	}
+	return r
+}
+
+// URL returns the remote's URL.
+func (r *Repo) URL() string { return r.url }
+
+// Auth returns the transport auth for pushes by other packages.
+func (r *Repo) Auth() transport.AuthMethod { return r.auth }
+
+// open opens the cache, creating it on first use.
+func (r *Repo) open() (*git.Repository, error) {
+	repo, err := git.PlainOpen(r.dir)
+	if err == nil {
+		return repo, nil
+	}
+	if !errors.Is(err, git.ErrRepositoryNotExists) {
+		return nil, fmt.Errorf("open git cache %s: %w", r.dir, err)
+	}
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create git cache %s: %w", r.dir, err)
+	}
+	repo, err = git.PlainInit(r.dir, true)
+	if err != nil {
+		return nil, fmt.Errorf("init git cache %s: %w", r.dir, err)
+	}
+	if _, err := repo.CreateRemote(&gitconfig.RemoteConfig{Name: "origin", URLs: []string{r.url}}); err != nil {
+		return nil, fmt.Errorf("init git cache %s: %w", r.dir, err)
+	}
+	return repo, nil
+}
+
+// lock serialises writers of the cache, across goroutines and processes (a
+// worker and a `changeops start` may fetch at once).
+func (r *Repo) lock() (func(), error) {
+	r.mu.Lock()
+	if err := os.MkdirAll(filepath.Dir(r.dir), 0o755); err != nil {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("lock git cache: %w", err)
+	}
+	f, err := os.OpenFile(r.dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("lock git cache: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		r.mu.Unlock()
+		return nil, fmt.Errorf("lock git cache: %w", err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+		r.mu.Unlock()
+	}, nil
+}
+
+// Fetch brings every branch of the remote into the cache and returns it open.
+func (r *Repo) Fetch(ctx context.Context) (*git.Repository, error) {
+	unlock, err := r.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	repo, err := r.open()
+	if err != nil {
+		return nil, err
+	}
+	err = repo.FetchContext(ctx, &git.FetchOptions{
+		RemoteName: "origin",
+		RefSpecs:   []gitconfig.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
+		Auth:       r.auth,
+		Tags:       git.NoTags,
+		Force:      true,
+	})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return nil, fmt.Errorf("fetch %s: %w", r.url, err)
+	}
+	return repo, nil
+}
+
+// IsAuthError says whether err is the remote refusing our credentials.
+func IsAuthError(err error) bool {
+	return errors.Is(err, transport.ErrAuthenticationRequired) ||
+		errors.Is(err, transport.ErrAuthorizationFailed)
+}
+
+// Head returns the branch head as last fetched.
+func Head(repo *git.Repository, branch string) (string, error) {
+	ref, err := repo.Reference(plumbing.NewRemoteReferenceName("origin", branch), true)
+	if err != nil {
+		return "", fmt.Errorf("branch %s not found on the remote: check repo.branch: %w", branch, err)
+	}
+	return ref.Hash().String(), nil
+}
+
+// Resolve turns a full or abbreviated SHA into a full one.
+func Resolve(repo *git.Repository, rev string) (string, error) {
+	h, err := repo.ResolveRevision(plumbing.Revision(rev))
+	if err != nil {
+		return "", fmt.Errorf("%w: %s", ErrCommitNotFound, rev)
+	}
+	if _, err := repo.CommitObject(*h); err != nil {
+		return "", fmt.Errorf("%w: %s", ErrCommitNotFound, rev)
+	}
+	return h.String(), nil
+}
+
+// CommitInfo is the part of a commit people read.
+type CommitInfo struct {
+	SHA, Parent, Subject, AuthorName, AuthorEmail string
+	Commit                                        *object.Commit
+}
+
+// Lookup reads a commit.
+func Lookup(repo *git.Repository, sha string) (*CommitInfo, error) {
+	c, err := repo.CommitObject(plumbing.NewHash(sha))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrCommitNotFound, sha)
+	}
+	info := &CommitInfo{
+		SHA:         c.Hash.String(),
+		Subject:     subject(c.Message),
+		AuthorName:  c.Author.Name,
+		AuthorEmail: c.Author.Email,
+		Commit:      c,
+	}
+	if c.NumParents() > 0 {
+		info.Parent = c.ParentHashes[0].String()
+	}
+	return info, nil
+}
+
+func subject(msg string) string {
+	for i, ch := range msg {
+		if ch == '\n' {
+			return msg[:i]
+		}
+	}
+	return msg
+}
+
+// ChangedPaths lists the paths a commit changed against its first parent
+// (both sides of a rename), sorted. A root commit changes every path.
+func ChangedPaths(c *object.Commit) ([]string, error) {
+	tree, err := c.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("read tree of %s: %w", c.Hash, err)
+	}
+	var parentTree *object.Tree
+	if c.NumParents() > 0 {
+		parent, err := c.Parent(0)
+		if err != nil {
+			return nil, fmt.Errorf("read parent of %s: %w", c.Hash, err)
+		}
+		if parentTree, err = parent.Tree(); err != nil {
+			return nil, fmt.Errorf("read tree of %s: %w", parent.Hash, err)
+		}
+	}
+	changes, err := object.DiffTree(parentTree, tree)
+	if err != nil {
+		return nil, fmt.Errorf("diff %s against its parent: %w", c.Hash, err)
+	}
+	seen := map[string]bool{}
+	for _, ch := range changes {
+		seen[ch.From.Name] = true
+		seen[ch.To.Name] = true
+	}
+	delete(seen, "")
+	paths := make([]string, 0, len(seen))
+	for p := range seen {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	return paths, nil
+}
+
+// FirstParentsSince walks the first-parent chain from head back to stop and
+// returns the commits after stop, oldest first, at most limit of them (the
+// oldest ones, so a long backlog is worked through in order). found is false
+// when stop is not on the chain: history was rewritten.
+func FirstParentsSince(repo *git.Repository, head, stop string, limit int) (commits []string, found bool, err error) {
+	h := plumbing.NewHash(head)
+	var chain []string
+	for {
+		if h.String() == stop {
+			found = true
+			break
+		}
+		c, err := repo.CommitObject(h)
+		if err != nil {
+			return nil, false, fmt.Errorf("walk first parents from %s: %w", head, err)
+		}
+		chain = append(chain, h.String())
+		if c.NumParents() == 0 {
+			break
+		}
+		h = c.ParentHashes[0]
+	}
+	if !found {
+		return nil, false, nil
+	}
+	// chain is newest first; take the oldest `limit`.
+	n := len(chain)
+	if limit > 0 && n > limit {
+		chain = chain[n-limit:]
+	}
+	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
+		chain[i], chain[j] = chain[j], chain[i]
+	}
+	return chain, true, nil
+}
+
+// EnsureCommit returns the cache holding sha, fetching only when the cache
+// does not have it yet: plans and applies of a known commit cost no network.
+func (r *Repo) EnsureCommit(ctx context.Context, sha string) (*git.Repository, error) {
+	unlock, err := r.lock()
+	if err != nil {
+		return nil, err
+	}
+	repo, err := r.open()
+	unlock()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Resolve(repo, sha); err == nil {
+		return repo, nil
+	}
+	repo, err = r.Fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Resolve(repo, sha); err != nil {
+		return nil, err
+	}
+	return repo, nil
+}

@@ -1,0 +1,117 @@
+// Package pulumienv is the Pulumi toolchain as changeops runs it: the pinned
+// CLI and language host under Root/bin, a PULUMI_HOME of changeops' own with
+// its provider plugins installed from local files, and the environment that
+// keeps the engine offline (no update check, no plugin downloads, no plugins
+// picked up from PATH).
+package pulumienv
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+)
+
+// Versions changeops is built and tested against. scripts/toolchain reads
+// these lines; keep them one per line.
+const (
+	PulumiVersion   = "v3.259.0"
+	YAMLVersion     = "1.38.1"
+	ProviderName    = "changeops"
+	ProviderVersion = "0.1.0"
+)
+
+// Env is one Pulumi toolchain and state backend.
+type Env struct {
+	// Root holds bin/pulumi, bin/pulumi-language-yaml and the provider binaries.
+	Root string
+	// Home is PULUMI_HOME.
+	Home string
+	// BackendURL is the DIY backend (file://...).
+	BackendURL string
+	// Passphrase encrypts stack secrets; passed to the CLI in its environment only.
+	Passphrase string
+}
+
+// Vars is the environment every Pulumi CLI call gets.
+func (e Env) Vars() map[string]string {
+	return map[string]string{
+		"PULUMI_HOME":                                 e.Home,
+		"PULUMI_BACKEND_URL":                          e.BackendURL,
+		"PULUMI_CONFIG_PASSPHRASE":                    e.Passphrase,
+		"PULUMI_SKIP_UPDATE_CHECK":                    "true",
+		"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+		"PULUMI_IGNORE_AMBIENT_PLUGINS":               "true",
+		// The YAML language host lives beside the CLI; PATH lets the engine
+		// find it wherever it looks.
+		"PATH": filepath.Join(e.Root, "bin") + string(os.PathListSeparator) + os.Getenv("PATH"),
+	}
+}
+
+// Command returns the pinned CLI for the Automation API, refusing one of
+// another version with an error that says how to install the right one.
+func (e Env) Command() (auto.PulumiCommand, error) {
+	cmd, err := auto.NewPulumiCommand(&auto.PulumiCommandOptions{Root: e.Root})
+	if err != nil {
+		return nil, fmt.Errorf("pulumi CLI under %s/bin: %w (run scripts/toolchain to build it)", e.Root, err)
+	}
+	if got := "v" + strings.TrimPrefix(cmd.Version().String(), "v"); got != PulumiVersion {
+		return nil, fmt.Errorf("pulumi CLI under %s/bin is %s, changeops needs %s (run scripts/toolchain)", e.Root, got, PulumiVersion)
+	}
+	return cmd, nil
+}
+
+// pluginDir is where `pulumi plugin install` puts a resource plugin.
+func (e Env) pluginDir(name, version string) string {
+	return filepath.Join(e.Home, "plugins", fmt.Sprintf("resource-%s-v%s", name, version))
+}
+
+// EnsurePlugins installs changeops' provider into Home from Root/bin unless
+// the same binary is installed already (a rebuilt provider of the same
+// version replaces the old one). Plugin acquisition is off, so a missing
+// plugin would otherwise fail every preview.
+func (e Env) EnsurePlugins(ctx context.Context) error {
+	bin := filepath.Join(e.Root, "bin", "pulumi-resource-"+ProviderName)
+	want, err := fileDigest(bin)
+	if err != nil {
+		return fmt.Errorf("provider %s %s: %s is missing (run scripts/toolchain): %w", ProviderName, ProviderVersion, bin, err)
+	}
+	installed := filepath.Join(e.pluginDir(ProviderName, ProviderVersion), "pulumi-resource-"+ProviderName)
+	if got, err := fileDigest(installed); err == nil && got == want {
+		return nil
+	}
+	if err := os.MkdirAll(e.Home, 0o755); err != nil {
+		return fmt.Errorf("create PULUMI_HOME %s: %w", e.Home, err)
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(e.Root, "bin", "pulumi"),
+		"plugin", "install", "resource", ProviderName, ProviderVersion, "--file", bin, "--reinstall")
+	cmd.Env = os.Environ()
+	for k, v := range e.Vars() {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("install provider %s %s into %s: %w: %s", ProviderName, ProviderVersion, e.Home, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,36 @@
+// Command changeops turns every commit merged into an infrastructure repo
+// into a durable Temporal workflow: plan with Pulumi, approve, apply,
+// verify. See README.md.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/changeops/changeops/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(cli.Main(ctx, os.Args[1:], cli.Env{
+		Getenv: os.Getenv,
+		Stdout: os.Stdout,
+		Stderr: os.Stderr,
+		Tools:  toolsDir(),
+	}))
+}
+
+// toolsDir is where scripts/toolchain installs the pinned binaries.
+func toolsDir() string {
+	if d := os.Getenv("CHANGEOPS_TOOLS"); d != "" {
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "changeops")
+	}
+	return ".changeops/tools"
+}

@@ -1,0 +1,140 @@
+package starter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/changeops/changeops/workflows"
+)
+
+// Run is one change run as `list` and `status --json` print it.
+type Run struct {
+	ID           string   `json:"id"`
+	Commit       string   `json:"commit"`
+	Stacks       []string `json:"stacks"`
+	State        string   `json:"state"`
+	Approver     string   `json:"approver"`
+	RevertCommit string   `json:"revert_commit"`
+	Author       string   `json:"author,omitempty"`
+	Subject      string   `json:"subject,omitempty"`
+	Detail       string   `json:"detail,omitempty"`
+	Error        string   `json:"error,omitempty"`
+	// Status is the full query answer when the run could be queried.
+	Status *workflows.Status `json:"status,omitempty"`
+}
+
+// Filter narrows List.
+type Filter struct {
+	Stack        string
+	State        string
+	CommitPrefix string
+	Limit        int
+}
+
+func (f Filter) query() string {
+	q := []string{fmt.Sprintf("WorkflowType = '%s'", workflows.ChangeWorkflowName)}
+	if f.Stack != "" {
+		q = append(q, fmt.Sprintf("ChangeStacks = '%s'", escape(f.Stack)))
+	}
+	if f.State != "" {
+		q = append(q, fmt.Sprintf("ChangeState = '%s'", escape(f.State)))
+	}
+	if f.CommitPrefix != "" {
+		q = append(q, fmt.Sprintf("ChangeCommit STARTS_WITH '%s'", escape(f.CommitPrefix)))
+	}
+	return strings.Join(q, " AND ")
+}
+
+func escape(s string) string { return strings.ReplaceAll(s, "'", "\\'") }
+
+// List returns change runs, newest first, from Temporal visibility.
+func List(ctx context.Context, c client.Client, f Filter) ([]Run, error) {
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	var out []Run
+	var token []byte
+	for len(out) < f.Limit {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query:         f.query(),
+			PageSize:      int32(min(f.Limit, 100)),
+			NextPageToken: token,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list change runs (%s): %w", f.query(), err)
+		}
+		for _, e := range resp.GetExecutions() {
+			out = append(out, runFromAttributes(e.GetExecution().GetWorkflowId(), e.GetSearchAttributes().GetIndexedFields()))
+		}
+		token = resp.GetNextPageToken()
+		if len(token) == 0 {
+			break
+		}
+	}
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out, nil
+}
+
+func runFromAttributes(id string, fields map[string]*commonpb.Payload) Run {
+	r := Run{ID: id, Stacks: []string{}}
+	decode := func(name string, into any) {
+		if p, ok := fields[name]; ok {
+			_ = converter.GetDefaultDataConverter().FromPayload(p, into)
+		}
+	}
+	decode("ChangeCommit", &r.Commit)
+	decode("ChangeStacks", &r.Stacks)
+	decode("ChangeState", &r.State)
+	decode("ChangeApprover", &r.Approver)
+	decode("ChangeAuthor", &r.Author)
+	if r.Stacks == nil {
+		r.Stacks = []string{}
+	}
+	return r
+}
+
+// Status asks a run for its full status; a run whose worker is gone is still
+// described from its search attributes.
+func Status(ctx context.Context, c client.Client, id string) (Run, error) {
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return Run{}, fmt.Errorf("no change run %s", id)
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("describe %s: %w", id, err)
+	}
+	run := runFromAttributes(id, desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields())
+	resp, err := c.QueryWorkflow(ctx, id, "", workflows.StatusQuery)
+	if err != nil {
+		run.Detail = "status query unavailable (is a worker running?): " + err.Error()
+		return run, nil
+	}
+	var st workflows.Status
+	if err := resp.Get(&st); err != nil {
+		return run, fmt.Errorf("decode status of %s: %w", id, err)
+	}
+	run.Status = &st
+	run.Commit = st.Commit.SHA
+	run.Stacks = append([]string{}, st.Stacks...)
+	run.State = st.State
+	run.RevertCommit = st.RevertCommit
+	run.Author = st.Commit.AuthorEmail
+	run.Subject = st.Commit.Subject
+	run.Detail = st.Detail
+	run.Error = st.Error
+	if st.Decision != nil {
+		run.Approver = st.Decision.User
+	}
+	return run, nil
+}

@@ -1,0 +1,122 @@
+// Package starter is the client side of changeops: start a change run by
+// hand, decide a waiting one, and read runs back. The CLI and the tests use
+// the same functions, so what the tests prove is what users run.
+package starter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/gitrepo"
+	"github.com/changeops/changeops/workflows"
+)
+
+// Started says which run a Start found or began.
+type Started struct {
+	ID      string
+	Commit  string
+	Existed bool
+}
+
+// Start resolves rev (a full or abbreviated SHA) on the configured remote
+// and starts the commit's change run, or finds the one that exists.
+func Start(ctx context.Context, c client.Client, cfg *config.Config, repo *gitrepo.Repo, rev string) (Started, error) {
+	g, err := repo.Fetch(ctx)
+	if err != nil {
+		return Started{}, err
+	}
+	sha, err := gitrepo.Resolve(g, rev)
+	if err != nil {
+		return Started{}, fmt.Errorf("commit %s is not on %s: check the SHA and that it was pushed", rev, cfg.Repo.URL)
+	}
+	id := workflows.ChangeWorkflowID(cfg.Repo.Branch, sha)
+	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                    id,
+		TaskQueue:             cfg.Temporal.TaskQueue,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		StaticSummary:         fmt.Sprintf("Change %s on %s (started by hand)", sha[:7], cfg.Repo.Branch),
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.ChangeCommit.ValueSet(sha),
+			workflows.ChangeBranch.ValueSet(cfg.Repo.Branch),
+			workflows.ChangeState.ValueSet(workflows.StatePlanning),
+		),
+	}, workflows.ChangeWorkflowName, workflows.ChangeInput{Branch: cfg.Repo.Branch, Commit: sha, UIURL: cfg.Temporal.UIURL})
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	switch {
+	case errors.As(err, &already):
+		return Started{ID: id, Commit: sha, Existed: true}, nil
+	case err != nil:
+		return Started{}, fmt.Errorf("start change run %s: %w", id, err)
+	}
+	return Started{ID: id, Commit: sha}, nil
+}
+
+// Decide approves or rejects a waiting run through the validated Update, so
+// a refusal (not an approver, the author under four eyes, not waiting)
+// comes back at once as an error saying why.
+func Decide(ctx context.Context, c client.Client, id string, req workflows.DecisionRequest) (workflows.DecisionResult, error) {
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   id,
+		UpdateName:   workflows.DecisionUpdate,
+		Args:         []any{req},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return workflows.DecisionResult{}, refusal(id, err)
+	}
+	var res workflows.DecisionResult
+	if err := h.Get(ctx, &res); err != nil {
+		return workflows.DecisionResult{}, refusal(id, err)
+	}
+	return res, nil
+}
+
+func refusal(id string, err error) error {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return fmt.Errorf("refused: %s", appErr.Message())
+	}
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return fmt.Errorf("no running change %s: it finished or never started (see changeops status)", id)
+	}
+	return fmt.Errorf("decide %s: %w", id, err)
+}
+
+// Resolve turns a workflow ID or a unique prefix of a commit SHA into a
+// change run's workflow ID.
+func Resolve(ctx context.Context, c client.Client, ref string) (string, error) {
+	if strings.HasPrefix(ref, "change/") {
+		return ref, nil
+	}
+	if len(ref) < 4 || strings.Trim(ref, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("%q is neither a workflow ID (change/<branch>/<sha>) nor a commit SHA prefix of 4+ hex digits", ref)
+	}
+	runs, err := List(ctx, c, Filter{CommitPrefix: ref, Limit: 10})
+	if err != nil {
+		return "", err
+	}
+	ids := map[string]bool{}
+	var uniq []string
+	for _, r := range runs {
+		if !ids[r.ID] {
+			ids[r.ID] = true
+			uniq = append(uniq, r.ID)
+		}
+	}
+	switch len(uniq) {
+	case 0:
+		return "", fmt.Errorf("no change run for a commit starting with %s", ref)
+	case 1:
+		return uniq[0], nil
+	}
+	return "", fmt.Errorf("%s matches several runs (%s): give more of the SHA", ref, strings.Join(uniq, ", "))
+}

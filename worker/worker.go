@@ -1,0 +1,166 @@
+// Package worker is changeops' long-running process: it connects to
+// Temporal, registers the workflows and activities, keeps the branch watcher
+// running and serves the HTTP endpoints.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/gitrepo"
+	"github.com/changeops/changeops/internal/notify"
+	"github.com/changeops/changeops/internal/pulumienv"
+	"github.com/changeops/changeops/workflows"
+)
+
+// Worker is a running changeops worker.
+type Worker struct {
+	cfg    *config.Config
+	logger *slog.Logger
+	client client.Client
+	worker sdkworker.Worker
+	http   *http.Server
+	ln     net.Listener
+}
+
+// Start connects, registers and starts everything, and returns once the
+// worker polls and the HTTP endpoints listen. Stop it with Stop.
+func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worker, error) {
+	env := pulumienv.Env{
+		Root:       cfg.Pulumi.Root,
+		Home:       cfg.Pulumi.Home,
+		BackendURL: cfg.Pulumi.BackendURL,
+		Passphrase: cfg.Secrets.PulumiPassphrase,
+	}
+	if _, err := env.Command(); err != nil {
+		return nil, err
+	}
+	if err := env.EnsurePlugins(ctx); err != nil {
+		return nil, err
+	}
+	if dir, ok := strings.CutPrefix(cfg.Pulumi.BackendURL, "file://"); ok {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create pulumi.backend_url folder %s: %w", dir, err)
+		}
+	}
+
+	c, err := Dial(ctx, cfg.Temporal, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := RegisterSearchAttributes(ctx, c, cfg.Temporal.Namespace); err != nil {
+		c.Close()
+		return nil, err
+	}
+
+	repo := gitrepo.New(gitrepo.Options{
+		URL:      cfg.Repo.URL,
+		Dir:      filepath.Join(cfg.DataDir, "git", "repo.git"),
+		Username: cfg.Secrets.GitUsername,
+		Password: cfg.Secrets.GitPassword,
+	})
+	notifier := notify.Multi{notify.Console{Logger: logger}}
+	if cfg.Secrets.SlackBotToken != "" {
+		notifier = append(notifier, notify.NewSlack(cfg.Secrets.SlackBotToken, cfg.Slack.Channel, cfg.Slack.APIURL))
+	}
+
+	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(workflows.ChangeWorkflow, workflow.RegisterOptions{Name: workflows.ChangeWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.WatcherWorkflow, workflow.RegisterOptions{Name: workflows.WatcherWorkflowName})
+	w.RegisterActivity(activities.New(cfg, repo, env, notifier))
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("listen on http.listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	wk := &Worker{cfg: cfg, logger: logger, client: c, worker: w, ln: ln}
+	wk.http = &http.Server{Handler: wk.routes(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := wk.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("http server stopped", "error", err)
+		}
+	}()
+
+	if err := w.Start(); err != nil {
+		wk.Stop()
+		return nil, fmt.Errorf("start worker on task queue %s: %w", cfg.Temporal.TaskQueue, err)
+	}
+	if err := wk.startWatcher(ctx); err != nil {
+		wk.Stop()
+		return nil, err
+	}
+	logger.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "repo", cfg.Repo.URL,
+		"branch", cfg.Repo.Branch, "http", ln.Addr().String())
+	return wk, nil
+}
+
+// Run starts the worker and blocks until ctx is done.
+func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	w, err := Start(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
+
+// Client is the worker's Temporal client.
+func (w *Worker) Client() client.Client { return w.client }
+
+// Addr is where the HTTP endpoints listen.
+func (w *Worker) Addr() string { return w.ln.Addr().String() }
+
+// Stop stops polling, lets running activities finish, closes the HTTP
+// server and the client.
+func (w *Worker) Stop() {
+	w.worker.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = w.http.Shutdown(ctx)
+	w.client.Close()
+}
+
+// startWatcher makes sure the branch's watcher runs; an existing one is kept.
+func (w *Worker) startWatcher(ctx context.Context) error {
+	branch := w.cfg.Repo.Branch
+	_, err := w.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       workflows.WatcherWorkflowID(branch),
+		TaskQueue:                w.cfg.Temporal.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:            "Watch " + branch + " of " + w.cfg.Repo.URL,
+	}, workflows.WatcherWorkflowName, workflows.WatcherInput{Branch: branch, UIURL: w.cfg.Temporal.UIURL})
+	if err != nil {
+		return fmt.Errorf("start watcher of branch %s: %w", branch, err)
+	}
+	return nil
+}
+
+func (w *Worker) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) {
+		if _, err := w.client.CheckHealth(r.Context(), &client.CheckHealthRequest{}); err != nil {
+			http.Error(rw, "temporal unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(rw, "ok")
+	})
+	return mux
+}

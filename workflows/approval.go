@@ -1,0 +1,84 @@
+package workflows
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/config"
+)
+
+// approvalFor derives what a run asks of approvers from the stacks' policies
+// and their plans: manual stacks always ask; on-destructive stacks ask when
+// their plan replaces or deletes; auto stacks never ask. A person must be
+// allowed on every stack that asks, and four eyes on any of them binds the
+// whole change. The shortest approval timeout applies.
+func approvalFor(stacks []config.Stack, plans []activities.PlanResult) Approval {
+	destructive := map[string]bool{}
+	for _, p := range plans {
+		destructive[p.Stack] = p.Destructive()
+	}
+	var a Approval
+	for _, s := range stacks {
+		asks := s.Approval == config.ApprovalManual ||
+			(s.Approval == config.ApprovalOnDestructive && destructive[s.Name])
+		if !asks {
+			continue
+		}
+		if !a.Required {
+			a.Required = true
+			a.Approvers = slices.Clone(s.Approvers)
+			a.Timeout = s.ApprovalTimeout.D()
+		} else {
+			a.Approvers = slices.DeleteFunc(a.Approvers, func(u string) bool { return !slices.Contains(s.Approvers, u) })
+			a.Timeout = min(a.Timeout, s.ApprovalTimeout.D())
+		}
+		a.Stacks = append(a.Stacks, s.Name)
+		a.FourEyes = a.FourEyes || s.FourEyes
+	}
+	slices.Sort(a.Approvers)
+	return a
+}
+
+// isAuthor says whether user names the commit's author: the user ID given
+// to --as or by Slack is compared with the author's name, email and the
+// email's local part, ignoring case.
+func isAuthor(user string, c activities.Commit) bool {
+	local, _, _ := strings.Cut(c.AuthorEmail, "@")
+	for _, id := range []string{c.AuthorName, c.AuthorEmail, local} {
+		if id != "" && strings.EqualFold(user, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// validateDecision is the one rule for signals and updates alike: only a
+// waiting run can be decided, once, by an allowed approver, and with four
+// eyes never approved by its author.
+func validateDecision(st *Status, req DecisionRequest) error {
+	short := shortSHA(st.Commit.SHA)
+	switch {
+	case strings.TrimSpace(req.User) == "":
+		return fmt.Errorf("a decision needs a user: pass --as USER")
+	case st.Decision != nil:
+		return fmt.Errorf("change %s was already decided by %s", short, st.Decision.User)
+	case st.State != StateAwaitingApproval:
+		return fmt.Errorf("change %s is %s, not awaiting approval", short, st.State)
+	case !slices.Contains(st.Approval.Approvers, req.User):
+		return fmt.Errorf("%s may not decide change %s: approvers for %s are %s",
+			req.User, short, strings.Join(st.Approval.Stacks, ", "), strings.Join(st.Approval.Approvers, ", "))
+	case req.Approve && st.Approval.FourEyes && isAuthor(req.User, st.Commit):
+		return fmt.Errorf("%s wrote commit %s and %s require four eyes: another approver must approve",
+			req.User, short, strings.Join(st.Approval.Stacks, ", "))
+	}
+	return nil
+}
+
+func shortSHA(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}

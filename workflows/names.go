@@ -1,0 +1,71 @@
+// Package workflows holds changeops' deterministic workflow code: the change
+// run (one per merged commit) and the branch watcher. Everything that touches
+// the world is an activity in package activities.
+package workflows
+
+import (
+	"go.temporal.io/sdk/temporal"
+)
+
+// Names of workflows, signals, updates and queries. Clients (the CLI, Slack,
+// webhooks) script against these; they are part of the recorded histories,
+// so renaming one is a breaking change.
+const (
+	ChangeWorkflowName  = "ChangeWorkflow"
+	WatcherWorkflowName = "WatcherWorkflow"
+
+	// DecisionSignal carries an approval or rejection (Slack buttons).
+	DecisionSignal = "decision"
+	// DecisionUpdate carries the same, validated up front so the caller
+	// hears at once whether it was accepted (the CLI).
+	DecisionUpdate = "decide"
+	// StatusQuery returns the run's Status.
+	StatusQuery = "status"
+
+	// PokeSignal asks the watcher to poll now (webhooks).
+	PokeSignal = "poke"
+)
+
+// States of a change run, as shown in ChangeState and the CLI.
+const (
+	StatePlanning         = "planning"
+	StateQueued           = "queued"
+	StateAwaitingApproval = "awaiting-approval"
+	StateApplying         = "applying"
+	StateVerifying        = "verifying"
+	StateSucceeded        = "succeeded"
+	StateNoOp             = "no-op"
+	StateRejected         = "rejected"
+	StateExpired          = "expired"
+	StateRollingBack      = "rolling-back"
+	StateRolledBack       = "rolled-back"
+	StateRollbackFailed   = "rollback-failed"
+	StateFailed           = "failed"
+)
+
+// Search attributes the design names, typed once. Keyword kinds for IDs: the
+// String kind is tokenised text and would match commit prefixes loosely.
+var (
+	ChangeCommit   = temporal.NewSearchAttributeKeyKeyword("ChangeCommit")
+	ChangeBranch   = temporal.NewSearchAttributeKeyKeyword("ChangeBranch")
+	ChangeStacks   = temporal.NewSearchAttributeKeyKeywordList("ChangeStacks")
+	ChangeAuthor   = temporal.NewSearchAttributeKeyKeyword("ChangeAuthor")
+	ChangeState    = temporal.NewSearchAttributeKeyKeyword("ChangeState")
+	ChangeApprover = temporal.NewSearchAttributeKeyKeyword("ChangeApprover")
+)
+
+// SearchAttributes lists every key for registration at start-up.
+var SearchAttributes = []temporal.SearchAttributeKey{
+	ChangeCommit, ChangeBranch, ChangeStacks, ChangeAuthor, ChangeState, ChangeApprover,
+}
+
+// ChangeWorkflowID is the one ID a commit's run can have, so a webhook retry
+// and a poll that both see the commit start one run.
+func ChangeWorkflowID(branch, sha string) string {
+	return "change/" + branch + "/" + sha
+}
+
+// WatcherWorkflowID names the watcher of a branch.
+func WatcherWorkflowID(branch string) string {
+	return "watcher/" + branch
+}

@@ -1,0 +1,69 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/changeops/changeops/activities"
+)
+
+// Activity options, one function per kind of call, so each call site says
+// what it is running with.
+
+func withOptions(ctx workflow.Context, o workflow.ActivityOptions) workflow.Context {
+	return workflow.WithActivityOptions(ctx, o)
+}
+
+// gitOptions: fetches are retried through remote outages for a while; a
+// commit that does not exist or a stack folder that is missing are not.
+func gitOptions(summary string) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		Summary:             summary,
+		StartToCloseTimeout: 10 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			MaximumAttempts:        20,
+			NonRetryableErrorTypes: []string{activities.ErrCommitNotFound, activities.ErrStackInvalid},
+		},
+	}
+}
+
+// pulumiOptions: previews and ups heartbeat; a worker that dies is noticed
+// within the heartbeat timeout and the call runs again elsewhere.
+func pulumiOptions(summary string, timeout time.Duration) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		Summary:             summary,
+		StartToCloseTimeout: timeout,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        2 * time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			MaximumAttempts:        10,
+			NonRetryableErrorTypes: []string{activities.ErrPulumiProgram, activities.ErrStackInvalid, activities.ErrCommitNotFound},
+		},
+	}
+}
+
+func verifyOptions(summary string) workflow.ActivityOptions {
+	o := pulumiOptions(summary, 15*time.Minute)
+	o.HeartbeatTimeout = 2 * time.Minute // one check may take a minute between heartbeats
+	return o
+}
+
+// notifyOptions: a few quick tries, then the run moves on.
+func notifyOptions(summary string) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		Summary:             summary,
+		StartToCloseTimeout: 15 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumAttempts:    3,
+		},
+	}
+}

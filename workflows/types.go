@@ -1,0 +1,88 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/changeops/changeops/activities"
+)
+
+// ChangeInput starts a change run for one commit on a branch.
+type ChangeInput struct {
+	Branch string
+	Commit string
+	// UIURL is the Temporal Web UI base for links in notifications.
+	UIURL string
+}
+
+// ChangeResult is how a run ended. Outcomes such as a rejection or a failed
+// verification are results, not workflow errors.
+type ChangeResult struct {
+	State  string
+	Reason string
+}
+
+// DecisionRequest approves or rejects a waiting change.
+type DecisionRequest struct {
+	Approve bool
+	User    string
+	Comment string
+}
+
+// DecisionResult answers an accepted decision (the Update's return value).
+type DecisionResult struct {
+	State string
+}
+
+// Decision is a recorded decision.
+type Decision struct {
+	Approve bool
+	User    string
+	Comment string
+	At      time.Time
+	// Auto is set when policy approved without a person.
+	Auto bool
+}
+
+// Approval is what the run asks of approvers, derived from the plan and the
+// stacks' policies.
+type Approval struct {
+	Required  bool
+	Stacks    []string // stacks whose policy asks for a person
+	Approvers []string // who may decide: allowed on every such stack
+	FourEyes  bool
+	Timeout   time.Duration
+	Deadline  time.Time
+}
+
+// Step is one state the run entered, with when.
+type Step struct {
+	State string
+	At    time.Time
+}
+
+// Status is everything the run knows, returned by StatusQuery.
+type Status struct {
+	ID            string
+	Branch        string
+	Commit        activities.Commit
+	ChangedPaths  []string
+	Stacks        []string
+	State         string
+	Detail        string
+	Plans         []activities.PlanResult
+	Approval      Approval
+	Decision      *Decision
+	Refusals      []string
+	Applies       []activities.ApplyResult
+	Verifications []activities.VerifyResult
+	RevertCommit  string
+	Error         string
+	Steps         []Step
+}
+
+// WatcherInput is the watcher's state, carried across continue-as-new.
+type WatcherInput struct {
+	Branch   string
+	LastSeen string
+	UIURL    string
+}
