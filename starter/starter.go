@@ -42,7 +42,9 @@ func Start(ctx context.Context, c client.Client, cfg *config.Config, repo *gitre
 		ID:                    id,
 		TaskQueue:             cfg.Temporal.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		StaticSummary:         fmt.Sprintf("Change %s on %s (started by hand)", sha[:7], cfg.Repo.Branch),
+		// Tell "found" from "started": the caller prints which.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("Change %s on %s (started by hand)", sha[:7], cfg.Repo.Branch),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.ChangeCommit.ValueSet(sha),
 			workflows.ChangeBranch.ValueSet(cfg.Repo.Branch),

@@ -1,0 +1,111 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `
+repo:
+  url: /srv/infra.git
+stacks:
+  - name: web
+    path: stacks/web
+    stack: prod
+    approvers: [bob]
+`
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+var withPassphrase = env(map[string]string{"PULUMI_CONFIG_PASSPHRASE": "s3cret"})
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(good), "/etc/changeops", withPassphrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Stacks[0]
+	checks := []struct {
+		field     string
+		got, want any
+	}{
+		{"repo.branch", cfg.Repo.Branch, "main"},
+		{"repo.poll_interval", cfg.Repo.PollInterval.D(), 30 * time.Second},
+		{"temporal.address", cfg.Temporal.Address, "localhost:7233"},
+		{"temporal.task_queue", cfg.Temporal.TaskQueue, "changeops"},
+		{"data_dir", cfg.DataDir, "/etc/changeops/.changeops/data"},
+		{"pulumi.backend_url", cfg.Pulumi.BackendURL, "file:///etc/changeops/.changeops/data/pulumi-state"},
+		{"stacks[0].approval", s.Approval, ApprovalManual},
+		{"stacks[0].approval_timeout", s.ApprovalTimeout.D(), 24 * time.Hour},
+		{"stacks[0].verify_timeout", s.VerifyTimeout.D(), 5 * time.Minute},
+		{"secret", cfg.Secrets.PulumiPassphrase, "s3cret"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.field, c.got, c.want)
+		}
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, yaml string
+		env        func(string) string
+		want       []string // every fragment must appear in the error
+	}{
+		{"unknown field", good + "  - name: api\n    path: stacks/api\n    stack: prod\n    aproval: auto\n", withPassphrase,
+			[]string{"field aproval not found", "README"}},
+		{"bad duration", strings.Replace(good, "url:", "poll_interval: soon\n  url:", 1), withPassphrase,
+			[]string{`"soon" is not a duration`, "30s"}},
+		{"missing secret", good, env(nil),
+			[]string{"pulumi.passphrase_env names environment variable PULUMI_CONFIG_PASSPHRASE, which is not set"}},
+		{"missing git secret", strings.Replace(good, "url: /srv/infra.git", "url: https://git.example.com/infra.git\n  username_env: GIT_USER\n  password_env: GIT_TOKEN", 1),
+			env(map[string]string{"PULUMI_CONFIG_PASSPHRASE": "x", "GIT_USER": "u"}),
+			[]string{"repo.password_env names environment variable GIT_TOKEN"}},
+		{"bad policy", strings.Replace(good, "stack: prod", "stack: prod\n    approval: sometimes", 1), withPassphrase,
+			[]string{`stacks[0] (web).approval "sometimes" is not a policy: use manual, auto or on-destructive`}},
+		{"no approvers", strings.Replace(good, "    approvers: [bob]\n", "", 1), withPassphrase,
+			[]string{"stacks[0] (web).approvers is empty but approval is manual"}},
+		{"duplicate name", good + "  - name: web\n    path: stacks/web2\n    stack: prod\n    approval: auto\n", withPassphrase,
+			[]string{`stacks[1] (web).name "web" is used twice`}},
+		{"path outside repo", strings.Replace(good, "path: stacks/web", "path: ../web", 1), withPassphrase,
+			[]string{`stacks[0] (web).path "../web" must be a folder inside the repository`}},
+		{"missing stack", strings.Replace(good, "    stack: prod\n", "", 1), withPassphrase,
+			[]string{"stacks[0] (web).stack is empty"}},
+		{"two checks in one", strings.Replace(good, "approvers: [bob]", "approvers: [bob]\n    verify:\n      - no_changes: true\n        command: [true]", 1), withPassphrase,
+			[]string{"stacks[0] (web).verify[0] must set exactly one of http, command, no_changes"}},
+		{"no repo", "stacks: []\n", withPassphrase,
+			[]string{"repo.url is empty", "stacks is empty"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse([]byte(c.yaml), "/etc/changeops", c.env)
+			if err == nil {
+				t.Fatalf("accepted, want an error naming %q", c.want)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	cfg, err := Parse([]byte(good), "/", withPassphrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+		if out := fmt.Sprintf(format, cfg); strings.Contains(out, "s3cret") {
+			t.Errorf("%s of the config prints the passphrase: %s", format, out)
+		}
+	}
+}

@@ -1,0 +1,295 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/gitrepo"
+	"github.com/changeops/changeops/starter"
+	"github.com/changeops/changeops/workflows"
+)
+
+// A commit pushed to a remote served by git http-backend with basic auth is
+// noticed by polling, planned, refused to its author (four eyes), approved
+// by another approver through the CLI's client path, applied (the file is on
+// disk and once in the Pulumi state), verified by a command check that reads
+// the stack's outputs and by no_changes, and ends succeeded.
+func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
+	const branch = "e2e-http"
+	remote := newRemote(t, branch)
+	out := filepath.Join(t.TempDir(), "site.txt")
+	remote.commit("Add the site stack", siteProject("stacks/site", out, "v1"))
+	url := remote.serveHTTP("deploy", "t0ken")
+
+	cfg := testConfig(t, url, branch, config.Stack{
+		Name: "site", Path: "stacks/site", Stack: "test",
+		Approval: config.ApprovalManual, Approvers: []string{"alice", "bob"}, FourEyes: true,
+		Verify: []config.Check{{Command: []string{"./check.sh"}}, {NoChanges: true}},
+	})
+	cfg.Secrets.GitUsername, cfg.Secrets.GitPassword = "deploy", "t0ken"
+	c := startWorker(t, cfg)
+	waitWatching(t, c, branch)
+
+	sha := remote.commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
+	id := workflows.ChangeWorkflowID(branch, sha)
+	run := waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
+	if p := run.Status.Plans; len(p) != 1 || p[0].Create != 2 || p[0].Digest == "" {
+		t.Fatalf("plan = %+v, want 2 creates (stack and file) and a digest", p)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("the file exists before approval: the plan applied something")
+	}
+
+	ctx := context.Background()
+	shortID, err := starter.Resolve(ctx, c, sha[:8])
+	if err != nil || shortID != id {
+		t.Fatalf("resolve %s = %q, %v; want %s", sha[:8], shortID, err, id)
+	}
+	_, err = starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: true, User: "alice"})
+	if err == nil || !strings.Contains(err.Error(), "alice wrote commit "+sha[:7]) {
+		t.Fatalf("approval by the author: err = %v, want a four-eyes refusal", err)
+	}
+	if _, err := starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: true, User: "bob", Comment: "ship it"}); err != nil {
+		t.Fatalf("approval by bob: %v", err)
+	}
+
+	run = waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
+	if run.State != workflows.StateSucceeded {
+		t.Fatalf("run ended %s: %s", run.State, run.Error)
+	}
+	if got, err := os.ReadFile(out); err != nil || string(got) != "v2" {
+		t.Fatalf("deployed file = %q, %v; want v2", got, err)
+	}
+	if n := resourcesOfType(t, cfg, "stacks/site", "test", "changeops:index:File"); n != 1 {
+		t.Fatalf("Pulumi state holds %d changeops:index:File resources, want exactly 1", n)
+	}
+	if run.Approver != "bob" {
+		t.Errorf("approver = %q, want bob", run.Approver)
+	}
+	v := run.Status.Verifications
+	if len(v) != 1 || !v[0].Passed || len(v[0].Results) != 2 || !strings.Contains(v[0].Results[0].Detail, "found "+out) {
+		t.Errorf("verifications = %+v, want the command check to see the output path and no_changes to pass", v)
+	}
+
+	// The run is searchable by the attributes the CLI lists with.
+	waitFor(t, 10*time.Second, "list by stack and state", func() (bool, string) {
+		runs, err := starter.List(ctx, c, starter.Filter{Stack: "site", State: workflows.StateSucceeded})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, r := range runs {
+			if r.ID == id && r.Commit == sha && r.Approver == "bob" {
+				return true, ""
+			}
+		}
+		b, _ := json.Marshal(runs)
+		return false, string(b)
+	})
+
+	// Starting the same commit by hand finds the run instead of a second one.
+	repo := gitrepo.New(gitrepo.Options{URL: url, Dir: filepath.Join(t.TempDir(), "cache.git"), Username: "deploy", Password: "t0ken"})
+	s, err := starter.Start(ctx, c, cfg, repo, sha[:10])
+	if err != nil || !s.Existed || s.ID != id {
+		t.Fatalf("start again = %+v, %v; want the existing run %s", s, err, id)
+	}
+	if runs, err := starter.List(ctx, c, starter.Filter{CommitPrefix: sha}); err != nil || len(runs) != 1 {
+		t.Fatalf("runs for %s = %+v, %v; want exactly one", sha, runs, err)
+	}
+	// Secrets never reach the history (the audit log everyone can read).
+	for _, h := range []string{id, workflows.WatcherWorkflowID(branch)} {
+		if leaked := historyContains(t, c, h, "t0ken", "e2e-passphrase"); leaked != "" {
+			t.Errorf("history of %s contains the secret %q", h, leaked)
+		}
+	}
+	recordHistory(t, c, id, "change_succeeded.json")
+}
+
+// A change whose verification keeps failing ends failed, naming the check,
+// after retrying on durable timers until verify_timeout.
+func TestFailingVerificationFailsTheRun(t *testing.T) {
+	const branch = "e2e-verify"
+	remote := newRemote(t, branch)
+	out := filepath.Join(t.TempDir(), "site.txt")
+	remote.commit("Add the site stack", siteProject("stacks/site", out, "v1"))
+
+	cfg := testConfig(t, remote.Bare, branch, config.Stack{
+		Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto,
+		Verify:        []config.Check{{Command: []string{"sh", "-c", "echo upstream unhealthy; exit 3"}}},
+		VerifyTimeout: config.Duration(3 * time.Second),
+	})
+	c := startWorker(t, cfg)
+	waitWatching(t, c, branch)
+
+	sha := remote.commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
+	id := workflows.ChangeWorkflowID(branch, sha)
+	run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
+	if run.State != workflows.StateFailed {
+		t.Fatalf("run ended %s, want failed", run.State)
+	}
+	for _, want := range []string{"verification of site failed after", "command sh -c", "upstream unhealthy", "exit status 3"} {
+		if !strings.Contains(run.Error, want) {
+			t.Errorf("error %q does not say %q", run.Error, want)
+		}
+	}
+	if rounds := countActivities(t, c, id, "Verify"); rounds < 2 {
+		t.Errorf("verification ran %d rounds, want retries within verify_timeout", rounds)
+	}
+	recordHistory(t, c, id, "change_verify_failed.json")
+
+	// A commit touching no stack is a no-op.
+	sha = remote.commit("Document the repo", map[string]string{"README.md": "infra\n"})
+	run = waitState(t, c, workflows.ChangeWorkflowID(branch, sha), time.Minute, workflows.StateNoOp)
+	if len(run.Stacks) != 0 {
+		t.Errorf("no-op run lists stacks %v", run.Stacks)
+	}
+	recordHistory(t, c, workflows.WatcherWorkflowID(branch), "watcher_two_commits.json")
+}
+
+// A program the engine rejects fails the run at once, with Pulumi's message,
+// and is not retried.
+func TestBrokenProgramFailsWithoutRetry(t *testing.T) {
+	const branch = "e2e-broken"
+	remote := newRemote(t, branch)
+	out := filepath.Join(t.TempDir(), "site.txt")
+	remote.commit("Add the site stack", siteProject("stacks/site", out, "v1"))
+
+	cfg := testConfig(t, remote.Bare, branch, config.Stack{
+		Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalManual, Approvers: []string{"bob"},
+	})
+	c := startWorker(t, cfg)
+	waitWatching(t, c, branch)
+
+	sha := remote.commit("Use a resource type that does not exist", map[string]string{"stacks/site/Pulumi.yaml": `name: site
+runtime: yaml
+resources:
+  page:
+    type: changeops:index:Nope
+    properties:
+      path: /tmp/x
+`})
+	id := workflows.ChangeWorkflowID(branch, sha)
+	run := waitState(t, c, id, 2*time.Minute, workflows.StateFailed, workflows.StateAwaitingApproval)
+	if run.State != workflows.StateFailed {
+		t.Fatalf("run is %s, want failed before approval", run.State)
+	}
+	for _, want := range []string{"plan site", "preview stack site (test) at " + sha[:7], "changeops:index:Nope"} {
+		if !strings.Contains(run.Error, want) {
+			t.Errorf("error %q does not say %q", run.Error, want)
+		}
+	}
+	if n := countActivities(t, c, id, "Preview"); n != 1 {
+		t.Errorf("preview attempted %d times, want 1 (not retryable)", n)
+	}
+}
+
+// Bad input to `changeops start`: a commit that does not exist, and a remote
+// that refuses the credentials.
+func TestStartRefusesBadInput(t *testing.T) {
+	const branch = "e2e-start"
+	remote := newRemote(t, branch)
+	remote.commit("Add the site stack", siteProject("stacks/site", filepath.Join(t.TempDir(), "x"), "v1"))
+	url := remote.serveHTTP("deploy", "t0ken")
+	cfg := testConfig(t, url, branch, config.Stack{Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
+	c, err := client.Dial(client.Options{HostPort: temporalURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+
+	repo := gitrepo.New(gitrepo.Options{URL: url, Dir: filepath.Join(t.TempDir(), "cache.git"), Username: "deploy", Password: "t0ken"})
+	_, err = starter.Start(ctx, c, cfg, repo, "deadbeef")
+	if err == nil || !strings.Contains(err.Error(), "commit deadbeef is not on "+url) {
+		t.Errorf("start of a missing commit: err = %v", err)
+	}
+	repo = gitrepo.New(gitrepo.Options{URL: url, Dir: filepath.Join(t.TempDir(), "cache.git"), Username: "deploy", Password: "wrong"})
+	_, err = starter.Start(ctx, c, cfg, repo, "deadbeef")
+	if err == nil || !gitrepo.IsAuthError(err) || strings.Contains(err.Error(), "wrong") {
+		t.Errorf("start with a refused password: err = %v, want an auth error that does not print the password", err)
+	}
+}
+
+// waitWatching waits until the branch's watcher has taken its baseline, so
+// that the next push is a new commit to it.
+func waitWatching(t *testing.T, c client.Client, branch string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "watcher baseline of "+branch, func() (bool, string) {
+		return countActivities(t, c, workflows.WatcherWorkflowID(branch), "PollBranch") >= 1, "no completed poll yet"
+	})
+}
+
+// countActivities counts the attempts of an activity type in a workflow's
+// history. The server records one started event per activity, carrying the
+// attempt that ended it, so retries show as attempts above one.
+func countActivities(t *testing.T, c client.Client, id, activityType string) int {
+	t.Helper()
+	iter := c.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	scheduled := map[int64]string{}
+	n := 0
+	for iter.HasNext() {
+		e, err := iter.Next()
+		if err != nil {
+			return 0
+		}
+		switch e.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			scheduled[e.GetEventId()] = e.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+			attrs := e.GetActivityTaskStartedEventAttributes()
+			if scheduled[attrs.GetScheduledEventId()] == activityType {
+				n += int(attrs.GetAttempt())
+			}
+		}
+	}
+	return n
+}
+
+// resourcesOfType counts resources of a type in a stack's Pulumi state, read
+// with the pulumi CLI itself.
+func resourcesOfType(t *testing.T, cfg *config.Config, path, stack, typ string) int {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Pulumi.yaml"), []byte("name: site\nruntime: yaml\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(tools, "bin", "pulumi"), "stack", "export", "--stack", stack)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"PULUMI_HOME="+cfg.Pulumi.Home, "PULUMI_BACKEND_URL="+cfg.Pulumi.BackendURL,
+		"PULUMI_CONFIG_PASSPHRASE="+cfg.Secrets.PulumiPassphrase, "PULUMI_SKIP_UPDATE_CHECK=true")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pulumi stack export: %v", err)
+	}
+	var dep struct {
+		Deployment struct {
+			Resources []struct {
+				Type string `json:"type"`
+			} `json:"resources"`
+			PendingOperations []json.RawMessage `json:"pending_operations"`
+		} `json:"deployment"`
+	}
+	if err := json.Unmarshal(out, &dep); err != nil {
+		t.Fatalf("decode stack export: %v", err)
+	}
+	if len(dep.Deployment.PendingOperations) > 0 {
+		t.Errorf("stack %s has pending operations after the run", stack)
+	}
+	n := 0
+	for _, r := range dep.Deployment.Resources {
+		if r.Type == typ {
+			n++
+		}
+	}
+	return n
+}

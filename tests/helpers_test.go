@@ -1,0 +1,225 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/starter"
+	"github.com/changeops/changeops/worker"
+)
+
+// gitRemote is a bare repository and a clone a test commits in, with the
+// git CLI, as a person would.
+type gitRemote struct {
+	Bare  string
+	Clone string
+	t     *testing.T
+}
+
+func newRemote(t *testing.T, branch string) *gitRemote {
+	t.Helper()
+	dir := t.TempDir()
+	r := &gitRemote{Bare: filepath.Join(dir, "remote.git"), Clone: filepath.Join(dir, "clone"), t: t}
+	r.git(dir, "init", "-q", "--bare", "-b", branch, r.Bare)
+	r.git(dir, "init", "-q", "-b", branch, r.Clone)
+	r.git(r.Clone, "config", "user.name", "alice")
+	r.git(r.Clone, "config", "user.email", "alice@example.com")
+	r.git(r.Clone, "remote", "add", "origin", r.Bare)
+	return r
+}
+
+func (r *gitRemote) git(dir string, args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commit writes files (path → content) in the clone, commits and pushes,
+// and returns the new SHA.
+func (r *gitRemote) commit(msg string, files map[string]string) string {
+	r.t.Helper()
+	for name, content := range files {
+		p := filepath.Join(r.Clone, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			r.t.Fatal(err)
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".sh") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	r.git(r.Clone, "add", "-A")
+	r.git(r.Clone, "commit", "-q", "-m", msg)
+	branch := r.git(r.Clone, "rev-parse", "--abbrev-ref", "HEAD")
+	r.git(r.Clone, "push", "-q", "origin", branch)
+	return r.git(r.Clone, "rev-parse", "HEAD")
+}
+
+// serveHTTP puts the bare repository behind git's own smart-HTTP server
+// (git http-backend, through net/http/cgi) with basic auth, and returns its
+// URL.
+func (r *gitRemote) serveHTTP(user, password string) string {
+	r.t.Helper()
+	gitPath, err := exec.LookPath("git")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	backend := &cgi.Handler{
+		Path: gitPath,
+		Args: []string{"http-backend"},
+		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(r.Bare), "GIT_HTTP_EXPORT_ALL=1"},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		u, p, ok := req.BasicAuth()
+		if !ok || u != user || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		backend.ServeHTTP(w, req)
+	}))
+	r.t.Cleanup(srv.Close)
+	return srv.URL + "/" + filepath.Base(r.Bare)
+}
+
+// siteProject is a Pulumi YAML project that writes one file through
+// changeops' provider, with a check script that verifies it by the stack's
+// outputs.
+func siteProject(dir, outFile, content string) map[string]string {
+	return map[string]string{
+		dir + "/Pulumi.yaml": `name: site
+runtime: yaml
+config:
+  outFile:
+    type: string
+  content:
+    type: string
+resources:
+  page:
+    type: changeops:index:File
+    properties:
+      path: ${outFile}
+      content: ${content}
+outputs:
+  path: ${page.path}
+  sha256: ${page.sha256}
+`,
+		dir + "/Pulumi.test.yaml": fmt.Sprintf("config:\n  site:outFile: %s\n  site:content: %q\n", outFile, content),
+		dir + "/check.sh":         "#!/bin/sh\n# The file the stack says it wrote is there.\ntest -f \"$PULUMI_OUTPUT_PATH\" && echo \"found $PULUMI_OUTPUT_PATH\"\n",
+	}
+}
+
+// testConfig is a config for one test: its own branch, task queue, data
+// folder and Pulumi state, the package's Temporal and PULUMI_HOME.
+func testConfig(t *testing.T, url, branch string, stacks ...config.Stack) *config.Config {
+	t.Helper()
+	data := t.TempDir()
+	for i := range stacks {
+		s := &stacks[i]
+		if s.ApprovalTimeout == 0 {
+			s.ApprovalTimeout = config.Duration(time.Hour)
+		}
+		if s.VerifyTimeout == 0 {
+			s.VerifyTimeout = config.Duration(30 * time.Second)
+		}
+	}
+	cfg := &config.Config{
+		Repo: config.Repo{URL: url, Branch: branch, PollInterval: config.Duration(time.Second)},
+		Temporal: config.Temporal{
+			Address: temporalURL, Namespace: "default", TaskQueue: "e2e-" + branch, UIURL: "http://127.0.0.1:8233",
+		},
+		Pulumi: config.Pulumi{
+			BackendURL: "file://" + filepath.Join(data, "state"),
+			Home:       pulumiHome,
+			Root:       tools,
+		},
+		Stacks:  stacks,
+		HTTP:    config.HTTP{Listen: "127.0.0.1:0"},
+		DataDir: data,
+		Secrets: config.Secrets{PulumiPassphrase: "e2e-passphrase"},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// startWorker runs a worker for cfg until the test ends.
+func startWorker(t *testing.T, cfg *config.Config) client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	w, err := worker.Start(ctx, cfg, logger)
+	if err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	t.Cleanup(w.Stop)
+	return w.Client()
+}
+
+// waitFor polls cond until it holds or the deadline passes; what describes
+// the last observation for the failure message.
+func waitFor(t *testing.T, limit time.Duration, desc string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var what string
+	for {
+		var ok bool
+		if ok, what = cond(); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s; last seen: %s", desc, limit, what)
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval of a condition with a deadline
+	}
+}
+
+// waitState waits until the run is in one of states and returns it.
+func waitState(t *testing.T, c client.Client, id string, limit time.Duration, states ...string) starter.Run {
+	t.Helper()
+	var run starter.Run
+	waitFor(t, limit, fmt.Sprintf("run %s in %v", id, states), func() (bool, string) {
+		r, err := starter.Status(context.Background(), c, id)
+		if err != nil {
+			return false, err.Error()
+		}
+		run = r
+		for _, s := range states {
+			if r.State == s && r.Status != nil {
+				return true, ""
+			}
+		}
+		b, _ := json.Marshal(r)
+		return false, string(b)
+	})
+	return run
+}

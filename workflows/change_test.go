@@ -1,0 +1,338 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/suite"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/notify"
+)
+
+// ChangeSuite drives ChangeWorkflow through every branch of the run with
+// mocked activities.
+type ChangeSuite struct {
+	suite.Suite
+	testsuite.WorkflowTestSuite
+	env *testsuite.TestWorkflowEnvironment
+	// notes collects every notification step, in order.
+	mu    sync.Mutex
+	notes []string
+}
+
+func TestChangeSuite(t *testing.T) { suite.Run(t, new(ChangeSuite)) }
+
+const sha = "3f2a91c0aa0000000000000000000000000000aa"
+
+func (s *ChangeSuite) SetupTest() {
+	s.env = s.NewTestWorkflowEnvironment()
+	s.env.RegisterActivity(&activities.Activities{})
+	s.notes = nil
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, e notify.Event) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.notes = append(s.notes, e.Step)
+		return nil
+	}).Maybe()
+}
+
+func (s *ChangeSuite) AfterTest(_, _ string) { s.env.AssertExpectations(s.T()) }
+
+func stack(name, policy string, approvers ...string) config.Stack {
+	return config.Stack{
+		Name: name, Path: "stacks/" + name, Stack: "prod", Approval: policy, Approvers: approvers,
+		ApprovalTimeout: config.Duration(time.Hour),
+		VerifyTimeout:   config.Duration(time.Minute),
+		Verify:          []config.Check{{NoChanges: true}},
+	}
+}
+
+func (s *ChangeSuite) inspect(stacks ...config.Stack) {
+	s.env.OnActivity(a.Inspect, mock.Anything, activities.InspectInput{Branch: "main", Commit: sha}).Return(activities.InspectResult{
+		Commit:       activities.Commit{SHA: sha, Subject: "Change web", AuthorName: "Alice", AuthorEmail: "alice@example.com"},
+		ChangedPaths: []string{"stacks/web/index.html"},
+		Stacks:       stacks,
+	}, nil).Once()
+}
+
+func (s *ChangeSuite) plan(name string, p activities.PlanResult) {
+	p.Stack = name
+	s.env.OnActivity(a.Preview, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool { return in.Stack.Name == name })).
+		Return(p, nil).Once()
+}
+
+func (s *ChangeSuite) apply(name string) {
+	s.env.OnActivity(a.Apply, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool { return in.Stack.Name == name })).
+		Return(activities.ApplyResult{Stack: name, Update: 1, UpdateVersion: 2}, nil).Once()
+}
+
+func (s *ChangeSuite) verify(name string, passed bool) *testsuite.MockCallWrapper {
+	return s.env.OnActivity(a.Verify, mock.Anything, mock.MatchedBy(func(in activities.VerifyInput) bool { return in.Stack.Name == name })).
+		Return(activities.VerifyResult{Stack: name, Passed: passed, Results: []activities.CheckResult{{Check: "no_changes", Passed: passed, Detail: "detail"}}}, nil)
+}
+
+func (s *ChangeSuite) run() ChangeResult {
+	s.env.ExecuteWorkflow(ChangeWorkflow, ChangeInput{Branch: "main", Commit: sha})
+	s.True(s.env.IsWorkflowCompleted())
+	s.NoError(s.env.GetWorkflowError())
+	var res ChangeResult
+	s.NoError(s.env.GetWorkflowResult(&res))
+	return res
+}
+
+func (s *ChangeSuite) status() Status {
+	v, err := s.env.QueryWorkflow(StatusQuery)
+	s.Require().NoError(err)
+	var st Status
+	s.Require().NoError(v.Get(&st))
+	return st
+}
+
+// decide sends a decision through the Update after d and records how it
+// was answered.
+func (s *ChangeSuite) decide(d time.Duration, req DecisionRequest, refused *error) {
+	s.env.RegisterDelayedCallback(func() {
+		s.env.UpdateWorkflow(DecisionUpdate, "", &testsuite.TestUpdateCallback{
+			OnAccept:   func() {},
+			OnReject:   func(err error) { *refused = err },
+			OnComplete: func(any, error) {},
+		}, req)
+	}, d)
+}
+
+func (s *ChangeSuite) TestApprovedAppliesAndSucceeds() {
+	s.inspect(stack("web", config.ApprovalManual, "bob"))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+	var refused error
+	s.decide(time.Minute, DecisionRequest{Approve: true, User: "bob", Comment: "lgtm"}, &refused)
+
+	res := s.run()
+	s.NoError(refused)
+	s.Equal(StateSucceeded, res.State)
+	st := s.status()
+	s.Equal("bob", st.Decision.User)
+	s.Equal([]string{"web"}, st.Stacks)
+	s.Len(st.Applies, 1)
+	s.Equal([]string{StatePlanning, StateAwaitingApproval, StateApplying, StateVerifying, StateSucceeded}, states(st))
+	s.Contains(s.notes, "awaiting approval")
+	s.Contains(s.notes, "approved by bob")
+}
+
+func (s *ChangeSuite) TestRejectedNeverApplies() {
+	s.inspect(stack("web", config.ApprovalManual, "bob"))
+	s.plan("web", activities.PlanResult{Update: 1})
+	var refused error
+	s.decide(time.Minute, DecisionRequest{Approve: false, User: "bob", Comment: "not now"}, &refused)
+
+	res := s.run()
+	s.Equal(StateRejected, res.State)
+	s.Contains(res.Reason, "bob")
+	s.Contains(res.Reason, "not now")
+}
+
+func (s *ChangeSuite) TestSignalDecisionCounts() {
+	s.inspect(stack("web", config.ApprovalManual, "bob"))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(DecisionSignal, DecisionRequest{Approve: true, User: "mallory"})
+	}, time.Minute)
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(DecisionSignal, DecisionRequest{Approve: true, User: "bob"})
+	}, 2*time.Minute)
+
+	res := s.run()
+	s.Equal(StateSucceeded, res.State)
+	st := s.status()
+	s.Equal("bob", st.Decision.User)
+	s.Require().Len(st.Refusals, 1)
+	s.Contains(st.Refusals[0], "mallory may not decide")
+}
+
+func (s *ChangeSuite) TestExpiresWithoutDecision() {
+	s.inspect(stack("web", config.ApprovalManual, "bob"))
+	s.plan("web", activities.PlanResult{Update: 1})
+
+	res := s.run()
+	s.Equal(StateExpired, res.State)
+	s.Contains(res.Reason, "1h0m0s")
+}
+
+func (s *ChangeSuite) TestRefusedApproverThenAllowedOne() {
+	s.inspect(stack("web", config.ApprovalManual, "bob"))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+	var refused, accepted error
+	s.decide(time.Minute, DecisionRequest{Approve: true, User: "mallory"}, &refused)
+	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "bob"}, &accepted)
+
+	res := s.run()
+	s.Equal(StateSucceeded, res.State)
+	s.Require().Error(refused)
+	s.Contains(refused.Error(), "mallory may not decide change 3f2a91c: approvers for web are bob")
+	s.NoError(accepted)
+}
+
+func (s *ChangeSuite) TestFourEyesRefusesAuthor() {
+	st := stack("web", config.ApprovalManual, "alice", "bob")
+	st.FourEyes = true
+	s.inspect(st)
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+	var byAuthor, byOther error
+	s.decide(time.Minute, DecisionRequest{Approve: true, User: "alice"}, &byAuthor)
+	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "bob"}, &byOther)
+
+	res := s.run()
+	s.Equal(StateSucceeded, res.State)
+	s.Require().Error(byAuthor)
+	s.Contains(byAuthor.Error(), "alice wrote commit 3f2a91c")
+	s.NoError(byOther)
+}
+
+func (s *ChangeSuite) TestAutoApproval() {
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Delete: 3})
+	s.apply("web")
+	s.verify("web", true).Once()
+
+	res := s.run()
+	s.Equal(StateSucceeded, res.State)
+	st := s.status()
+	s.True(st.Decision.Auto)
+	s.NotContains(states(st), StateAwaitingApproval)
+}
+
+func (s *ChangeSuite) TestOnDestructiveWithoutDestructivePlanIsAuto() {
+	s.inspect(stack("web", config.ApprovalOnDestructive, "bob"))
+	s.plan("web", activities.PlanResult{Create: 1, Update: 2})
+	s.apply("web")
+	s.verify("web", true).Once()
+
+	res := s.run()
+	s.Equal(StateSucceeded, res.State)
+	s.NotContains(states(s.status()), StateAwaitingApproval)
+}
+
+func (s *ChangeSuite) TestOnDestructiveWithReplaceWaits() {
+	s.inspect(stack("web", config.ApprovalOnDestructive, "bob"))
+	s.plan("web", activities.PlanResult{Replace: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+	var refused error
+	s.decide(time.Minute, DecisionRequest{Approve: true, User: "bob"}, &refused)
+
+	res := s.run()
+	s.Equal(StateSucceeded, res.State)
+	st := s.status()
+	s.Contains(states(st), StateAwaitingApproval)
+	s.Equal([]string{"web"}, st.Approval.Stacks)
+}
+
+func (s *ChangeSuite) TestApplyErrorFails() {
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.env.OnActivity(a.Apply, mock.Anything, mock.Anything).Return(activities.ApplyResult{},
+		temporal.NewNonRetryableApplicationError("apply stack web (prod) at 3f2a91c: error: boom", activities.ErrPulumiProgram, nil)).Once()
+
+	res := s.run()
+	s.Equal(StateFailed, res.State)
+	s.Contains(res.Reason, "apply web: apply stack web (prod) at 3f2a91c: error: boom")
+	s.Equal(res.Reason, s.status().Error)
+}
+
+func (s *ChangeSuite) TestPreviewErrorFailsWithoutApproval() {
+	s.inspect(stack("web", config.ApprovalManual, "bob"))
+	s.env.OnActivity(a.Preview, mock.Anything, mock.Anything).Return(activities.PlanResult{},
+		temporal.NewNonRetryableApplicationError("preview stack web (prod) at 3f2a91c: error: unknown resource type", activities.ErrPulumiProgram, nil)).Once()
+
+	res := s.run()
+	s.Equal(StateFailed, res.State)
+	s.Contains(res.Reason, "unknown resource type")
+	s.NotContains(states(s.status()), StateAwaitingApproval)
+}
+
+func (s *ChangeSuite) TestVerifyRetriesOnTimersThenFails() {
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", false) // every round fails
+
+	res := s.run()
+	s.Equal(StateFailed, res.State)
+	// verify_timeout 1m: a round every 6s on a durable timer, the tenth
+	// round is the last that fits.
+	s.Contains(res.Reason, "verification of web failed after 10 rounds within 1m0s: no_changes: detail")
+}
+
+func (s *ChangeSuite) TestVerifyPassesOnLaterRound() {
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", false).Twice()
+	s.verify("web", true).Once()
+
+	res := s.run()
+	s.Equal(StateSucceeded, res.State)
+}
+
+func (s *ChangeSuite) TestNoStacksIsNoOp() {
+	s.inspect()
+
+	res := s.run()
+	s.Equal(StateNoOp, res.State)
+	s.Equal([]string{StatePlanning, StateNoOp}, states(s.status()))
+}
+
+func (s *ChangeSuite) TestMissingCommitFails() {
+	s.env.OnActivity(a.Inspect, mock.Anything, mock.Anything).Return(activities.InspectResult{},
+		temporal.NewNonRetryableApplicationError("commit 3f2a91c not found on /repo: check the SHA and that it was pushed", activities.ErrCommitNotFound, nil)).Once()
+
+	res := s.run()
+	s.Equal(StateFailed, res.State)
+	s.Contains(res.Reason, "not found")
+}
+
+func (s *ChangeSuite) TestNotificationFailureNeverFailsTheRun() {
+	s.env = s.NewTestWorkflowEnvironment()
+	s.env.RegisterActivity(&activities.Activities{})
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(errors.New("slack is down"))
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+
+	res := s.run()
+	s.Equal(StateSucceeded, res.State)
+}
+
+func (s *ChangeSuite) TestNoCommonApproverFails() {
+	s.inspect(stack("api", config.ApprovalManual, "carol"), stack("web", config.ApprovalManual, "bob"))
+	s.plan("api", activities.PlanResult{Update: 1})
+	s.plan("web", activities.PlanResult{Update: 1})
+
+	res := s.run()
+	s.Equal(StateFailed, res.State)
+	s.Contains(res.Reason, "no approver is allowed on all of api, web")
+}
+
+func states(st Status) []string {
+	var out []string
+	for _, s := range st.Steps {
+		out = append(out, s.State)
+	}
+	return out
+}
