@@ -15,6 +15,7 @@ import (
 
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/gitrepo"
+	"github.com/changeops/changeops/internal/gittest"
 	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/workflows"
 )
@@ -26,10 +27,10 @@ import (
 // the stack's outputs and by no_changes, and ends succeeded.
 func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 	const branch = "e2e-http"
-	remote := newRemote(t, branch)
+	remote := gittest.New(t, branch)
 	out := filepath.Join(t.TempDir(), "site.txt")
-	remote.commit("Add the site stack", siteProject("stacks/site", out, "v1"))
-	url := remote.serveHTTP("deploy", "t0ken")
+	remote.Commit("Add the site stack", siteProject("stacks/site", out, "v1"))
+	url := remote.ServeHTTP("deploy", "t0ken")
 
 	cfg := testConfig(t, url, branch, config.Stack{
 		Name: "site", Path: "stacks/site", Stack: "test",
@@ -40,7 +41,7 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 	c := startWorker(t, cfg)
 	waitWatching(t, c, branch)
 
-	sha := remote.commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
+	sha := remote.Commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
 	id := workflows.ChangeWorkflowID(branch, sha)
 	run := waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
 	if p := run.Status.Plans; len(p) != 1 || p[0].Create != 2 || p[0].Digest == "" {
@@ -118,19 +119,19 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 // after retrying on durable timers until verify_timeout.
 func TestFailingVerificationFailsTheRun(t *testing.T) {
 	const branch = "e2e-verify"
-	remote := newRemote(t, branch)
+	remote := gittest.New(t, branch)
 	out := filepath.Join(t.TempDir(), "site.txt")
-	remote.commit("Add the site stack", siteProject("stacks/site", out, "v1"))
+	remote.Commit("Add the site stack", siteProject("stacks/site", out, "v1"))
 
 	cfg := testConfig(t, remote.Bare, branch, config.Stack{
 		Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto,
 		Verify:        []config.Check{{Command: []string{"sh", "-c", "echo upstream unhealthy; exit 3"}}},
-		VerifyTimeout: config.Duration(3 * time.Second),
+		VerifyTimeout: config.Duration(12 * time.Second),
 	})
 	c := startWorker(t, cfg)
 	waitWatching(t, c, branch)
 
-	sha := remote.commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
+	sha := remote.Commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
 	id := workflows.ChangeWorkflowID(branch, sha)
 	run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
 	if run.State != workflows.StateFailed {
@@ -147,7 +148,7 @@ func TestFailingVerificationFailsTheRun(t *testing.T) {
 	recordHistory(t, c, id, "change_verify_failed.json")
 
 	// A commit touching no stack is a no-op.
-	sha = remote.commit("Document the repo", map[string]string{"README.md": "infra\n"})
+	sha = remote.Commit("Document the repo", map[string]string{"README.md": "infra\n"})
 	run = waitState(t, c, workflows.ChangeWorkflowID(branch, sha), time.Minute, workflows.StateNoOp)
 	if len(run.Stacks) != 0 {
 		t.Errorf("no-op run lists stacks %v", run.Stacks)
@@ -159,9 +160,9 @@ func TestFailingVerificationFailsTheRun(t *testing.T) {
 // and is not retried.
 func TestBrokenProgramFailsWithoutRetry(t *testing.T) {
 	const branch = "e2e-broken"
-	remote := newRemote(t, branch)
+	remote := gittest.New(t, branch)
 	out := filepath.Join(t.TempDir(), "site.txt")
-	remote.commit("Add the site stack", siteProject("stacks/site", out, "v1"))
+	remote.Commit("Add the site stack", siteProject("stacks/site", out, "v1"))
 
 	cfg := testConfig(t, remote.Bare, branch, config.Stack{
 		Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalManual, Approvers: []string{"bob"},
@@ -169,7 +170,7 @@ func TestBrokenProgramFailsWithoutRetry(t *testing.T) {
 	c := startWorker(t, cfg)
 	waitWatching(t, c, branch)
 
-	sha := remote.commit("Use a resource type that does not exist", map[string]string{"stacks/site/Pulumi.yaml": `name: site
+	sha := remote.Commit("Use a resource type that does not exist", map[string]string{"stacks/site/Pulumi.yaml": `name: site
 runtime: yaml
 resources:
   page:
@@ -196,9 +197,9 @@ resources:
 // that refuses the credentials.
 func TestStartRefusesBadInput(t *testing.T) {
 	const branch = "e2e-start"
-	remote := newRemote(t, branch)
-	remote.commit("Add the site stack", siteProject("stacks/site", filepath.Join(t.TempDir(), "x"), "v1"))
-	url := remote.serveHTTP("deploy", "t0ken")
+	remote := gittest.New(t, branch)
+	remote.Commit("Add the site stack", siteProject("stacks/site", filepath.Join(t.TempDir(), "x"), "v1"))
+	url := remote.ServeHTTP("deploy", "t0ken")
 	cfg := testConfig(t, url, branch, config.Stack{Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
 	c, err := client.Dial(client.Options{HostPort: temporalURL})
 	if err != nil {

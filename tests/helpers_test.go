@@ -6,13 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/cgi"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,89 +17,6 @@ import (
 	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/worker"
 )
-
-// gitRemote is a bare repository and a clone a test commits in, with the
-// git CLI, as a person would.
-type gitRemote struct {
-	Bare  string
-	Clone string
-	t     *testing.T
-}
-
-func newRemote(t *testing.T, branch string) *gitRemote {
-	t.Helper()
-	dir := t.TempDir()
-	r := &gitRemote{Bare: filepath.Join(dir, "remote.git"), Clone: filepath.Join(dir, "clone"), t: t}
-	r.git(dir, "init", "-q", "--bare", "-b", branch, r.Bare)
-	r.git(dir, "init", "-q", "-b", branch, r.Clone)
-	r.git(r.Clone, "config", "user.name", "alice")
-	r.git(r.Clone, "config", "user.email", "alice@example.com")
-	r.git(r.Clone, "remote", "add", "origin", r.Bare)
-	return r
-}
-
-func (r *gitRemote) git(dir string, args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// commit writes files (path → content) in the clone, commits and pushes,
-// and returns the new SHA.
-func (r *gitRemote) commit(msg string, files map[string]string) string {
-	r.t.Helper()
-	for name, content := range files {
-		p := filepath.Join(r.Clone, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			r.t.Fatal(err)
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasSuffix(name, ".sh") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(p, []byte(content), mode); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-	r.git(r.Clone, "add", "-A")
-	r.git(r.Clone, "commit", "-q", "-m", msg)
-	branch := r.git(r.Clone, "rev-parse", "--abbrev-ref", "HEAD")
-	r.git(r.Clone, "push", "-q", "origin", branch)
-	return r.git(r.Clone, "rev-parse", "HEAD")
-}
-
-// serveHTTP puts the bare repository behind git's own smart-HTTP server
-// (git http-backend, through net/http/cgi) with basic auth, and returns its
-// URL.
-func (r *gitRemote) serveHTTP(user, password string) string {
-	r.t.Helper()
-	gitPath, err := exec.LookPath("git")
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	backend := &cgi.Handler{
-		Path: gitPath,
-		Args: []string{"http-backend"},
-		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(r.Bare), "GIT_HTTP_EXPORT_ALL=1"},
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		u, p, ok := req.BasicAuth()
-		if !ok || u != user || p != password {
-			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		backend.ServeHTTP(w, req)
-	}))
-	r.t.Cleanup(srv.Close)
-	return srv.URL + "/" + filepath.Base(r.Bare)
-}
 
 // siteProject is a Pulumi YAML project that writes one file through
 // changeops' provider, with a check script that verifies it by the stack's

@@ -59,6 +59,16 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 		}
 	}
 
+	repo := gitrepo.New(gitrepo.Options{
+		URL:      cfg.Repo.URL,
+		Dir:      filepath.Join(cfg.DataDir, "git", "repo.git"),
+		Username: cfg.Secrets.GitUsername,
+		Password: cfg.Secrets.GitPassword,
+	})
+	if err := CheckStacks(ctx, cfg, repo, logger); err != nil {
+		return nil, err
+	}
+
 	c, err := Dial(ctx, cfg.Temporal, logger)
 	if err != nil {
 		return nil, err
@@ -67,13 +77,6 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 		c.Close()
 		return nil, err
 	}
-
-	repo := gitrepo.New(gitrepo.Options{
-		URL:      cfg.Repo.URL,
-		Dir:      filepath.Join(cfg.DataDir, "git", "repo.git"),
-		Username: cfg.Secrets.GitUsername,
-		Password: cfg.Secrets.GitPassword,
-	})
 	notifier := notify.Multi{notify.Console{Logger: logger}}
 	if cfg.Secrets.SlackBotToken != "" {
 		notifier = append(notifier, notify.NewSlack(cfg.Secrets.SlackBotToken, cfg.Slack.Channel, cfg.Slack.APIURL))

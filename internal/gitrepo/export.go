@@ -128,19 +128,35 @@ func writeBlob(tree *object.Tree, name, path string, mode filemode.FileMode) err
 	return out.Close()
 }
 
-// HasFile says whether the tree of sha holds path.
+// HasFile says whether the tree of sha holds path as a file.
 func HasFile(repo *git.Repository, sha, path string) (bool, error) {
+	mode, err := entryMode(repo, sha, path)
+	return err == nil && mode != filemode.Empty && mode != filemode.Dir, err
+}
+
+// IsDir says whether the tree of sha holds path as a folder.
+func IsDir(repo *git.Repository, sha, path string) (bool, error) {
+	mode, err := entryMode(repo, sha, path)
+	return err == nil && mode == filemode.Dir, err
+}
+
+// entryMode returns the mode of path in the tree of sha; filemode.Empty
+// when there is no such path.
+func entryMode(repo *git.Repository, sha, path string) (filemode.FileMode, error) {
 	c, err := repo.CommitObject(plumbing.NewHash(sha))
 	if err != nil {
-		return false, fmt.Errorf("%w: %s", ErrCommitNotFound, sha)
+		return filemode.Empty, fmt.Errorf("%w: %s", ErrCommitNotFound, sha)
 	}
 	tree, err := c.Tree()
 	if err != nil {
-		return false, err
+		return filemode.Empty, fmt.Errorf("read tree of %s: %w", sha, err)
 	}
-	_, err = tree.File(path)
-	if errors.Is(err, object.ErrFileNotFound) {
-		return false, nil
+	entry, err := tree.FindEntry(path)
+	if errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound) {
+		return filemode.Empty, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return filemode.Empty, fmt.Errorf("look up %s at %s: %w", path, sha, err)
+	}
+	return entry.Mode, nil
 }

@@ -4,64 +4,31 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/changeops/changeops/internal/gittest"
 )
 
 // fixture is a real repository built with the git CLI, and a Repo caching it.
 type fixture struct {
-	t     *testing.T
-	bare  string
-	clone string
-	repo  *Repo
+	*gittest.Remote
+	repo *Repo
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	dir := t.TempDir()
-	f := &fixture{t: t, bare: filepath.Join(dir, "remote.git"), clone: filepath.Join(dir, "clone")}
-	f.git(dir, "init", "-q", "--bare", "-b", "main", f.bare)
-	f.git(dir, "init", "-q", "-b", "main", f.clone)
-	f.git(f.clone, "config", "user.name", "Alice")
-	f.git(f.clone, "config", "user.email", "alice@example.com")
-	f.git(f.clone, "remote", "add", "origin", f.bare)
-	f.repo = New(Options{URL: f.bare, Dir: filepath.Join(dir, "cache.git")})
-	return f
+	r := gittest.New(t, "main")
+	return &fixture{Remote: r, repo: New(Options{URL: r.Bare, Dir: filepath.Join(t.TempDir(), "cache.git")})}
 }
 
-func (f *fixture) git(dir string, args ...string) string {
-	f.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		f.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
+func (f *fixture) write(name, content string) { f.Write(map[string]string{name: content}) }
 
-func (f *fixture) write(name, content string) {
-	f.t.Helper()
-	p := filepath.Join(f.clone, name)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		f.t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		f.t.Fatal(err)
-	}
-}
+func (f *fixture) commit(msg string) string { return f.Commit(msg, nil) }
 
-func (f *fixture) commit(msg string) string {
-	f.t.Helper()
-	f.git(f.clone, "add", "-A")
-	f.git(f.clone, "commit", "-q", "-m", msg)
-	f.git(f.clone, "push", "-q", "-f", "origin", "HEAD:main")
-	return f.git(f.clone, "rev-parse", "HEAD")
-}
+func (f *fixture) git(dir string, args ...string) string { return f.Git(dir, args...) }
 
 func TestChangedPaths(t *testing.T) {
 	t.Parallel()
@@ -71,8 +38,8 @@ func TestChangedPaths(t *testing.T) {
 	f.write("docs/old.md", "old\n")
 	root := f.commit("root")
 	f.write("stacks/web/Pulumi.yaml", "name: web\nruntime: yaml\n")
-	f.git(f.clone, "mv", "docs/old.md", "docs/new.md")
-	if err := os.Remove(filepath.Join(f.clone, "stacks/api/Pulumi.yaml")); err != nil {
+	f.git(f.Clone, "mv", "docs/old.md", "docs/new.md")
+	if err := os.Remove(filepath.Join(f.Clone, "stacks/api/Pulumi.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	second := f.commit("edit, rename, delete")
@@ -111,18 +78,18 @@ func TestFirstParentsSinceAndRewrite(t *testing.T) {
 	f := newFixture(t)
 	f.write("a", "1")
 	base := f.commit("base")
-	f.git(f.clone, "checkout", "-q", "-b", "feature")
+	f.git(f.Clone, "checkout", "-q", "-b", "feature")
 	f.write("b", "1")
-	f.git(f.clone, "add", "-A")
-	f.git(f.clone, "commit", "-q", "-m", "on a branch")
-	f.git(f.clone, "checkout", "-q", "main")
+	f.git(f.Clone, "add", "-A")
+	f.git(f.Clone, "commit", "-q", "-m", "on a branch")
+	f.git(f.Clone, "checkout", "-q", "main")
 	f.write("a", "2")
-	f.git(f.clone, "add", "-A")
-	f.git(f.clone, "commit", "-q", "-m", "second")
-	second := f.git(f.clone, "rev-parse", "HEAD")
-	f.git(f.clone, "merge", "-q", "--no-ff", "-m", "merge feature", "feature")
-	merge := f.git(f.clone, "rev-parse", "HEAD")
-	f.git(f.clone, "push", "-q", "-f", "origin", "HEAD:main")
+	f.git(f.Clone, "add", "-A")
+	f.git(f.Clone, "commit", "-q", "-m", "second")
+	second := f.git(f.Clone, "rev-parse", "HEAD")
+	f.git(f.Clone, "merge", "-q", "--no-ff", "-m", "merge feature", "feature")
+	merge := f.git(f.Clone, "rev-parse", "HEAD")
+	f.git(f.Clone, "push", "-q", "-f", "origin", "HEAD:main")
 
 	g, err := f.repo.Fetch(context.Background())
 	if err != nil {
@@ -143,7 +110,7 @@ func TestFirstParentsSinceAndRewrite(t *testing.T) {
 
 	// A force push that drops `second` and `merge`: the last seen commit
 	// is no longer on the branch.
-	f.git(f.clone, "reset", "-q", "--hard", base)
+	f.git(f.Clone, "reset", "-q", "--hard", base)
 	f.write("c", "1")
 	rewritten := f.commit("rewritten")
 	g, err = f.repo.Fetch(context.Background())
@@ -184,10 +151,10 @@ func TestExport(t *testing.T) {
 	f := newFixture(t)
 	f.write("stacks/web/Pulumi.yaml", "name: web\n")
 	f.write("stacks/web/check.sh", "#!/bin/sh\n")
-	if err := os.Chmod(filepath.Join(f.clone, "stacks/web/check.sh"), 0o755); err != nil {
+	if err := os.Chmod(filepath.Join(f.Clone, "stacks/web/check.sh"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink("Pulumi.yaml", filepath.Join(f.clone, "stacks/web/link.yaml")); err != nil {
+	if err := os.Symlink("Pulumi.yaml", filepath.Join(f.Clone, "stacks/web/link.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	sha := f.commit("files")
