@@ -116,7 +116,8 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 }
 
 // A change whose verification keeps failing ends failed, naming the check,
-// after retrying on durable timers until verify_timeout.
+// after retrying on durable timers until verify_timeout; every step is
+// announced in the Slack channel.
 func TestFailingVerificationFailsTheRun(t *testing.T) {
 	const branch = "e2e-verify"
 	remote := gittest.New(t, branch)
@@ -128,6 +129,7 @@ func TestFailingVerificationFailsTheRun(t *testing.T) {
 		Verify:        []config.Check{{Command: []string{"sh", "-c", "echo upstream unhealthy; exit 3"}}},
 		VerifyTimeout: config.Duration(12 * time.Second),
 	})
+	channel := slackChannel(t, cfg)
 	c := startWorker(t, cfg)
 	waitWatching(t, c, branch)
 
@@ -144,6 +146,9 @@ func TestFailingVerificationFailsTheRun(t *testing.T) {
 	}
 	if rounds := countActivities(t, c, id, "Verify"); rounds < 2 {
 		t.Errorf("verification ran %d rounds, want retries within verify_timeout", rounds)
+	}
+	for _, want := range []string{"[planning] " + sha[:7] + ` "Serve v2" (site): received`, "): applying", "[failed] " + sha[:7]} {
+		channel.waitFor(t, want)
 	}
 	recordHistory(t, c, id, "change_verify_failed.json")
 

@@ -70,10 +70,18 @@ func validateDecision(st *Status, req DecisionRequest) error {
 		return fmt.Errorf("%s may not decide change %s: approvers for %s are %s",
 			req.User, short, strings.Join(st.Approval.Stacks, ", "), strings.Join(st.Approval.Approvers, ", "))
 	case req.Approve && st.Approval.FourEyes && isAuthor(req.User, st.Commit):
-		return fmt.Errorf("%s wrote commit %s and %s require four eyes: another approver must approve",
-			req.User, short, strings.Join(st.Approval.Stacks, ", "))
+		return fmt.Errorf("%s wrote commit %s and %s four eyes: another approver must approve",
+			req.User, short, stacksRequire(st.Approval.Stacks))
 	}
 	return nil
+}
+
+// stacksRequire reads "stack web requires" or "stacks api, web require".
+func stacksRequire(stacks []string) string {
+	if len(stacks) == 1 {
+		return "stack " + stacks[0] + " requires"
+	}
+	return "stacks " + strings.Join(stacks, ", ") + " require"
 }
 
 func shortSHA(sha string) string {

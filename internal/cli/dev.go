@@ -107,7 +107,7 @@ func runDev(ctx context.Context, g *globals, f devFlags) error {
 	fmt.Fprintf(out, "  endpoints    http://%s/healthz\n", w.Addr())
 	if d != nil {
 		self, _ := os.Executable()
-		fmt.Fprintf(out, "  demo site    http://%s/index.html (served once the first change is applied)\n\n", d.SiteAddr)
+		fmt.Fprintf(out, "  demo site    http://%s/ (served once the first change is applied)\n\n", d.SiteAddr)
 		fmt.Fprintf(out, "Try a change (commits in the demo clone are alice's; with four eyes bob approves):\n")
 		fmt.Fprintf(out, "  cd %s\n", d.Clone)
 		fmt.Fprintf(out, "  $EDITOR stacks/site/index.html && git commit -am 'Change the greeting' && git push\n")
