@@ -26,6 +26,8 @@ type Activities struct {
 	HTTP     *http.Client
 	// HeartbeatEvery is how often long activities heartbeat.
 	HeartbeatEvery time.Duration
+
+	cache stackCache
 }
 
 // New builds the activities for cfg.

@@ -97,19 +97,7 @@ func (a *Activities) openStack(ctx context.Context, s config.Stack, sha string) 
 			fmt.Sprintf("stack %s: %s/Pulumi.yaml does not exist at commit %s: fix stacks[].path in the config", s.Name, s.Path, short(sha)),
 			ErrStackInvalid, nil)
 	}
-	cmd, err := a.Pulumi.Command()
-	if err != nil {
-		return auto.Stack{}, temporal.NewApplicationError(err.Error(), ErrPulumiUnavailable)
-	}
-	stack, err := auto.UpsertStackLocalSource(ctx, s.Stack, dir,
-		auto.Pulumi(cmd),
-		auto.PulumiHome(a.Pulumi.Home),
-		auto.EnvVars(a.Pulumi.Vars()),
-	)
-	if err != nil {
-		return auto.Stack{}, pulumiError("select", s, sha, err)
-	}
-	return stack, nil
+	return a.selectStack(ctx, s, sha, dir)
 }
 
 // pulumiError classifies an engine failure. A concurrent update is retried

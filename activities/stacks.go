@@ -1,0 +1,79 @@
+package activities
+
+import (
+	"context"
+	"sync"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/changeops/changeops/config"
+)
+
+// maxCachedStacks bounds the stacks kept selected between activities.
+const maxCachedStacks = 64
+
+// stackCache keeps selected Pulumi stacks and the CLI handle between the
+// activities of a run: preview, up and each verification round of a stack
+// at a commit use the same workspace, so each pays for neither `pulumi
+// version` nor `pulumi stack select` again (about a second per call).
+type stackCache struct {
+	mu     sync.Mutex
+	cmd    auto.PulumiCommand
+	stacks map[string]auto.Stack
+	order  []string
+}
+
+// command returns the pinned CLI, checked once per process.
+func (a *Activities) command() (auto.PulumiCommand, error) {
+	a.cache.mu.Lock()
+	defer a.cache.mu.Unlock()
+	if a.cache.cmd != nil {
+		return a.cache.cmd, nil
+	}
+	cmd, err := a.Pulumi.Command()
+	if err != nil {
+		// Retried: the toolchain may be installed while the run waits.
+		return nil, temporal.NewApplicationError(err.Error(), ErrPulumiUnavailable)
+	}
+	a.cache.cmd = cmd
+	return cmd, nil
+}
+
+// selectStack returns the stack for s in dir, selecting (or creating) it
+// the first time.
+func (a *Activities) selectStack(ctx context.Context, s config.Stack, sha, dir string) (auto.Stack, error) {
+	key := s.Name + "@" + sha
+	a.cache.mu.Lock()
+	st, ok := a.cache.stacks[key]
+	a.cache.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	cmd, err := a.command()
+	if err != nil {
+		return auto.Stack{}, err
+	}
+	st, err = auto.UpsertStackLocalSource(ctx, s.Stack, dir,
+		auto.Pulumi(cmd),
+		auto.PulumiHome(a.Pulumi.Home),
+		auto.EnvVars(a.Pulumi.Vars()),
+	)
+	if err != nil {
+		return auto.Stack{}, pulumiError("select", s, sha, err)
+	}
+	a.cache.mu.Lock()
+	defer a.cache.mu.Unlock()
+	if a.cache.stacks == nil {
+		a.cache.stacks = map[string]auto.Stack{}
+	}
+	if _, ok := a.cache.stacks[key]; !ok {
+		a.cache.stacks[key] = st
+		a.cache.order = append(a.cache.order, key)
+		if len(a.cache.order) > maxCachedStacks {
+			delete(a.cache.stacks, a.cache.order[0])
+			a.cache.order = a.cache.order[1:]
+		}
+	}
+	return st, nil
+}
