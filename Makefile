@@ -18,3 +18,7 @@ dev: toolchain build
 # Temporal, Pulumi and git.
 test: toolchain
 	scripts/test
+
+# Orchestration overhead against the bare Automation API, side by side.
+bench: toolchain
+	$(GO) run ./tests/bench $(BENCHFLAGS)

@@ -1,0 +1,328 @@
+// Command bench measures what changeops adds to the work it orchestrates,
+// side by side in one process on this machine:
+//
+//   - orchestration overhead: a full change run (auto approval, no_changes
+//     verification) on a stack of N changeops:index:File resources, divided
+//     by the bare Automation API doing the same (select, preview, up,
+//     preview), alternately, in pairs;
+//   - merge noticed: push → change run started, with polling at 1 s.
+//
+// Run it with `make bench` or `go run ./tests/bench [-n 1,10] [-pairs 5] [-check]`.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+	"go.temporal.io/sdk/client"
+
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/devserver"
+	"github.com/changeops/changeops/internal/pulumienv"
+	"github.com/changeops/changeops/worker"
+	"github.com/changeops/changeops/workflows"
+)
+
+func main() {
+	sizes := flag.String("n", "1,10", "stack sizes (resources) to measure")
+	pairs := flag.Int("pairs", 5, "orchestrated/bare pairs per size")
+	check := flag.Bool("check", false, "exit non-zero when a target is missed")
+	flag.Parse()
+	tools := os.Getenv("CHANGEOPS_TOOLS")
+	if tools == "" {
+		cache, _ := os.UserCacheDir()
+		tools = filepath.Join(cache, "changeops")
+	}
+	missed, err := run(context.Background(), tools, *sizes, *pairs)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if *check && missed > 0 {
+		fmt.Fprintf(os.Stderr, "bench: %d target(s) missed\n", missed)
+		os.Exit(2)
+	}
+}
+
+type bench struct {
+	dir, tools string
+	repo, bare string
+	client     client.Client
+	worker     *worker.Worker
+	cfg        *config.Config
+	env        pulumienv.Env
+}
+
+func run(ctx context.Context, tools, sizes string, pairs int) (missed int, err error) {
+	dir, err := os.MkdirTemp("", "changeops-bench-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	srv, err := devserver.Start(ctx, devserver.Options{
+		Bin: filepath.Join(tools, "bin", "temporal"), DBFile: filepath.Join(dir, "temporal.db"),
+		IP: "127.0.0.1", Port: 17233, UIPort: 18233, LogFile: filepath.Join(dir, "temporal.log"),
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer srv.Stop()
+
+	fmt.Printf("changeops bench: %s, %d pairs per size\n\n", machine(), pairs)
+	fmt.Printf("%-34s %10s %10s %7s %8s\n", "figure", "changeops", "bare", "ratio", "target")
+	for _, s := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return 0, fmt.Errorf("-n %q: %w", s, err)
+		}
+		b, err := setup(ctx, dir, tools, srv.Address(), n)
+		if err != nil {
+			return 0, err
+		}
+		orch, bare, noticed, err := b.measure(ctx, n, pairs)
+		b.worker.Stop()
+		if err != nil {
+			return 0, err
+		}
+		ratio := median(orch) / median(bare)
+		target := "-"
+		if n == 10 {
+			target = "≤ 1.10"
+			if ratio > 1.10 {
+				missed++
+			}
+		}
+		fmt.Printf("%-34s %9.2fs %9.2fs %7.2f %8s\n", fmt.Sprintf("change run, N=%d", n), median(orch), median(bare), ratio, target)
+		fmt.Printf("%-34s %9.2fs %10s %7s %8s\n", fmt.Sprintf("push → run started (poll 1s), N=%d", n), median(noticed), "-", "-", "-")
+	}
+	return missed, nil
+}
+
+// setup makes a remote holding a stack of n files and a worker deploying
+// it with auto approval.
+func setup(ctx context.Context, dir, tools, temporal string, n int) (*bench, error) {
+	b := &bench{dir: filepath.Join(dir, fmt.Sprintf("n%d", n)), tools: tools}
+	b.repo = filepath.Join(b.dir, "clone")
+	remote := filepath.Join(b.dir, "remote.git")
+	out := filepath.Join(b.dir, "out")
+	if err := os.MkdirAll(b.dir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, args := range [][]string{
+		{"init", "-q", "--bare", "-b", "main", remote},
+		{"init", "-q", "-b", "main", b.repo},
+	} {
+		if err := git(b.dir, args...); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeProject(filepath.Join(b.repo, "stacks", "site"), n, "bench", filepath.Join(out, "orch"), "v0"); err != nil {
+		return nil, err
+	}
+	for _, args := range [][]string{
+		{"-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-q", "--allow-empty", "-m", "init"},
+		{"remote", "add", "origin", remote},
+	} {
+		if err := git(b.repo, args...); err != nil {
+			return nil, err
+		}
+	}
+	if err := commitPush(b.repo, "stack"); err != nil {
+		return nil, err
+	}
+	b.bare = filepath.Join(b.dir, "bare", "stacks", "site")
+	if err := writeProject(b.bare, n, "bare", filepath.Join(out, "bare"), "v0"); err != nil {
+		return nil, err
+	}
+	data := filepath.Join(b.dir, "data")
+	b.cfg = &config.Config{
+		Repo:     config.Repo{URL: remote, Branch: "main", PollInterval: config.Duration(time.Second)},
+		Temporal: config.Temporal{Address: temporal, Namespace: "default", TaskQueue: fmt.Sprintf("bench-%d", n)},
+		Pulumi:   config.Pulumi{BackendURL: "file://" + filepath.Join(data, "state"), Home: filepath.Join(dir, "pulumi-home"), Root: tools},
+		Stacks: []config.Stack{{Name: "site", Path: "stacks/site", Stack: "bench", Approval: config.ApprovalAuto,
+			ApprovalTimeout: config.Duration(time.Hour), VerifyTimeout: config.Duration(time.Minute),
+			Verify: []config.Check{{NoChanges: true}}}},
+		HTTP: config.HTTP{Listen: "127.0.0.1:0"}, DataDir: data,
+		Secrets: config.Secrets{PulumiPassphrase: "bench"},
+	}
+	if err := b.cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b.env = pulumienv.Env{Root: tools, Home: b.cfg.Pulumi.Home, BackendURL: b.cfg.Pulumi.BackendURL, Passphrase: "bench"}
+	w, err := worker.Start(ctx, b.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return nil, err
+	}
+	b.worker, b.client = w, w.Client()
+	return b, nil
+}
+
+// writeProject writes a Pulumi YAML program of n files and its stack config.
+func writeProject(dir string, n int, stack, out, content string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var p strings.Builder
+	p.WriteString("name: site\nruntime: yaml\nconfig:\n  content:\n    type: string\nresources:\n")
+	for i := range n {
+		fmt.Fprintf(&p, "  f%d:\n    type: changeops:index:File\n    properties:\n      path: %s/f%d.txt\n      content: ${content}\n", i, out, i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Pulumi.yaml"), []byte(p.String()), 0o644); err != nil {
+		return err
+	}
+	return setContent(dir, stack, content)
+}
+
+func setContent(dir, stack, content string) error {
+	return os.WriteFile(filepath.Join(dir, "Pulumi."+stack+".yaml"), []byte(fmt.Sprintf("config:\n  site:content: %q\n", content)), 0o644)
+}
+
+func (b *bench) measure(ctx context.Context, n, pairs int) (orch, bare, noticed []float64, err error) {
+	cmd, err := b.env.Command()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// A first untimed round of each warms caches (plugins, workspaces).
+	for i := 0; i <= pairs; i++ {
+		content := fmt.Sprintf("v%d", i+1)
+		pushed := time.Now()
+		o, started, err := b.orchestrated(ctx, content)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("orchestrated run N=%d: %w", n, err)
+		}
+		t, err := b.bareRun(ctx, cmd, content)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("bare run N=%d: %w", n, err)
+		}
+		if i > 0 {
+			orch, bare = append(orch, o.Seconds()), append(bare, t.Seconds())
+			noticed = append(noticed, started.Sub(pushed).Seconds())
+		}
+	}
+	return orch, bare, noticed, nil
+}
+
+// orchestrated pushes a change, lets the watcher notice it and returns the
+// run's duration and start time as the server recorded them.
+func (b *bench) orchestrated(ctx context.Context, content string) (time.Duration, time.Time, error) {
+	if err := setContent(filepath.Join(b.repo, "stacks", "site"), "bench", content); err != nil {
+		return 0, time.Time{}, err
+	}
+	if err := commitPush(b.repo, content); err != nil {
+		return 0, time.Time{}, err
+	}
+	sha, err := gitOut(b.repo, "rev-parse", "HEAD")
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	id := workflows.ChangeWorkflowID("main", sha)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		// Waits on the run's own result; the loop only covers the moment
+		// before the watcher has started it.
+		var res workflows.ChangeResult
+		err := b.client.GetWorkflow(ctx, id, "").Get(ctx, &res)
+		if err == nil {
+			if res.State != workflows.StateSucceeded {
+				return 0, time.Time{}, fmt.Errorf("run %s ended %s: %s", id, res.State, res.Reason)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, time.Time{}, fmt.Errorf("run %s: %w", id, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d, err := b.client.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	info := d.GetWorkflowExecutionInfo()
+	start, end := info.GetStartTime().AsTime(), info.GetCloseTime().AsTime()
+	return end.Sub(start), start, nil
+}
+
+// bareRun is what a script on the Automation API would do for the same
+// change: select the stack, preview, up, and preview again to verify.
+func (b *bench) bareRun(ctx context.Context, cmd auto.PulumiCommand, content string) (time.Duration, error) {
+	if err := setContent(b.bare, "bare", content); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	st, err := auto.UpsertStackLocalSource(ctx, "bare", b.bare, auto.Pulumi(cmd), auto.PulumiHome(b.env.Home), auto.EnvVars(b.env.Vars()))
+	if err != nil {
+		return 0, err
+	}
+	if _, err := st.Preview(ctx, optpreview.Diff()); err != nil {
+		return 0, err
+	}
+	if _, err := st.Up(ctx); err != nil {
+		return 0, err
+	}
+	res, err := st.Preview(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if res.ChangeSummary["update"] > 0 || res.ChangeSummary["create"] > 0 {
+		return 0, fmt.Errorf("bare verification still shows changes: %v", res.ChangeSummary)
+	}
+	return time.Since(start), nil
+}
+
+func commitPush(repo, msg string) error {
+	if err := git(repo, "add", "-A"); err != nil {
+		return err
+	}
+	if err := git(repo, "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-q", "-m", msg); err != nil {
+		return err
+	}
+	return git(repo, "push", "-q", "origin", "main")
+}
+
+func git(dir string, args ...string) error {
+	_, err := gitOut(dir, args...)
+	return err
+}
+
+func gitOut(dir string, args ...string) (string, error) {
+	c := exec.Command("git", args...)
+	c.Dir = dir
+	out, err := c.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func machine() string {
+	out, err := exec.Command("uname", "-srm").Output()
+	if err != nil {
+		return "unknown machine"
+	}
+	return strings.TrimSpace(string(out)) + fmt.Sprintf(", %d CPUs", runtime.NumCPU())
+}
