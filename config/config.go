@@ -258,6 +258,11 @@ func (c *Config) applyDefaults(base string) {
 			s.VerifyTimeout = Duration(DefaultVerifyTimeout)
 		}
 		s.Path = filepath.ToSlash(filepath.Clean(s.Path))
+		for _, ch := range s.Verify {
+			if ch.HTTP != nil && ch.HTTP.Status == 0 {
+				ch.HTTP.Status = 200
+			}
+		}
 	}
 }
 
@@ -352,9 +357,6 @@ func (c *Config) Validate() error {
 				n++
 				if ch.HTTP.URL == "" {
 					bad("%s.verify[%d].http.url is empty", at, j)
-				}
-				if ch.HTTP.Status == 0 {
-					c.Stacks[i].Verify[j].HTTP.Status = 200
 				}
 			}
 			if len(ch.Command) > 0 {

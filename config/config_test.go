@@ -15,6 +15,8 @@ stacks:
     path: stacks/web
     stack: prod
     approvers: [bob]
+    verify:
+      - http: {url: "http://127.0.0.1:8080/healthz"}
 `
 
 func env(vars map[string]string) func(string) string {
@@ -42,6 +44,7 @@ func TestDefaults(t *testing.T) {
 		{"stacks[0].approval", s.Approval, ApprovalManual},
 		{"stacks[0].approval_timeout", s.ApprovalTimeout.D(), 24 * time.Hour},
 		{"stacks[0].verify_timeout", s.VerifyTimeout.D(), 5 * time.Minute},
+		{"stacks[0].verify[0].http.status", s.Verify[0].HTTP.Status, 200},
 		{"secret", cfg.Secrets.PulumiPassphrase, "s3cret"},
 	}
 	for _, c := range checks {
@@ -77,7 +80,7 @@ func TestRefusals(t *testing.T) {
 			[]string{`stacks[0] (web).path "../web" must be a folder inside the repository`}},
 		{"missing stack", strings.Replace(good, "    stack: prod\n", "", 1), withPassphrase,
 			[]string{"stacks[0] (web).stack is empty"}},
-		{"two checks in one", strings.Replace(good, "approvers: [bob]", "approvers: [bob]\n    verify:\n      - no_changes: true\n        command: [true]", 1), withPassphrase,
+		{"two checks in one", strings.Replace(good, "- http: {url: \"http://127.0.0.1:8080/healthz\"}", "- no_changes: true\n        command: [true]", 1), withPassphrase,
 			[]string{"stacks[0] (web).verify[0] must set exactly one of http, command, no_changes"}},
 		{"no repo", "stacks: []\n", withPassphrase,
 			[]string{"repo.url is empty", "stacks is empty"}},
