@@ -139,8 +139,8 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Apply %s at %s", s.Name, short), 2*time.Hour)),
 			a.Apply, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: r.in.Commit}).Get(ctx, &res)
 		if err != nil {
-			// Rollback (revert commit, restore last good) hooks in here.
-			return r.fail(ctx, "apply "+s.Name, err)
+			r.st.Error = fmt.Sprintf("apply %s: %s", s.Name, errorMessage(err))
+			return r.changeFailed(ctx, r.st.Error)
 		}
 		r.st.Applies = append(r.st.Applies, res)
 	}
@@ -150,8 +150,7 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 	r.enter(ctx, StateVerifying, fmt.Sprintf("Verifying %s…", strings.Join(r.st.Stacks, ", ")))
 	for _, s := range r.stacks {
 		if reason, ok := r.verify(ctx, s); !ok {
-			// Rollback hooks in here too.
-			return r.finish(ctx, StateFailed, reason)
+			return r.changeFailed(ctx, reason)
 		}
 	}
 
@@ -226,6 +225,14 @@ func (r *changeRun) verify(ctx workflow.Context, s config.Stack) (string, bool) 
 			return "verify " + s.Name + ": " + err.Error(), false
 		}
 	}
+}
+
+// changeFailed handles a change that reached the infrastructure and then
+// failed (apply or verification). This is the rollback seam: the revert
+// commit and the restore of the last good state (DESIGN.md step 8) go here.
+// Until they exist the run ends failed with the reason.
+func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResult {
+	return r.finish(ctx, StateFailed, reason)
 }
 
 // enter moves the run to a state: status, search attribute, UI details.
