@@ -56,9 +56,10 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 	if err != nil || shortID != id {
 		t.Fatalf("resolve %s = %q, %v; want %s", sha[:8], shortID, err, id)
 	}
-	_, err = starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: true, User: "alice"})
-	if err == nil || !strings.Contains(err.Error(), "alice wrote commit "+sha[:7]) {
-		t.Fatalf("approval by the author: err = %v, want a four-eyes refusal", err)
+	// The author is refused at once, through the CLI itself.
+	code, stdout, stderr := changeops(t, "approve", sha[:8], "--as", "alice")
+	if code != 1 || !strings.Contains(stderr, "refused: alice wrote commit "+sha[:7]+" and stack site requires four eyes") {
+		t.Fatalf("changeops approve --as alice = %d, %q, %q; want a four-eyes refusal", code, stdout, stderr)
 	}
 	if _, err := starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: true, User: "bob", Comment: "ship it"}); err != nil {
 		t.Fatalf("approval by bob: %v", err)
@@ -80,6 +81,21 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 	v := run.Status.Verifications
 	if len(v) != 1 || !v[0].Passed || len(v[0].Results) != 2 || !strings.Contains(v[0].Results[0].Detail, "found "+out) {
 		t.Errorf("verifications = %+v, want the command check to see the output path and no_changes to pass", v)
+	}
+
+	// The scripted contract: one JSON object with the documented keys.
+	code, stdout, stderr = changeops(t, "status", sha[:8], "--json")
+	var st map[string]any
+	if code != 0 || json.Unmarshal([]byte(stdout), &st) != nil {
+		t.Fatalf("changeops status --json = %d, %q, %q", code, stdout, stderr)
+	}
+	for key, want := range map[string]any{"id": id, "commit": sha, "state": "succeeded", "approver": "bob", "revert_commit": ""} {
+		if st[key] != want {
+			t.Errorf("status --json %s = %v, want %v", key, st[key], want)
+		}
+	}
+	if stacks, _ := st["stacks"].([]any); len(stacks) != 1 || stacks[0] != "site" {
+		t.Errorf("status --json stacks = %v, want [site]", st["stacks"])
 	}
 
 	// The run is searchable by the attributes the CLI lists with.

@@ -1,0 +1,24 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/changeops/changeops/internal/cli"
+)
+
+// changeops runs the command line against the package's Temporal, as a user
+// would, and returns its exit code and output.
+func changeops(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	args = append(args, "--address", temporalURL)
+	code = cli.Main(context.Background(), args, cli.Env{
+		Getenv: func(string) string { return "" },
+		Stdout: &out,
+		Stderr: &errOut,
+		Tools:  tools,
+	})
+	return code, out.String(), errOut.String()
+}
