@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"sort"
-	"strings"
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/gitrepo"
 )
 
@@ -33,7 +30,7 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 	if err != nil {
 		return InspectResult{}, err
 	}
-	stacks := StacksTouched(a.Config.Stacks, paths)
+	stacks := a.Config.StacksTouched(in.Branch, paths)
 	for _, s := range stacks {
 		ok, err := gitrepo.HasFile(repo, info.SHA, path.Join(s.Path, "Pulumi.yaml"))
 		if err != nil {
@@ -57,22 +54,6 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 		ChangedPaths: paths,
 		Stacks:       stacks,
 	}, nil
-}
-
-// StacksTouched returns the stacks whose folder holds one of paths, sorted by
-// name (the order locks are taken in).
-func StacksTouched(stacks []config.Stack, paths []string) []config.Stack {
-	var out []config.Stack
-	for _, s := range stacks {
-		for _, p := range paths {
-			if p == s.Path || strings.HasPrefix(p, s.Path+"/") {
-				out = append(out, s)
-				break
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
 }
 
 // PollBranch fetches and lists the first-parent commits after LastSeen.

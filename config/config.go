@@ -10,10 +10,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/bmatcuk/doublestar/v4"
 	"gopkg.in/yaml.v3"
 )
 
@@ -51,6 +53,13 @@ type Repo struct {
 	// AuthorName and AuthorEmail sign the commits changeops makes (reverts).
 	AuthorName  string `yaml:"author_name"`
 	AuthorEmail string `yaml:"author_email"`
+	// Initial is what a branch's first poll does with its head: baseline
+	// (deploy only later commits) or deploy (run the head once too).
+	Initial string `yaml:"initial"`
+	// OnRewrite is what a force push that drops seen commits does: hold
+	// (deploy nothing until `changeops ack-rewrite`) or continue (resume from
+	// the new head at once). Either way it is reported.
+	OnRewrite string `yaml:"on_rewrite"`
 }
 
 // Temporal says where the Temporal frontend is.
@@ -75,8 +84,13 @@ type Pulumi struct {
 
 // Stack is one deployable Pulumi stack in the repository.
 type Stack struct {
-	Name            string   `yaml:"name"`
-	Path            string   `yaml:"path"`
+	Name string `yaml:"name"`
+	Path string `yaml:"path"`
+	// Branch is the environment's branch; default repo.branch.
+	Branch string `yaml:"branch"`
+	// AlsoWatch are globs (** allowed) of shared folders the stack uses: a
+	// change there plans the stack too.
+	AlsoWatch       []string `yaml:"also_watch"`
 	Stack           string   `yaml:"stack"`
 	Approval        string   `yaml:"approval"`
 	Approvers       []string `yaml:"approvers"`
@@ -127,9 +141,15 @@ type HTTP struct {
 	Listen string `yaml:"listen"`
 }
 
-// Webhooks names the secrets of the webhook endpoints.
+// Webhooks names the secrets of the webhook endpoints; an endpoint whose
+// secret is not configured answers 404.
 type Webhooks struct {
-	GitHubSecretEnv string `yaml:"github_secret_env"`
+	GitHubSecretEnv  string `yaml:"github_secret_env"`
+	GitLabTokenEnv   string `yaml:"gitlab_token_env"`
+	GiteaSecretEnv   string `yaml:"gitea_secret_env"`
+	GenericSecretEnv string `yaml:"generic_secret_env"`
+	// MaxBody bounds a delivery's size; larger ones get 413.
+	MaxBody int64 `yaml:"max_body"`
 }
 
 // Secrets are resolved from the environment; String never prints them.
@@ -140,6 +160,9 @@ type Secrets struct {
 	SlackBotToken      string
 	SlackSigningSecret string
 	GitHubSecret       string
+	GitLabToken        string
+	GiteaSecret        string
+	GenericSecret      string
 }
 
 func (Secrets) String() string   { return "[secrets redacted]" }
@@ -180,6 +203,12 @@ const (
 	DefaultListen          = "127.0.0.1:8088"
 	DefaultAuthorName      = "changeops"
 	DefaultAuthorEmail     = "changeops@localhost"
+	DefaultMaxBody         = 5 << 20
+
+	InitialBaseline = "baseline"
+	InitialDeploy   = "deploy"
+	RewriteHold     = "hold"
+	RewriteContinue = "continue"
 )
 
 // Load reads path, applies defaults, resolves secrets through getenv and
@@ -232,6 +261,11 @@ func (c *Config) applyDefaults(base string) {
 	}
 	setDefault(&c.Repo.AuthorName, DefaultAuthorName)
 	setDefault(&c.Repo.AuthorEmail, DefaultAuthorEmail)
+	setDefault(&c.Repo.Initial, InitialBaseline)
+	setDefault(&c.Repo.OnRewrite, RewriteHold)
+	if c.Webhooks.MaxBody == 0 {
+		c.Webhooks.MaxBody = DefaultMaxBody
+	}
 	// A repo URL that is a plain path is relative to the config file.
 	if c.Repo.URL != "" && !strings.Contains(c.Repo.URL, "://") && !strings.Contains(c.Repo.URL, "@") {
 		c.Repo.URL = absFrom(base, c.Repo.URL)
@@ -251,6 +285,7 @@ func (c *Config) applyDefaults(base string) {
 	for i := range c.Stacks {
 		s := &c.Stacks[i]
 		setDefault(&s.Approval, ApprovalManual)
+		setDefault(&s.Branch, c.Repo.Branch)
 		if s.ApprovalTimeout == 0 {
 			s.ApprovalTimeout = Duration(DefaultApprovalTimeout)
 		}
@@ -291,7 +326,10 @@ func (c *Config) resolveSecrets(getenv func(string) string) error {
 	c.Secrets.PulumiPassphrase = get("pulumi.passphrase_env", c.Pulumi.PassphraseEnv, true)
 	c.Secrets.SlackBotToken = get("slack.bot_token_env", c.Slack.BotTokenEnv, false)
 	c.Secrets.SlackSigningSecret = get("slack.signing_secret_env", c.Slack.SigningSecretEnv, false)
-	c.Secrets.GitHubSecret = get("webhooks.github_secret_env", c.Webhooks.GitHubSecretEnv, false)
+	c.Secrets.GitHubSecret = get("webhooks.github_secret_env", c.Webhooks.GitHubSecretEnv, true)
+	c.Secrets.GitLabToken = get("webhooks.gitlab_token_env", c.Webhooks.GitLabTokenEnv, true)
+	c.Secrets.GiteaSecret = get("webhooks.gitea_secret_env", c.Webhooks.GiteaSecretEnv, true)
+	c.Secrets.GenericSecret = get("webhooks.generic_secret_env", c.Webhooks.GenericSecretEnv, true)
 	if len(missing) > 0 {
 		return errors.New(strings.Join(missing, "; "))
 	}
@@ -309,6 +347,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Repo.PollInterval.D() < time.Second {
 		bad("repo.poll_interval %s is below 1s: use 1s or more", c.Repo.PollInterval.D())
+	}
+	if c.Repo.Initial != InitialBaseline && c.Repo.Initial != InitialDeploy {
+		bad("repo.initial %q: use baseline or deploy", c.Repo.Initial)
+	}
+	if c.Repo.OnRewrite != RewriteHold && c.Repo.OnRewrite != RewriteContinue {
+		bad("repo.on_rewrite %q: use hold or continue", c.Repo.OnRewrite)
 	}
 	if (c.Repo.UsernameEnv == "") != (c.Repo.PasswordEnv == "") {
 		bad("repo.username_env and repo.password_env go together: set both or neither")
@@ -339,6 +383,11 @@ func (c *Config) Validate() error {
 		names[s.Name] = true
 		if s.Path == "" || s.Path == "." || strings.HasPrefix(s.Path, "../") || filepath.IsAbs(s.Path) {
 			bad("%s.path %q must be a folder inside the repository, like stacks/web", at, s.Path)
+		}
+		for j, g := range s.AlsoWatch {
+			if !doublestar.ValidatePattern(g) {
+				bad("%s.also_watch[%d] %q is not a valid glob: use forms like modules/** or shared/*.yaml", at, j, g)
+			}
 		}
 		if s.Stack == "" {
 			bad("%s.stack is empty: name the Pulumi stack, like prod", at)
@@ -371,6 +420,56 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// BranchOf is the branch a stack deploys from.
+func (c *Config) BranchOf(s Stack) string {
+	if s.Branch != "" {
+		return s.Branch
+	}
+	return c.Repo.Branch
+}
+
+// Branches returns the branches the stacks deploy from, sorted: one
+// watcher each.
+func (c *Config) Branches() []string {
+	var out []string
+	for _, s := range c.Stacks {
+		if b := c.BranchOf(s); !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// StacksTouched returns the stacks of branch that paths touch, sorted by
+// name (the order locks are taken in): a path inside the stack's folder, or
+// matching one of its also_watch globs.
+func (c *Config) StacksTouched(branch string, paths []string) []Stack {
+	var out []Stack
+	for _, s := range c.Stacks {
+		if c.BranchOf(s) != branch {
+			continue
+		}
+		for _, p := range paths {
+			if p == s.Path || strings.HasPrefix(p, s.Path+"/") || matchesAny(s.AlsoWatch, p) {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func matchesAny(globs []string, path string) bool {
+	for _, g := range globs {
+		if ok, _ := doublestar.Match(g, path); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // StackNames returns the configured stack names, sorted.

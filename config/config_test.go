@@ -112,3 +112,41 @@ func TestSecretsNeverPrint(t *testing.T) {
 		}
 	}
 }
+
+func TestStacksTouched(t *testing.T) {
+	t.Parallel()
+	cfg := &Config{Repo: Repo{Branch: "main"}, Stacks: []Stack{
+		{Name: "web", Path: "stacks/web", AlsoWatch: []string{"modules/**"}},
+		{Name: "web2", Path: "stacks/web2"},
+		{Name: "api", Path: "stacks/api", AlsoWatch: []string{"shared/*.yaml"}},
+		{Name: "web-staging", Path: "stacks/web", Branch: "staging", AlsoWatch: []string{"modules/**"}},
+	}}
+	names := func(ss []Stack) string {
+		var n []string
+		for _, s := range ss {
+			n = append(n, s.Name)
+		}
+		return strings.Join(n, ",")
+	}
+	cases := []struct {
+		branch string
+		paths  []string
+		want   string
+	}{
+		{"main", []string{"stacks/web/index.html"}, "web"},
+		{"main", []string{"stacks/web2/Pulumi.yaml"}, "web2"}, // a prefix of the name is not the folder
+		{"main", []string{"modules/net/vpc.yaml"}, "web"},
+		{"main", []string{"shared/tags.yaml", "stacks/web/x"}, "api,web"},
+		{"main", []string{"shared/deep/tags.yaml"}, ""}, // * does not cross folders
+		{"main", []string{"README.md"}, ""},
+		{"staging", []string{"modules/net/vpc.yaml"}, "web-staging"},
+	}
+	for _, c := range cases {
+		if got := names(cfg.StacksTouched(c.branch, c.paths)); got != c.want {
+			t.Errorf("StacksTouched(%s, %v) = %q, want %q", c.branch, c.paths, got, c.want)
+		}
+	}
+	if got := cfg.Branches(); strings.Join(got, ",") != "main,staging" {
+		t.Errorf("Branches() = %v", got)
+	}
+}
