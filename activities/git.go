@@ -58,7 +58,11 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 
 // PollBranch fetches and lists the first-parent commits after LastSeen.
 func (a *Activities) PollBranch(ctx context.Context, in PollInput) (PollResult, error) {
-	res := PollResult{PollInterval: a.Config.Repo.PollInterval.D()}
+	res := PollResult{
+		PollInterval: a.Config.Repo.PollInterval.D(),
+		Initial:      a.Config.Repo.Initial,
+		OnRewrite:    a.Config.Repo.OnRewrite,
+	}
 	repo, err := a.Git.Fetch(ctx)
 	if err != nil {
 		return res, gitError(err, "", a.Git.URL())

@@ -114,7 +114,10 @@ type PollResult struct {
 	NewCommits []string
 	// Rewritten is set when LastSeen is no longer on the branch (a force push).
 	Rewritten bool
-	// PollInterval is the configured interval, read on every poll so a
-	// configuration change applies without restarting the watcher.
+	// PollInterval, Initial and OnRewrite are the configured policies, read
+	// on every poll so a configuration change applies without restarting
+	// the watcher.
 	PollInterval time.Duration
+	Initial      string
+	OnRewrite    string
 }

@@ -24,6 +24,10 @@ const (
 
 	// PokeSignal asks the watcher to poll now (webhooks).
 	PokeSignal = "poke"
+	// AckRewriteUpdate resumes a watcher held by a history rewrite.
+	AckRewriteUpdate = "ack-rewrite"
+	// WatcherStatusQuery returns the watcher's WatcherStatus.
+	WatcherStatusQuery = "watcher-status"
 )
 
 // States of a change run, as shown in ChangeState and the CLI.

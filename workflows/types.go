@@ -85,4 +85,29 @@ type WatcherInput struct {
 	Branch   string
 	LastSeen string
 	UIURL    string
+	// Held is set while a history rewrite waits for acknowledgement.
+	Held *Rewrite
+	// Outage is the reason polls fail, reported once, empty when healthy.
+	Outage string
+}
+
+// Rewrite is a force push that dropped commits the watcher had seen.
+type Rewrite struct {
+	LastSeen string // the commit that is gone from the branch
+	Head     string // the branch head when the rewrite was seen
+	At       time.Time
+}
+
+// AckRequest acknowledges a held rewrite.
+type AckRequest struct {
+	User string
+}
+
+// WatcherStatus is what WatcherStatusQuery returns.
+type WatcherStatus struct {
+	Branch   string
+	LastSeen string
+	Held     *Rewrite
+	Outage   string
+	LastPoll time.Time
 }

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/notify"
 )
 
@@ -20,46 +21,149 @@ const pollsPerRun = 500
 // WatcherWorkflow polls a branch and starts one ChangeWorkflow per new
 // first-parent commit, oldest first. A poke signal (webhook) polls at once;
 // the watcher still decides what is new, so a lost or repeated webhook costs
-// at most one interval and never a change.
+// at most one interval and never a change. A force push that drops seen
+// commits is reported and, by default, held until a person acknowledges it.
 func WatcherWorkflow(ctx workflow.Context, in WatcherInput) error {
-	logger := workflow.GetLogger(ctx)
+	w := &watcher{in: in, st: WatcherStatus{Branch: in.Branch, LastSeen: in.LastSeen, Held: in.Held, Outage: in.Outage}}
+	if err := w.setup(ctx); err != nil {
+		return err
+	}
 	pokes := workflow.GetSignalChannel(ctx, PokeSignal)
-	lastSeen := in.LastSeen
 	interval := 30 * time.Second
 	for i := 0; i < pollsPerRun && !workflow.GetInfo(ctx).GetContinueAsNewSuggested(); i++ {
-		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Watching %s; last seen %s", in.Branch, shortSHA(lastSeen)))
-		var res activities.PollResult
-		err := workflow.ExecuteActivity(withOptions(ctx, pollOptions("Poll "+in.Branch)),
-			a.PollBranch, activities.PollInput{Branch: in.Branch, LastSeen: lastSeen}).Get(ctx, &res)
-		switch {
-		case err != nil:
-			logger.Warn("poll failed", "branch", in.Branch, "error", err)
-		case res.Rewritten:
-			// History seen before is gone. Nothing from the rewritten part
-			// is deployed; watching resumes from the new head.
-			reportRewrite(ctx, in, lastSeen, res.Head)
-			lastSeen = res.Head
-		default:
-			for _, sha := range res.NewCommits {
-				if err := startChange(ctx, in, sha); err != nil {
-					logger.Error("start change run", "commit", sha, "error", err)
-					break // retried from this commit at the next poll
-				}
-				lastSeen = sha
-			}
-			if lastSeen == "" {
-				lastSeen = res.Head // first poll: the head is the baseline
-			}
+		if w.st.Held != nil {
+			w.waitForAck(ctx)
+			continue
 		}
+		res, backlog := w.poll(ctx)
 		if res.PollInterval > 0 {
 			interval = res.PollInterval
 		}
-		if err == nil && len(res.NewCommits) > 0 && lastSeen != res.Head {
+		if backlog {
 			continue // a long backlog: keep going without waiting
 		}
 		waitForPoll(ctx, pokes, interval)
 	}
-	return workflow.NewContinueAsNewError(ctx, WatcherWorkflow, WatcherInput{Branch: in.Branch, LastSeen: lastSeen, UIURL: in.UIURL})
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	return workflow.NewContinueAsNewError(ctx, WatcherWorkflow, WatcherInput{
+		Branch: in.Branch, LastSeen: w.st.LastSeen, UIURL: in.UIURL, Held: w.st.Held, Outage: w.st.Outage,
+	})
+}
+
+type watcher struct {
+	in WatcherInput
+	st WatcherStatus
+}
+
+func (w *watcher) setup(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, WatcherStatusQuery, func() (WatcherStatus, error) { return w.st, nil }); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, AckRewriteUpdate,
+		func(ctx workflow.Context, req AckRequest) (WatcherStatus, error) {
+			held := w.st.Held
+			// Resume after the head seen with the rewrite: nothing from the
+			// rewritten part is deployed, later commits are.
+			w.st.LastSeen, w.st.Held = held.Head, nil
+			w.notify(ctx, "rewrite acknowledged", held.Head,
+				fmt.Sprintf("acknowledged by %s; deploying commits after %s", req.User, shortSHA(held.Head)))
+			return w.st, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(req AckRequest) error {
+			switch {
+			case req.User == "":
+				return errors.New("an acknowledgement needs a user: pass --as USER")
+			case w.st.Held == nil:
+				return fmt.Errorf("branch %s has no rewrite waiting for acknowledgement", w.in.Branch)
+			}
+			return nil
+		}})
+}
+
+// poll fetches once and starts the runs of new commits. backlog says more
+// commits are waiting than one poll returns.
+func (w *watcher) poll(ctx workflow.Context) (activities.PollResult, bool) {
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Watching %s; last seen %s", w.in.Branch, shortSHA(w.st.LastSeen)))
+	var res activities.PollResult
+	err := workflow.ExecuteActivity(withOptions(ctx, pollOptions("Poll "+w.in.Branch)),
+		a.PollBranch, activities.PollInput{Branch: w.in.Branch, LastSeen: w.st.LastSeen}).Get(ctx, &res)
+	w.st.LastPoll = workflow.Now(ctx)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("poll failed", "branch", w.in.Branch, "error", err)
+		// Reported once per outage; watchers started before reporting
+		// existed keep their recorded behaviour.
+		if workflow.GetVersion(ctx, "report-poll-outage", workflow.DefaultVersion, 1) == 1 {
+			if w.st.Outage == "" {
+				w.notify(ctx, "polling failing", "", fmt.Sprintf("cannot poll %s: %s; retrying every poll interval", w.in.Branch, errorMessage(err)))
+			}
+			w.st.Outage = errorMessage(err)
+		}
+		return res, false
+	}
+	if w.st.Outage != "" {
+		w.notify(ctx, "polling recovered", res.Head, fmt.Sprintf("polling %s works again", w.in.Branch))
+		w.st.Outage = ""
+	}
+	switch {
+	case res.Rewritten:
+		w.rewritten(ctx, res)
+		return res, false
+	case w.st.LastSeen == "":
+		// First poll: the head is the baseline, or deployed once.
+		if res.Initial == config.InitialDeploy && res.Head != "" {
+			if err := startChange(ctx, w.in, res.Head); err != nil {
+				workflow.GetLogger(ctx).Error("start change run", "commit", res.Head, "error", err)
+				return res, false // retried at the next poll
+			}
+		}
+		w.st.LastSeen = res.Head
+		return res, false
+	}
+	for _, sha := range res.NewCommits {
+		if err := startChange(ctx, w.in, sha); err != nil {
+			workflow.GetLogger(ctx).Error("start change run", "commit", sha, "error", err)
+			return res, false // retried from this commit at the next poll
+		}
+		w.st.LastSeen = sha
+	}
+	return res, len(res.NewCommits) > 0 && w.st.LastSeen != res.Head
+}
+
+// rewritten handles a force push that dropped the last seen commit.
+func (w *watcher) rewritten(ctx workflow.Context, res activities.PollResult) {
+	hold := res.OnRewrite != config.RewriteContinue &&
+		workflow.GetVersion(ctx, "hold-on-rewrite", workflow.DefaultVersion, 1) == 1
+	detail := fmt.Sprintf("%s no longer holds %s (force push?): nothing from the rewritten part is deployed; ",
+		w.in.Branch, shortSHA(w.st.LastSeen))
+	if hold {
+		w.st.Held = &Rewrite{LastSeen: w.st.LastSeen, Head: res.Head, At: workflow.Now(ctx)}
+		w.notify(ctx, "history rewritten", res.Head, detail+fmt.Sprintf("held until `changeops ack-rewrite %s`", w.in.Branch))
+		return
+	}
+	w.notify(ctx, "history rewritten", res.Head, detail+"watching continues from "+shortSHA(res.Head))
+	w.st.LastSeen = res.Head
+}
+
+// waitForAck waits for the ack-rewrite update while a rewrite is held.
+func (w *watcher) waitForAck(ctx workflow.Context) {
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Held: %s was rewritten; waiting for `changeops ack-rewrite %s`", w.in.Branch, w.in.Branch))
+	_ = workflow.Await(ctx, func() bool { return w.st.Held == nil })
+}
+
+func (w *watcher) notify(ctx workflow.Context, step, commit, detail string) {
+	e := notify.Event{
+		RunID:  workflow.GetInfo(ctx).WorkflowExecution.ID,
+		Branch: w.in.Branch,
+		Commit: commit,
+		State:  step,
+		Step:   step,
+		Detail: detail,
+	}
+	if err := workflow.ExecuteActivity(withOptions(ctx, notifyOptions("Notify: "+step)), a.Notify, e).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("notification not delivered", "step", step, "error", err)
+	}
 }
 
 // waitForPoll sleeps until the interval passes or a poke arrives, then takes
@@ -98,21 +202,6 @@ func startChange(ctx workflow.Context, in WatcherInput, sha string) error {
 		return nil
 	}
 	return err
-}
-
-func reportRewrite(ctx workflow.Context, in WatcherInput, lastSeen, head string) {
-	e := notify.Event{
-		RunID:  workflow.GetInfo(ctx).WorkflowExecution.ID,
-		Branch: in.Branch,
-		Commit: head,
-		State:  "history-rewritten",
-		Step:   "history rewritten",
-		Detail: fmt.Sprintf("%s no longer holds %s (force push?): nothing from the rewritten part is deployed; watching continues from %s",
-			in.Branch, shortSHA(lastSeen), shortSHA(head)),
-	}
-	if err := workflow.ExecuteActivity(withOptions(ctx, notifyOptions("Notify: history rewritten")), a.Notify, e).Get(ctx, nil); err != nil {
-		workflow.GetLogger(ctx).Warn("notification not delivered", "error", err)
-	}
 }
 
 // pollOptions: polls retry through remote outages on their own backoff.

@@ -1,0 +1,146 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/suite"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/notify"
+)
+
+// WatcherSuite drives WatcherWorkflow with a scripted sequence of polls.
+type WatcherSuite struct {
+	suite.Suite
+	testsuite.WorkflowTestSuite
+	env *testsuite.TestWorkflowEnvironment
+
+	mu      sync.Mutex
+	polls   []activities.PollResult // answered in order, then "nothing new"
+	errs    map[int]error           // poll number → failure
+	n       int
+	lastIn  []string // LastSeen of each poll
+	started []string // commits whose change run was started
+	notes   []string
+}
+
+func TestWatcherSuite(t *testing.T) { suite.Run(t, new(WatcherSuite)) }
+
+func (s *WatcherSuite) SetupTest() {
+	s.env = s.NewTestWorkflowEnvironment()
+	s.env.RegisterActivity(&activities.Activities{})
+	s.env.RegisterWorkflowWithOptions(ChangeWorkflow, workflow.RegisterOptions{Name: ChangeWorkflowName})
+	s.polls, s.errs, s.n, s.lastIn, s.started, s.notes = nil, map[int]error{}, 0, nil, nil, nil
+	s.env.OnActivity(a.PollBranch, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PollInput) (activities.PollResult, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.n++
+		s.lastIn = append(s.lastIn, in.LastSeen)
+		if err, ok := s.errs[s.n]; ok {
+			return activities.PollResult{}, err
+		}
+		if len(s.polls) == 0 {
+			return activities.PollResult{Head: in.LastSeen, PollInterval: time.Second}, nil
+		}
+		res := s.polls[0]
+		s.polls = s.polls[1:]
+		res.PollInterval = time.Second
+		return res, nil
+	})
+	s.env.OnWorkflow(ChangeWorkflowName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in ChangeInput) (ChangeResult, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.started = append(s.started, in.Commit)
+		return ChangeResult{State: StateSucceeded}, nil
+	})
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, e notify.Event) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.notes = append(s.notes, e.Step)
+		return nil
+	}).Maybe()
+}
+
+// run runs the watcher until it continues as new (after pollsPerRun polls)
+// or the test's callback stops it.
+func (s *WatcherSuite) run(in WatcherInput) {
+	s.env.ExecuteWorkflow(WatcherWorkflow, in)
+	s.True(s.env.IsWorkflowCompleted())
+}
+
+func (s *WatcherSuite) TestBaselineThenNewCommitsInOrder() {
+	s.polls = []activities.PollResult{
+		{Head: "base"},
+		{Head: "c3", NewCommits: []string{"c1", "c2", "c3"}},
+	}
+	s.run(WatcherInput{Branch: "main"})
+	s.Equal([]string{"c1", "c2", "c3"}, s.started, "the baseline itself is not deployed; new commits are, oldest first")
+	s.Equal([]string{"", "base", "c3"}, s.lastIn[:3])
+}
+
+func (s *WatcherSuite) TestInitialDeployRunsTheHeadOnce() {
+	s.polls = []activities.PollResult{{Head: "base", Initial: config.InitialDeploy}}
+	s.run(WatcherInput{Branch: "main"})
+	s.Equal([]string{"base"}, s.started)
+}
+
+func (s *WatcherSuite) TestRewriteIsHeldUntilAcknowledged() {
+	s.polls = []activities.PollResult{
+		{Head: "x2", Rewritten: true},
+		{Head: "x3", NewCommits: []string{"x3"}},
+	}
+	var refused, accepted error
+	s.env.RegisterDelayedCallback(func() {
+		s.Empty(s.started, "nothing is deployed while held")
+		v, err := s.env.QueryWorkflow(WatcherStatusQuery)
+		s.Require().NoError(err)
+		var st WatcherStatus
+		s.Require().NoError(v.Get(&st))
+		s.Require().NotNil(st.Held)
+		s.Equal("a1", st.Held.LastSeen)
+		s.env.UpdateWorkflow(AckRewriteUpdate, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { refused = err }, OnComplete: func(any, error) {},
+		}, AckRequest{})
+		s.env.UpdateWorkflow(AckRewriteUpdate, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { accepted = err }, OnComplete: func(any, error) {},
+		}, AckRequest{User: "carol"})
+	}, time.Hour)
+	s.run(WatcherInput{Branch: "main", LastSeen: "a1"})
+	s.Require().Error(refused)
+	s.Contains(refused.Error(), "needs a user")
+	s.NoError(accepted)
+	s.Equal([]string{"x3"}, s.started, "after the ack, commits after the rewritten head deploy")
+	s.Equal("x2", s.lastIn[1], "polling resumes from the head seen with the rewrite")
+	s.Contains(s.notes, "history rewritten")
+	s.Contains(s.notes, "rewrite acknowledged")
+}
+
+func (s *WatcherSuite) TestRewriteContinuePolicy() {
+	s.polls = []activities.PollResult{{Head: "x2", Rewritten: true, OnRewrite: config.RewriteContinue}}
+	s.run(WatcherInput{Branch: "main", LastSeen: "a1"})
+	s.Empty(s.started)
+	s.Equal("x2", s.lastIn[1])
+	s.Contains(s.notes, "history rewritten")
+}
+
+func (s *WatcherSuite) TestOutageReportedOnceAndRecovery() {
+	// Attempts 2-11: two polls that fail after all five of their attempts.
+	for n := 2; n <= 11; n++ {
+		s.errs[n] = errors.New("remote down")
+	}
+	s.polls = []activities.PollResult{{Head: "a1"}, {Head: "a2", NewCommits: []string{"a2"}}}
+	s.run(WatcherInput{Branch: "main"})
+	s.Equal([]string{"a2"}, s.started, "no commit is skipped across the outage")
+	failing := slices.DeleteFunc(slices.Clone(s.notes), func(n string) bool { return n != "polling failing" })
+	s.Len(failing, 1, "an outage is reported once")
+	s.Contains(s.notes, "polling recovered")
+}
