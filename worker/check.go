@@ -25,19 +25,25 @@ func CheckStacks(ctx context.Context, cfg *config.Config, repo *gitrepo.Repo, lo
 		logger.Warn("cannot check stack folders now; each run checks its commit", "repo", cfg.Repo.URL, "error", err)
 		return nil
 	}
-	head, err := gitrepo.Head(g, cfg.Repo.Branch)
-	if err != nil {
-		return fmt.Errorf("repo.branch %s does not exist on %s: name a branch the remote has", cfg.Repo.Branch, cfg.Repo.URL)
+	heads := map[string]string{}
+	for _, b := range cfg.Branches() {
+		head, err := gitrepo.Head(g, b)
+		if err != nil {
+			return fmt.Errorf("branch %s does not exist on %s: check repo.branch and stacks[].branch", b, cfg.Repo.URL)
+		}
+		heads[b] = head
 	}
 	var errs []error
 	for i, s := range cfg.Stacks {
+		branch := cfg.BranchOf(s)
+		head := heads[branch]
 		at := fmt.Sprintf("stacks[%d] (%s).path %q", i, s.Name, s.Path)
 		dir, err := gitrepo.IsDir(g, head, s.Path)
 		if err != nil {
 			return err
 		}
 		if !dir {
-			errs = append(errs, fmt.Errorf("%s: no such folder on %s at %.7s: fix the path", at, cfg.Repo.Branch, head))
+			errs = append(errs, fmt.Errorf("%s: no such folder on %s at %.7s: fix the path", at, branch, head))
 			continue
 		}
 		ok, err := gitrepo.HasFile(g, head, path.Join(s.Path, "Pulumi.yaml"))
@@ -45,7 +51,7 @@ func CheckStacks(ctx context.Context, cfg *config.Config, repo *gitrepo.Repo, lo
 			return err
 		}
 		if !ok {
-			errs = append(errs, fmt.Errorf("%s: the folder has no Pulumi.yaml on %s at %.7s: point at the Pulumi project's folder", at, cfg.Repo.Branch, head))
+			errs = append(errs, fmt.Errorf("%s: the folder has no Pulumi.yaml on %s at %.7s: point at the Pulumi project's folder", at, branch, head))
 		}
 	}
 	return errors.Join(errs...)

@@ -104,12 +104,12 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 		wk.Stop()
 		return nil, fmt.Errorf("start worker on task queue %s: %w", cfg.Temporal.TaskQueue, err)
 	}
-	if err := wk.startWatcher(ctx); err != nil {
+	if err := wk.startWatchers(ctx); err != nil {
 		wk.Stop()
 		return nil, err
 	}
 	logger.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "repo", cfg.Repo.URL,
-		"branch", cfg.Repo.Branch, "http", ln.Addr().String())
+		"branches", strings.Join(cfg.Branches(), ","), "http", ln.Addr().String())
 	return wk, nil
 }
 
@@ -140,24 +140,28 @@ func (w *Worker) Stop() {
 	w.client.Close()
 }
 
-// startWatcher makes sure the branch's watcher runs; an existing one is kept.
-func (w *Worker) startWatcher(ctx context.Context) error {
-	branch := w.cfg.Repo.Branch
-	_, err := w.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       workflows.WatcherWorkflowID(branch),
-		TaskQueue:                w.cfg.Temporal.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		StaticSummary:            "Watch " + branch + " of " + w.cfg.Repo.URL,
-	}, workflows.WatcherWorkflowName, workflows.WatcherInput{Branch: branch, UIURL: w.cfg.Temporal.UIURL})
-	if err != nil {
-		return fmt.Errorf("start watcher of branch %s: %w", branch, err)
+// startWatchers makes sure each branch the stacks deploy from has its
+// watcher; an existing one is kept.
+func (w *Worker) startWatchers(ctx context.Context) error {
+	for _, branch := range w.cfg.Branches() {
+		_, err := w.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+			ID:                       workflows.WatcherWorkflowID(branch),
+			TaskQueue:                w.cfg.Temporal.TaskQueue,
+			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+			StaticSummary:            "Watch " + branch + " of " + w.cfg.Repo.URL,
+		}, workflows.WatcherWorkflowName, workflows.WatcherInput{Branch: branch, UIURL: w.cfg.Temporal.UIURL})
+		if err != nil {
+			return fmt.Errorf("start watcher of branch %s: %w", branch, err)
+		}
 	}
 	return nil
 }
 
 func (w *Worker) routes() http.Handler {
 	mux := http.NewServeMux()
+	hooks := &webhooks{cfg: w.cfg, logger: w.logger, poke: w.poke}
+	hooks.register(mux)
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) {
 		if _, err := w.client.CheckHealth(r.Context(), &client.CheckHealthRequest{}); err != nil {
 			http.Error(rw, "temporal unreachable", http.StatusServiceUnavailable)

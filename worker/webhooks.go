@@ -1,0 +1,179 @@
+package worker
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/workflows"
+)
+
+// webhooks receives push notifications from forges. A delivery is trusted
+// only after its signature or token checks out, and then it only pokes the
+// branch's watcher: the watcher decides what is new, so a duplicated,
+// reordered or lost delivery never starts a wrong run or misses one.
+//
+//	POST /webhooks/github   X-Hub-Signature-256: sha256=HMAC-SHA256(body)
+//	POST /webhooks/gitlab   X-Gitlab-Token: the shared token
+//	POST /webhooks/gitea    X-Gitea-Signature: HMAC-SHA256(body), hex
+//	POST /webhooks/generic  X-Changeops-Signature: sha256=HMAC-SHA256(body)
+//
+// Answers: 202 poked or ignored (with why), 401 bad signature, 404 endpoint
+// not configured, 413 body over webhooks.max_body, 400 unreadable push.
+type webhooks struct {
+	cfg    *config.Config
+	logger *slog.Logger
+	poke   func(ctx context.Context, branch string) error
+}
+
+// forge describes one webhook dialect.
+type forge struct {
+	name   string
+	secret func(config.Secrets) string
+	// verify checks the delivery against the secret.
+	verify func(r *http.Request, body []byte, secret string) bool
+	// isPush says whether the delivery's event is a push.
+	isPush func(r *http.Request) bool
+}
+
+var forges = []forge{
+	{
+		name:   "github",
+		secret: func(s config.Secrets) string { return s.GitHubSecret },
+		verify: func(r *http.Request, body []byte, secret string) bool {
+			return validHMAC(strings.TrimPrefix(r.Header.Get("X-Hub-Signature-256"), "sha256="), body, secret)
+		},
+		isPush: func(r *http.Request) bool { return r.Header.Get("X-GitHub-Event") == "push" },
+	},
+	{
+		name:   "gitlab",
+		secret: func(s config.Secrets) string { return s.GitLabToken },
+		verify: func(r *http.Request, _ []byte, secret string) bool {
+			return subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Gitlab-Token")), []byte(secret)) == 1
+		},
+		isPush: func(r *http.Request) bool { return r.Header.Get("X-Gitlab-Event") == "Push Hook" },
+	},
+	{
+		name:   "gitea",
+		secret: func(s config.Secrets) string { return s.GiteaSecret },
+		verify: func(r *http.Request, body []byte, secret string) bool {
+			return validHMAC(r.Header.Get("X-Gitea-Signature"), body, secret)
+		},
+		isPush: func(r *http.Request) bool { return r.Header.Get("X-Gitea-Event") == "push" },
+	},
+	{
+		name:   "generic",
+		secret: func(s config.Secrets) string { return s.GenericSecret },
+		verify: func(r *http.Request, body []byte, secret string) bool {
+			return validHMAC(strings.TrimPrefix(r.Header.Get("X-Changeops-Signature"), "sha256="), body, secret)
+		},
+		isPush: func(*http.Request) bool { return true },
+	},
+}
+
+// validHMAC compares a hex HMAC-SHA256 of body in constant time.
+func validHMAC(got string, body []byte, secret string) bool {
+	sig, err := hex.DecodeString(got)
+	if err != nil || len(sig) != sha256.Size {
+		return false
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return hmac.Equal(sig, mac.Sum(nil))
+}
+
+func (h *webhooks) register(mux *http.ServeMux) {
+	for _, f := range forges {
+		mux.Handle("POST /webhooks/"+f.name, h.handler(f))
+	}
+}
+
+func (h *webhooks) handler(f forge) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		secret := f.secret(h.cfg.Secrets)
+		if secret == "" {
+			http.Error(w, fmt.Sprintf("the %s webhook is not configured: set webhooks.%s_*_env", f.name, f.name), http.StatusNotFound)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.Webhooks.MaxBody))
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			http.Error(w, fmt.Sprintf("body over %d bytes (webhooks.max_body)", h.cfg.Webhooks.MaxBody), http.StatusRequestEntityTooLarge)
+			return
+		}
+		if err != nil {
+			http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if !f.verify(r, body, secret) {
+			h.logger.Warn("webhook refused: bad signature", "forge", f.name, "remote", r.RemoteAddr)
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		if !f.isPush(r) {
+			accepted(w, "not a push event: ignored")
+			return
+		}
+		branch, isBranch, err := pushedBranch(body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if !isBranch {
+			accepted(w, "not a branch push (a tag?): ignored")
+			return
+		}
+		if !slices.Contains(h.cfg.Branches(), branch) {
+			accepted(w, fmt.Sprintf("branch %q is not tracked: ignored", branch))
+			return
+		}
+		if err := h.poke(r.Context(), branch); err != nil {
+			h.logger.Error("webhook: poke watcher", "branch", branch, "error", err)
+			http.Error(w, "watcher unavailable; the next poll will see the push", http.StatusServiceUnavailable)
+			return
+		}
+		accepted(w, "watcher of "+branch+" poked")
+	}
+}
+
+// pushedBranch reads the branch of a push. Every forge (and the generic
+// endpoint) sends "ref": "refs/heads/<branch>"; the generic endpoint may
+// send "branch" instead. isBranch is false for other refs (tags).
+func pushedBranch(body []byte) (branch string, isBranch bool, err error) {
+	var p struct {
+		Ref    string `json:"ref"`
+		Branch string `json:"branch"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		return "", false, fmt.Errorf("push body is not JSON: %w", err)
+	}
+	if p.Branch != "" {
+		return p.Branch, true, nil
+	}
+	if p.Ref == "" {
+		return "", false, errors.New(`push body has neither "ref" nor "branch"`)
+	}
+	branch, isBranch = strings.CutPrefix(p.Ref, "refs/heads/")
+	return branch, isBranch, nil
+}
+
+func accepted(w http.ResponseWriter, msg string) {
+	w.WriteHeader(http.StatusAccepted)
+	fmt.Fprintln(w, msg)
+}
+
+// poke signals a branch's watcher to poll now.
+func (w *Worker) poke(ctx context.Context, branch string) error {
+	return w.client.SignalWorkflow(ctx, workflows.WatcherWorkflowID(branch), "", workflows.PokeSignal, nil)
+}
