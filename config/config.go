@@ -237,7 +237,7 @@ func Parse(data []byte, base string, getenv func(string) string) (*Config, error
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w (check the field names against the README's configuration reference)", err)
 	}
-	cfg.applyDefaults(base)
+	cfg.ApplyDefaults(base)
 	if err := cfg.resolveSecrets(getenv); err != nil {
 		return nil, err
 	}
@@ -254,7 +254,10 @@ func absFrom(base, p string) string {
 	return filepath.Join(base, p)
 }
 
-func (c *Config) applyDefaults(base string) {
+// ApplyDefaults fills every unset field with its documented default;
+// relative paths resolve against base. Parse calls it; programs that build
+// a Config in Go call it before Validate.
+func (c *Config) ApplyDefaults(base string) {
 	setDefault(&c.Repo.Branch, DefaultBranch)
 	if c.Repo.PollInterval == 0 {
 		c.Repo.PollInterval = Duration(DefaultPollInterval)

@@ -122,3 +122,23 @@ func Resolve(ctx context.Context, c client.Client, ref string) (string, error) {
 	}
 	return "", fmt.Errorf("%s matches several runs (%s): give more of the SHA", ref, strings.Join(uniq, ", "))
 }
+
+// AckRewrite resumes a branch's watcher held by a history rewrite, through a
+// validated Update: "no rewrite waiting" comes back at once.
+func AckRewrite(ctx context.Context, c client.Client, branch, user string) (workflows.WatcherStatus, error) {
+	id := workflows.WatcherWorkflowID(branch)
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   id,
+		UpdateName:   workflows.AckRewriteUpdate,
+		Args:         []any{workflows.AckRequest{User: user}},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return workflows.WatcherStatus{}, refusal(id, err)
+	}
+	var st workflows.WatcherStatus
+	if err := h.Get(ctx, &st); err != nil {
+		return workflows.WatcherStatus{}, refusal(id, err)
+	}
+	return st, nil
+}

@@ -74,6 +74,7 @@ func testConfig(t *testing.T, url, branch string, stacks ...config.Stack) *confi
 		DataDir: data,
 		Secrets: config.Secrets{PulumiPassphrase: "e2e-passphrase"},
 	}
+	cfg.ApplyDefaults(data)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +83,12 @@ func testConfig(t *testing.T, url, branch string, stacks ...config.Stack) *confi
 
 // startWorker runs a worker for cfg until the test ends.
 func startWorker(t *testing.T, cfg *config.Config) client.Client {
+	t.Helper()
+	return startWorkerFull(t, cfg).Client()
+}
+
+// startWorkerFull is startWorker returning the worker itself.
+func startWorkerFull(t *testing.T, cfg *config.Config) *worker.Worker {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -94,7 +101,7 @@ func startWorker(t *testing.T, cfg *config.Config) client.Client {
 		t.Fatalf("start worker: %v", err)
 	}
 	t.Cleanup(w.Stop)
-	return w.Client()
+	return w
 }
 
 // waitFor polls cond until it holds or the deadline passes; what describes

@@ -50,7 +50,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 	root.PersistentFlags().StringVar(&g.configPath, "config", "", "changeops.yaml to use")
 	root.PersistentFlags().StringVar(&g.address, "address", "", "Temporal frontend host:port (default: from the config, else "+config.DefaultTemporalAddress+")")
 	root.PersistentFlags().StringVar(&g.namespace, "namespace", "", "Temporal namespace (default: from the config, else "+config.DefaultNamespace+")")
-	root.AddCommand(devCmd(g), workerCmd(g), startCmd(g), decideCmd(g, true), decideCmd(g, false), statusCmd(g), listCmd(g))
+	root.AddCommand(devCmd(g), workerCmd(g), startCmd(g), decideCmd(g, true), decideCmd(g, false), statusCmd(g), listCmd(g), ackRewriteCmd(g))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(env.Stderr, "changeops:", err)
 		return 1

@@ -212,3 +212,27 @@ func printStatus(w io.Writer, r starter.Run) {
 		fmt.Fprintf(tw, "error\t%s\n", r.Error)
 	}
 }
+
+func ackRewriteCmd(g *globals) *cobra.Command {
+	var as string
+	cmd := &cobra.Command{
+		Use:   "ack-rewrite BRANCH",
+		Short: "Resume a branch whose history was rewritten (force push); nothing from the rewritten part is deployed",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := starter.AckRewrite(cmd.Context(), c, args[0], as)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s resumed by %s: deploying commits after %s\n", args[0], as, st.LastSeen)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&as, "as", defaultUser(), "who acknowledges")
+	return cmd
+}

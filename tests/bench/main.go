@@ -158,6 +158,7 @@ func setup(ctx context.Context, dir, tools, temporal string, n int) (*bench, err
 		HTTP: config.HTTP{Listen: "127.0.0.1:0"}, DataDir: data,
 		Secrets: config.Secrets{PulumiPassphrase: "bench"},
 	}
+	b.cfg.ApplyDefaults(b.dir)
 	if err := b.cfg.Validate(); err != nil {
 		return nil, err
 	}

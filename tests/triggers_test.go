@@ -1,0 +1,195 @@
+package tests
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/workflows"
+)
+
+// triggerSetup is a remote with a stack folder, and a worker watching it;
+// commits that touch only README.md are cheap no-op runs.
+func triggerSetup(t *testing.T, branch string, poll time.Duration) (*gittest.Remote, *config.Config, client.Client, string) {
+	t.Helper()
+	remote := gittest.New(t, branch)
+	remote.Commit("Add the site stack", siteProject("stacks/site", filepath.Join(t.TempDir(), "x"), "v1"))
+	cfg := testConfig(t, remote.Bare, branch, config.Stack{Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
+	cfg.Repo.PollInterval = config.Duration(poll)
+	cfg.Secrets.GitHubSecret = "gh-secret"
+	w := startWorkerFull(t, cfg)
+	waitWatching(t, w.Client(), branch)
+	return remote, cfg, w.Client(), "http://" + w.Addr()
+}
+
+// 50 commits pushed at once become 50 runs, started in merge order.
+func TestBurstOfCommitsRunsInOrder(t *testing.T) {
+	const branch = "e2e-burst"
+	remote, _, c, _ := triggerSetup(t, branch, time.Second)
+	var shas []string
+	for i := range 50 {
+		remote.Write(map[string]string{"README.md": fmt.Sprintf("revision %d\n", i)})
+		remote.Git(remote.Clone, "add", "-A")
+		remote.Git(remote.Clone, "commit", "-q", "-m", fmt.Sprintf("Revision %d", i))
+		shas = append(shas, remote.Git(remote.Clone, "rev-parse", "HEAD"))
+	}
+	remote.Git(remote.Clone, "push", "-q", "origin", "HEAD:"+branch)
+
+	var starts []time.Time
+	waitFor(t, 3*time.Minute, "50 runs", func() (bool, string) {
+		starts = starts[:0]
+		for _, sha := range shas {
+			d, err := c.DescribeWorkflowExecution(context.Background(), workflows.ChangeWorkflowID(branch, sha), "")
+			if err != nil {
+				return false, fmt.Sprintf("%d of 50 started", len(starts))
+			}
+			starts = append(starts, d.GetWorkflowExecutionInfo().GetStartTime().AsTime())
+		}
+		return true, ""
+	})
+	for i := 1; i < len(starts); i++ {
+		if starts[i].Before(starts[i-1]) {
+			t.Fatalf("run of commit %d started before the run of commit %d", i, i-1)
+		}
+	}
+}
+
+// A webhook delivered twice starts one run; a push whose webhook is lost is
+// found by the next poll; a forged delivery is refused and starts nothing.
+func TestWebhookPokesAndPollCatchesTheRest(t *testing.T) {
+	const branch = "e2e-webhook"
+	remote, _, c, url := triggerSetup(t, branch, 5*time.Second)
+	ctx := context.Background()
+
+	deliver := func(secret string) int {
+		body := fmt.Sprintf(`{"ref":"refs/heads/%s"}`, branch)
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write([]byte(body))
+		req, _ := http.NewRequest(http.MethodPost, url+"/webhooks/github", strings.NewReader(body))
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	a := remote.Commit("A", map[string]string{"README.md": "a\n"})
+	if got := deliver("forged"); got != http.StatusUnauthorized {
+		t.Fatalf("forged delivery: status %d, want 401", got)
+	}
+	for range 2 {
+		if got := deliver("gh-secret"); got != http.StatusAccepted {
+			t.Fatalf("delivery: status %d, want 202", got)
+		}
+	}
+	waitState(t, c, workflows.ChangeWorkflowID(branch, a), 30*time.Second, workflows.StateNoOp)
+	b := remote.Commit("B, whose webhook is lost", map[string]string{"README.md": "b\n"})
+	waitState(t, c, workflows.ChangeWorkflowID(branch, b), 30*time.Second, workflows.StateNoOp)
+
+	for _, sha := range []string{a, b} {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("WorkflowId = '%s'", workflows.ChangeWorkflowID(branch, sha)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(resp.GetExecutions()); n != 1 {
+			t.Errorf("commit %s has %d runs, want 1", sha[:7], n)
+		}
+	}
+}
+
+// A force push is reported and held: nothing from the rewritten part runs
+// until `changeops ack-rewrite`, and later commits run after it.
+func TestForcePushIsHeldUntilAcknowledged(t *testing.T) {
+	const branch = "e2e-rewrite"
+	remote, _, c, _ := triggerSetup(t, branch, time.Second)
+	ctx := context.Background()
+	base := remote.Git(remote.Clone, "rev-parse", "HEAD")
+	seen := remote.Commit("Seen", map[string]string{"README.md": "seen\n"})
+	waitState(t, c, workflows.ChangeWorkflowID(branch, seen), 30*time.Second, workflows.StateNoOp)
+
+	remote.Git(remote.Clone, "reset", "-q", "--hard", base)
+	rewritten := remote.Commit("Rewritten", map[string]string{"README.md": "rewritten\n"})
+	var st workflows.WatcherStatus
+	waitFor(t, 30*time.Second, "watcher holds the rewrite", func() (bool, string) {
+		v, err := c.QueryWorkflow(ctx, workflows.WatcherWorkflowID(branch), "", workflows.WatcherStatusQuery)
+		if err != nil {
+			return false, err.Error()
+		}
+		if err := v.Get(&st); err != nil {
+			return false, err.Error()
+		}
+		return st.Held != nil, fmt.Sprintf("%+v", st)
+	})
+	if st.Held.LastSeen != seen || st.Held.Head != rewritten {
+		t.Fatalf("held = %+v, want the lost %s and the new head %s", st.Held, seen[:7], rewritten[:7])
+	}
+	if _, err := c.DescribeWorkflowExecution(ctx, workflows.ChangeWorkflowID(branch, rewritten), ""); err == nil {
+		t.Fatal("the rewritten head got a run while held")
+	}
+	if code, _, stderr := changeops(t, "ack-rewrite", branch); code != 0 {
+		t.Fatalf("changeops ack-rewrite: %d %s", code, stderr)
+	}
+	if code, _, stderr := changeops(t, "ack-rewrite", branch, "--as", "carol"); code != 1 || !strings.Contains(stderr, "no rewrite waiting") {
+		t.Errorf("a second ack: %d %q, want a refusal", code, stderr)
+	}
+	after := remote.Commit("After", map[string]string{"README.md": "after\n"})
+	waitState(t, c, workflows.ChangeWorkflowID(branch, after), 30*time.Second, workflows.StateNoOp)
+	if _, err := c.DescribeWorkflowExecution(ctx, workflows.ChangeWorkflowID(branch, rewritten), ""); err == nil {
+		t.Error("the rewritten head got a run after the ack")
+	}
+}
+
+// A remote that goes away is reported once and, when back, no commit pushed
+// meanwhile is skipped.
+func TestRemoteDownThenUpSkipsNothing(t *testing.T) {
+	const branch = "e2e-outage"
+	remote, _, c, _ := triggerSetup(t, branch, time.Second)
+	ctx := context.Background()
+	away := remote.Bare + ".away"
+	if err := os.Rename(remote.Bare, away); err != nil {
+		t.Fatal(err)
+	}
+	var st workflows.WatcherStatus
+	waitFor(t, 2*time.Minute, "watcher reports the outage", func() (bool, string) {
+		v, err := c.QueryWorkflow(ctx, workflows.WatcherWorkflowID(branch), "", workflows.WatcherStatusQuery)
+		if err != nil {
+			return false, err.Error()
+		}
+		if err := v.Get(&st); err != nil {
+			return false, err.Error()
+		}
+		return st.Outage != "", fmt.Sprintf("%+v", st)
+	})
+	// Two commits land while the remote is unreachable to changeops.
+	remote.Git(remote.Clone, "remote", "set-url", "origin", away)
+	one := remote.Commit("One", map[string]string{"README.md": "one\n"})
+	two := remote.Commit("Two", map[string]string{"README.md": "two\n"})
+	if err := os.Rename(away, remote.Bare); err != nil {
+		t.Fatal(err)
+	}
+	for _, sha := range []string{one, two} {
+		waitState(t, c, workflows.ChangeWorkflowID(branch, sha), 2*time.Minute, workflows.StateNoOp)
+	}
+	v, err := c.QueryWorkflow(ctx, workflows.WatcherWorkflowID(branch), "", workflows.WatcherStatusQuery)
+	if err != nil || v.Get(&st) != nil || st.Outage != "" {
+		t.Errorf("after recovery: status %+v, %v; want no outage", st, err)
+	}
+}
