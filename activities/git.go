@@ -22,7 +22,11 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 	if err != nil {
 		return InspectResult{}, gitError(err, in.Commit, a.Git.URL())
 	}
-	info, err := gitrepo.Lookup(repo, in.Commit)
+	sha, err := gitrepo.Resolve(repo, in.Commit)
+	if err != nil {
+		return InspectResult{}, gitError(err, in.Commit, a.Git.URL())
+	}
+	info, err := gitrepo.Lookup(repo, sha)
 	if err != nil {
 		return InspectResult{}, gitError(err, in.Commit, a.Git.URL())
 	}
@@ -31,6 +35,10 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 		return InspectResult{}, err
 	}
 	stacks := a.Config.StacksTouched(in.Branch, paths)
+	count := len(paths)
+	if count > MaxChangedPaths {
+		paths = paths[:MaxChangedPaths]
+	}
 	for _, s := range stacks {
 		ok, err := gitrepo.HasFile(repo, info.SHA, path.Join(s.Path, "Pulumi.yaml"))
 		if err != nil {
@@ -52,6 +60,7 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 			When:        info.Commit.Author.When.UTC(),
 		},
 		ChangedPaths: paths,
+		ChangedCount: count,
 		Stacks:       stacks,
 	}, nil
 }

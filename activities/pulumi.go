@@ -108,7 +108,9 @@ func pulumiError(op string, s config.Stack, sha string, err error) error {
 		return err
 	}
 	msg := fmt.Sprintf("%s stack %s (%s) at %s: %s", op, s.Name, s.Stack, short(sha), summarize(err.Error()))
-	if auto.IsConcurrentUpdateError(err) {
+	// Another update holds the stack (Pulumi Cloud's 409, or a DIY
+	// backend's lock file): wait and retry.
+	if auto.IsConcurrentUpdateError(err) || strings.Contains(err.Error(), "the stack is currently locked") {
 		return temporal.NewApplicationError(msg, "PulumiConcurrentUpdate")
 	}
 	return temporal.NewNonRetryableApplicationError(msg, ErrPulumiProgram, nil)

@@ -36,10 +36,17 @@ type InspectInput struct {
 // snapshot of their settings so that the run keeps the policy it started
 // with even if the configuration changes while it waits.
 type InspectResult struct {
-	Commit       Commit
+	Commit Commit
+	// ChangedPaths are the first MaxChangedPaths paths the commit changed
+	// (history payloads stay small however big the commit); ChangedCount is
+	// how many there are in all.
 	ChangedPaths []string
+	ChangedCount int
 	Stacks       []config.Stack // sorted by name
 }
+
+// MaxChangedPaths bounds the paths an InspectResult carries.
+const MaxChangedPaths = 100
 
 // StackInput names a stack at a commit.
 type StackInput struct {

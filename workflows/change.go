@@ -103,7 +103,11 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 	); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert search attributes", "error", err)
 	}
-	r.notify(ctx, "received", strings.Join(insp.ChangedPaths, "\n"))
+	changed := strings.Join(insp.ChangedPaths, "\n")
+	if more := insp.ChangedCount - len(insp.ChangedPaths); more > 0 {
+		changed += fmt.Sprintf("\n… and %d more", more)
+	}
+	r.notify(ctx, "received", changed)
 	if len(r.stacks) == 0 {
 		return r.finish(ctx, StateNoOp, "the commit touches no configured stack")
 	}
