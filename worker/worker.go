@@ -154,6 +154,17 @@ func (w *Worker) startWatchers(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("start watcher of branch %s: %w", branch, err)
 		}
+		// An existing watcher kept by USE_EXISTING may serve another task
+		// queue (another configuration): no worker here would run it.
+		id := workflows.WatcherWorkflowID(branch)
+		d, err := w.client.DescribeWorkflowExecution(ctx, id, "")
+		if err != nil {
+			return fmt.Errorf("describe watcher %s: %w", id, err)
+		}
+		if q := d.GetExecutionConfig().GetTaskQueue().GetName(); q != w.cfg.Temporal.TaskQueue {
+			return fmt.Errorf("watcher %s already runs on task queue %q, but temporal.task_queue is %q: use the same task queue, or end the old watcher (temporal workflow terminate --workflow-id %s) to move it",
+				id, q, w.cfg.Temporal.TaskQueue, id)
+		}
 	}
 	return nil
 }

@@ -65,6 +65,7 @@ func main() {
 type bench struct {
 	dir, tools string
 	repo, bare string
+	branch     string
 	client     client.Client
 	worker     *worker.Worker
 	hooks      string
@@ -151,7 +152,7 @@ func (b *bench) webhookLatency(ctx context.Context, count int) ([]float64, error
 		if err != nil {
 			return nil, err
 		}
-		body := `{"ref":"refs/heads/main"}`
+		body := `{"ref":"refs/heads/` + b.branch + `"}`
 		mac := hmac.New(sha256.New, []byte(webhookSecret))
 		mac.Write([]byte(body))
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, b.hooks, strings.NewReader(body))
@@ -166,7 +167,7 @@ func (b *bench) webhookLatency(ctx context.Context, count int) ([]float64, error
 		if resp.StatusCode != http.StatusAccepted {
 			return nil, fmt.Errorf("webhook answered %d", resp.StatusCode)
 		}
-		id := workflows.ChangeWorkflowID("main", sha)
+		id := workflows.ChangeWorkflowID(b.branch, sha)
 		var res workflows.ChangeResult
 		if err := b.waitResult(ctx, id, &res); err != nil {
 			return nil, err
@@ -199,7 +200,9 @@ func (b *bench) waitResult(ctx context.Context, id string, res *workflows.Change
 // setup makes a remote holding a stack of n files and a worker deploying
 // it with auto approval.
 func setup(ctx context.Context, dir, tools, temporal string, n int, poll time.Duration) (*bench, error) {
-	b := &bench{dir: filepath.Join(dir, fmt.Sprintf("n%d-%s", n, poll)), tools: tools}
+	// Each setup has its own branch, hence its own watcher.
+	name := fmt.Sprintf("n%d-%s", n, poll)
+	b := &bench{dir: filepath.Join(dir, name), tools: tools, branch: "bench-" + name}
 	b.repo = filepath.Join(b.dir, "clone")
 	remote := filepath.Join(b.dir, "remote.git")
 	out := filepath.Join(b.dir, "out")
@@ -207,8 +210,8 @@ func setup(ctx context.Context, dir, tools, temporal string, n int, poll time.Du
 		return nil, err
 	}
 	for _, args := range [][]string{
-		{"init", "-q", "--bare", "-b", "main", remote},
-		{"init", "-q", "-b", "main", b.repo},
+		{"init", "-q", "--bare", "-b", b.branch, remote},
+		{"init", "-q", "-b", b.branch, b.repo},
 	} {
 		if err := git(b.dir, args...); err != nil {
 			return nil, err
@@ -234,7 +237,7 @@ func setup(ctx context.Context, dir, tools, temporal string, n int, poll time.Du
 	}
 	data := filepath.Join(b.dir, "data")
 	b.cfg = &config.Config{
-		Repo:     config.Repo{URL: remote, Branch: "main", PollInterval: config.Duration(poll)},
+		Repo:     config.Repo{URL: remote, Branch: b.branch, PollInterval: config.Duration(poll)},
 		Temporal: config.Temporal{Address: temporal, Namespace: "default", TaskQueue: fmt.Sprintf("bench-%d-%s", n, poll)},
 		Pulumi:   config.Pulumi{BackendURL: "file://" + filepath.Join(data, "state"), Home: filepath.Join(dir, "pulumi-home"), Root: tools},
 		Stacks: []config.Stack{{Name: "site", Path: "stacks/site", Stack: "bench", Approval: config.ApprovalAuto,
@@ -315,7 +318,7 @@ func (b *bench) orchestrated(ctx context.Context, content string) (time.Duration
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	id := workflows.ChangeWorkflowID("main", sha)
+	id := workflows.ChangeWorkflowID(b.branch, sha)
 	var res workflows.ChangeResult
 	if err := b.waitResult(ctx, id, &res); err != nil {
 		return 0, time.Time{}, err
@@ -366,7 +369,7 @@ func commitPush(repo, msg string) error {
 	if err := git(repo, "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-q", "-m", msg); err != nil {
 		return err
 	}
-	return git(repo, "push", "-q", "origin", "main")
+	return git(repo, "push", "-q", "origin", "HEAD")
 }
 
 func git(dir string, args ...string) error {
