@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/worker"
 	"github.com/changeops/changeops/workflows"
 )
 
@@ -191,5 +194,25 @@ func TestRemoteDownThenUpSkipsNothing(t *testing.T) {
 	v, err := c.QueryWorkflow(ctx, workflows.WatcherWorkflowID(branch), "", workflows.WatcherStatusQuery)
 	if err != nil || v.Get(&st) != nil || st.Outage != "" {
 		t.Errorf("after recovery: status %+v, %v; want no outage", st, err)
+	}
+}
+
+// A worker configured with another task queue than the branch's running
+// watcher refuses to start, saying how to move it, instead of leaving the
+// branch unwatched.
+func TestWatcherOnAnotherTaskQueueIsRefused(t *testing.T) {
+	const branch = "e2e-queue"
+	remote := gittest.New(t, branch)
+	remote.Commit("Add the site stack", siteProject("stacks/site", filepath.Join(t.TempDir(), "x"), "v1"))
+	cfg := testConfig(t, remote.Bare, branch, config.Stack{Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
+	w := startWorkerFull(t, cfg)
+	w.Stop()
+
+	cfg.Temporal.TaskQueue = "e2e-queue-moved"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := worker.Start(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), `watcher watcher/e2e-queue already runs on task queue "e2e-e2e-queue"`) {
+		t.Fatalf("start on another task queue: err = %v", err)
 	}
 }
