@@ -6,9 +6,12 @@
 package activities
 
 import (
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"time"
+
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/gitrepo"
@@ -19,8 +22,9 @@ import (
 // Activities holds what the activities need; workflows call its methods
 // through a nil *Activities so names stay typed.
 type Activities struct {
-	Config   *config.Config
-	Git      *gitrepo.Repo
+	Config *config.Config
+	// Repos are the cached clones, by repos entry name ("" the repo block).
+	Repos    map[string]*gitrepo.Repo
 	Pulumi   pulumienv.Env
 	Notifier notify.Notifier
 	HTTP     *http.Client
@@ -31,10 +35,10 @@ type Activities struct {
 }
 
 // New builds the activities for cfg.
-func New(cfg *config.Config, repo *gitrepo.Repo, env pulumienv.Env, n notify.Notifier) *Activities {
+func New(cfg *config.Config, repos map[string]*gitrepo.Repo, env pulumienv.Env, n notify.Notifier) *Activities {
 	return &Activities{
 		Config:         cfg,
-		Git:            repo,
+		Repos:          repos,
 		Pulumi:         env,
 		Notifier:       n,
 		HTTP:           &http.Client{Timeout: 10 * time.Second},
@@ -42,8 +46,36 @@ func New(cfg *config.Config, repo *gitrepo.Repo, env pulumienv.Env, n notify.Not
 	}
 }
 
+// OpenRepos makes the cached clone of every repository in cfg; nothing
+// touches the disk or network until first use.
+func OpenRepos(cfg *config.Config) map[string]*gitrepo.Repo {
+	repos := map[string]*gitrepo.Repo{}
+	for _, r := range cfg.AllRepos() {
+		dir := "repo.git" // the repo block's cache keeps its first name
+		if r.Name != "" {
+			dir = r.Name + ".git"
+		}
+		creds := cfg.GitCreds(r.Name)
+		repos[r.Name] = gitrepo.New(gitrepo.Options{
+			URL: r.URL, Dir: filepath.Join(cfg.DataDir, "git", dir),
+			Username: creds.Username, Password: creds.Password,
+		})
+	}
+	return repos
+}
+
+// git returns a repository's cache.
+func (a *Activities) git(name string) (*gitrepo.Repo, error) {
+	r, ok := a.Repos[name]
+	if !ok {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("repository %q is not in the configuration (repos[].name)", name), ErrStackInvalid, nil)
+	}
+	return r, nil
+}
+
 // workspace is where the tree of a commit is exported; each commit gets its
 // own folder, shared by the stacks it touches.
-func (a *Activities) workspace(sha string) string {
-	return filepath.Join(a.Config.DataDir, "workspaces", sha)
+func (a *Activities) workspace(repo, sha string) string {
+	return filepath.Join(a.Config.DataDir, "workspaces", repo, sha)
 }

@@ -18,23 +18,27 @@ const maxCommitsPerPoll = 50
 // Inspect fetches the commit, lists what it changed against its first parent
 // and maps the paths to configured stacks.
 func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResult, error) {
-	repo, err := a.Git.EnsureCommit(ctx, in.Commit)
+	cache, err := a.git(in.Repo)
 	if err != nil {
-		return InspectResult{}, gitError(err, in.Commit, a.Git.URL())
+		return InspectResult{}, err
+	}
+	repo, err := cache.EnsureCommit(ctx, in.Commit)
+	if err != nil {
+		return InspectResult{}, gitError(err, in.Commit, cache.URL())
 	}
 	sha, err := gitrepo.Resolve(repo, in.Commit)
 	if err != nil {
-		return InspectResult{}, gitError(err, in.Commit, a.Git.URL())
+		return InspectResult{}, gitError(err, in.Commit, cache.URL())
 	}
 	info, err := gitrepo.Lookup(repo, sha)
 	if err != nil {
-		return InspectResult{}, gitError(err, in.Commit, a.Git.URL())
+		return InspectResult{}, gitError(err, in.Commit, cache.URL())
 	}
 	paths, err := gitrepo.ChangedPaths(info.Commit)
 	if err != nil {
 		return InspectResult{}, err
 	}
-	stacks := a.Config.StacksTouched(in.Branch, paths)
+	stacks := a.Config.StacksTouched(in.Repo, in.Branch, paths)
 	count := len(paths)
 	if count > MaxChangedPaths {
 		paths = paths[:MaxChangedPaths]
@@ -67,14 +71,19 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 
 // PollBranch fetches and lists the first-parent commits after LastSeen.
 func (a *Activities) PollBranch(ctx context.Context, in PollInput) (PollResult, error) {
-	res := PollResult{
-		PollInterval: a.Config.Repo.PollInterval.D(),
-		Initial:      a.Config.Repo.Initial,
-		OnRewrite:    a.Config.Repo.OnRewrite,
+	cfg, ok := a.Config.RepoByName(in.Repo)
+	cache, err := a.git(in.Repo)
+	if !ok || err != nil {
+		return PollResult{}, err
 	}
-	repo, err := a.Git.Fetch(ctx)
+	res := PollResult{
+		PollInterval: cfg.PollInterval.D(),
+		Initial:      cfg.Initial,
+		OnRewrite:    cfg.OnRewrite,
+	}
+	repo, err := cache.Fetch(ctx)
 	if err != nil {
-		return res, gitError(err, "", a.Git.URL())
+		return res, gitError(err, "", cache.URL())
 	}
 	head, err := gitrepo.Head(repo, in.Branch)
 	if err != nil {

@@ -3,7 +3,6 @@ package activities
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,14 +10,13 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gitrepo"
 	"github.com/changeops/changeops/internal/gittest"
 )
 
 func inspectEnv(t *testing.T, remote *gittest.Remote, stacks ...config.Stack) (*testsuite.TestActivityEnvironment, *Activities) {
 	t.Helper()
 	cfg := &config.Config{Repo: config.Repo{URL: remote.Bare, Branch: "main"}, Stacks: stacks, DataDir: t.TempDir()}
-	acts := New(cfg, gitrepo.New(gitrepo.Options{URL: remote.Bare, Dir: filepath.Join(cfg.DataDir, "git")}), pulumiEnvForTests(), nil)
+	acts := New(cfg, OpenRepos(cfg), pulumiEnvForTests(), nil)
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)

@@ -83,11 +83,15 @@ func countOps(ops map[apitype.OpType]int, create, update, replace, del, same *in
 // openStack exports the commit's tree into its workspace and selects (or
 // creates) the Pulumi stack there.
 func (a *Activities) openStack(ctx context.Context, s config.Stack, sha string) (auto.Stack, error) {
-	repo, err := a.Git.EnsureCommit(ctx, sha)
+	cache, err := a.git(s.Repo)
 	if err != nil {
-		return auto.Stack{}, gitError(err, sha, a.Git.URL())
+		return auto.Stack{}, err
 	}
-	ws := a.workspace(sha)
+	repo, err := cache.EnsureCommit(ctx, sha)
+	if err != nil {
+		return auto.Stack{}, gitError(err, sha, cache.URL())
+	}
+	ws := a.workspace(s.Repo, sha)
 	if err := gitrepo.Export(repo, sha, ws); err != nil {
 		return auto.Stack{}, fmt.Errorf("prepare workspace for stack %s at %s: %w", s.Name, short(sha), err)
 	}

@@ -28,6 +28,7 @@ type Commit struct {
 
 // InspectInput asks what a commit changes.
 type InspectInput struct {
+	Repo   string // a repos entry's name; empty for the repo block
 	Branch string
 	Commit string
 }
@@ -111,6 +112,7 @@ type VerifyResult struct {
 
 // PollInput asks for the first-parent commits after LastSeen.
 type PollInput struct {
+	Repo     string // a repos entry's name; empty for the repo block
 	Branch   string
 	LastSeen string
 }

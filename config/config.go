@@ -28,7 +28,10 @@ const (
 
 // Config is the whole of changeops.yaml.
 type Config struct {
-	Repo     Repo     `yaml:"repo"`
+	Repo Repo `yaml:"repo"`
+	// Repos are more repositories, each named; stacks pick one with
+	// stacks[].repo (default: the repo block).
+	Repos    []Repo   `yaml:"repos"`
 	Temporal Temporal `yaml:"temporal"`
 	Pulumi   Pulumi   `yaml:"pulumi"`
 	Stacks   []Stack  `yaml:"stacks"`
@@ -43,8 +46,10 @@ type Config struct {
 	Secrets Secrets `yaml:"-"`
 }
 
-// Repo is the tracked infrastructure repository.
+// Repo is a tracked infrastructure repository.
 type Repo struct {
+	// Name identifies an entry of repos; the repo block has none.
+	Name         string   `yaml:"name"`
 	URL          string   `yaml:"url"`
 	Branch       string   `yaml:"branch"`
 	PollInterval Duration `yaml:"poll_interval"`
@@ -86,7 +91,9 @@ type Pulumi struct {
 type Stack struct {
 	Name string `yaml:"name"`
 	Path string `yaml:"path"`
-	// Branch is the environment's branch; default repo.branch.
+	// Repo names an entry of repos; empty for the repo block.
+	Repo string `yaml:"repo"`
+	// Branch is the environment's branch; default the repository's branch.
 	Branch string `yaml:"branch"`
 	// AlsoWatch are globs (** allowed) of shared folders the stack uses: a
 	// change there plans the stack too.
@@ -154,8 +161,9 @@ type Webhooks struct {
 
 // Secrets are resolved from the environment; String never prints them.
 type Secrets struct {
-	GitUsername        string
+	GitUsername        string // of the repo block
 	GitPassword        string
+	RepoCreds          map[string]Creds // of repos entries, by name
 	PulumiPassphrase   string
 	SlackBotToken      string
 	SlackSigningSecret string
@@ -164,6 +172,9 @@ type Secrets struct {
 	GiteaSecret        string
 	GenericSecret      string
 }
+
+// Creds are HTTP basic credentials of a repository.
+type Creds struct{ Username, Password string }
 
 func (Secrets) String() string   { return "[secrets redacted]" }
 func (Secrets) GoString() string { return "[secrets redacted]" }
@@ -258,20 +269,12 @@ func absFrom(base, p string) string {
 // relative paths resolve against base. Parse calls it; programs that build
 // a Config in Go call it before Validate.
 func (c *Config) ApplyDefaults(base string) {
-	setDefault(&c.Repo.Branch, DefaultBranch)
-	if c.Repo.PollInterval == 0 {
-		c.Repo.PollInterval = Duration(DefaultPollInterval)
+	c.Repo.applyDefaults(base)
+	for i := range c.Repos {
+		c.Repos[i].applyDefaults(base)
 	}
-	setDefault(&c.Repo.AuthorName, DefaultAuthorName)
-	setDefault(&c.Repo.AuthorEmail, DefaultAuthorEmail)
-	setDefault(&c.Repo.Initial, InitialBaseline)
-	setDefault(&c.Repo.OnRewrite, RewriteHold)
 	if c.Webhooks.MaxBody == 0 {
 		c.Webhooks.MaxBody = DefaultMaxBody
-	}
-	// A repo URL that is a plain path is relative to the config file.
-	if c.Repo.URL != "" && !strings.Contains(c.Repo.URL, "://") && !strings.Contains(c.Repo.URL, "@") {
-		c.Repo.URL = absFrom(base, c.Repo.URL)
 	}
 	setDefault(&c.Temporal.Address, DefaultTemporalAddress)
 	setDefault(&c.Temporal.Namespace, DefaultNamespace)
@@ -288,7 +291,9 @@ func (c *Config) ApplyDefaults(base string) {
 	for i := range c.Stacks {
 		s := &c.Stacks[i]
 		setDefault(&s.Approval, ApprovalManual)
-		setDefault(&s.Branch, c.Repo.Branch)
+		if r, ok := c.RepoByName(s.Repo); ok {
+			setDefault(&s.Branch, r.Branch)
+		}
 		if s.ApprovalTimeout == 0 {
 			s.ApprovalTimeout = Duration(DefaultApprovalTimeout)
 		}
@@ -301,6 +306,21 @@ func (c *Config) ApplyDefaults(base string) {
 				ch.HTTP.Status = 200
 			}
 		}
+	}
+}
+
+func (r *Repo) applyDefaults(base string) {
+	setDefault(&r.Branch, DefaultBranch)
+	if r.PollInterval == 0 {
+		r.PollInterval = Duration(DefaultPollInterval)
+	}
+	setDefault(&r.AuthorName, DefaultAuthorName)
+	setDefault(&r.AuthorEmail, DefaultAuthorEmail)
+	setDefault(&r.Initial, InitialBaseline)
+	setDefault(&r.OnRewrite, RewriteHold)
+	// A repo URL that is a plain path is relative to the config file.
+	if r.URL != "" && !strings.Contains(r.URL, "://") && !strings.Contains(r.URL, "@") {
+		r.URL = absFrom(base, r.URL)
 	}
 }
 
@@ -326,6 +346,18 @@ func (c *Config) resolveSecrets(getenv func(string) string) error {
 	}
 	c.Secrets.GitUsername = get("repo.username_env", c.Repo.UsernameEnv, true)
 	c.Secrets.GitPassword = get("repo.password_env", c.Repo.PasswordEnv, true)
+	for i, r := range c.Repos {
+		if r.UsernameEnv == "" && r.PasswordEnv == "" {
+			continue
+		}
+		if c.Secrets.RepoCreds == nil {
+			c.Secrets.RepoCreds = map[string]Creds{}
+		}
+		c.Secrets.RepoCreds[r.Name] = Creds{
+			Username: get(fmt.Sprintf("repos[%d].username_env", i), r.UsernameEnv, true),
+			Password: get(fmt.Sprintf("repos[%d].password_env", i), r.PasswordEnv, true),
+		}
+	}
 	c.Secrets.PulumiPassphrase = get("pulumi.passphrase_env", c.Pulumi.PassphraseEnv, true)
 	c.Secrets.SlackBotToken = get("slack.bot_token_env", c.Slack.BotTokenEnv, false)
 	c.Secrets.SlackSigningSecret = get("slack.signing_secret_env", c.Slack.SigningSecretEnv, false)
@@ -348,17 +380,23 @@ func (c *Config) Validate() error {
 	if c.Repo.URL == "" {
 		bad("repo.url is empty: set it to the infrastructure repository (URL, path or file://)")
 	}
-	if c.Repo.PollInterval.D() < time.Second {
-		bad("repo.poll_interval %s is below 1s: use 1s or more", c.Repo.PollInterval.D())
-	}
-	if c.Repo.Initial != InitialBaseline && c.Repo.Initial != InitialDeploy {
-		bad("repo.initial %q: use baseline or deploy", c.Repo.Initial)
-	}
-	if c.Repo.OnRewrite != RewriteHold && c.Repo.OnRewrite != RewriteContinue {
-		bad("repo.on_rewrite %q: use hold or continue", c.Repo.OnRewrite)
-	}
-	if (c.Repo.UsernameEnv == "") != (c.Repo.PasswordEnv == "") {
-		bad("repo.username_env and repo.password_env go together: set both or neither")
+	c.Repo.validate("repo", bad)
+	names := map[string]bool{}
+	for i, r := range c.Repos {
+		at := fmt.Sprintf("repos[%d]", i)
+		switch {
+		case r.Name == "":
+			bad("%s.name is empty: name each repository (used in stacks[].repo and IDs)", at)
+		case names[r.Name]:
+			bad("%s.name %q is used twice", at, r.Name)
+		case strings.ContainsAny(r.Name, "/ \t"):
+			bad("%s.name %q contains a slash or space: use letters, digits, - and _", at, r.Name)
+		}
+		names[r.Name] = true
+		if r.URL == "" {
+			bad("%s.url is empty", at)
+		}
+		r.validate(at, bad)
 	}
 	if !strings.HasPrefix(c.Pulumi.BackendURL, "file://") && !strings.Contains(c.Pulumi.BackendURL, "://") {
 		bad("pulumi.backend_url %q is not a URL: use file:///path/to/state or another DIY backend URL", c.Pulumi.BackendURL)
@@ -369,7 +407,7 @@ func (c *Config) Validate() error {
 	if len(c.Stacks) == 0 {
 		bad("stacks is empty: list at least one stack (name, path, stack)")
 	}
-	names := map[string]bool{}
+	names = map[string]bool{}
 	for i, s := range c.Stacks {
 		at := fmt.Sprintf("stacks[%d]", i)
 		if s.Name != "" {
@@ -391,6 +429,9 @@ func (c *Config) Validate() error {
 			if !doublestar.ValidatePattern(g) {
 				bad("%s.also_watch[%d] %q is not a valid glob: use forms like modules/** or shared/*.yaml", at, j, g)
 			}
+		}
+		if _, ok := c.RepoByName(s.Repo); !ok {
+			bad("%s.repo %q is not in repos: name one of them, or leave it empty for the repo block", at, s.Repo)
 		}
 		if s.Stack == "" {
 			bad("%s.stack is empty: name the Pulumi stack, like prod", at)
@@ -425,34 +466,88 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+func (r *Repo) validate(at string, bad func(string, ...any)) {
+	if r.PollInterval.D() < time.Second {
+		bad("%s.poll_interval %s is below 1s: use 1s or more", at, r.PollInterval.D())
+	}
+	if r.Initial != InitialBaseline && r.Initial != InitialDeploy {
+		bad("%s.initial %q: use baseline or deploy", at, r.Initial)
+	}
+	if r.OnRewrite != RewriteHold && r.OnRewrite != RewriteContinue {
+		bad("%s.on_rewrite %q: use hold or continue", at, r.OnRewrite)
+	}
+	if (r.UsernameEnv == "") != (r.PasswordEnv == "") {
+		bad("%s.username_env and %s.password_env go together: set both or neither", at, at)
+	}
+}
+
+// RepoByName finds a repository: "" is the repo block, else an entry of
+// repos.
+func (c *Config) RepoByName(name string) (Repo, bool) {
+	if name == "" {
+		return c.Repo, true
+	}
+	for _, r := range c.Repos {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Repo{}, false
+}
+
+// AllRepos is the repo block followed by repos.
+func (c *Config) AllRepos() []Repo {
+	return append([]Repo{c.Repo}, c.Repos...)
+}
+
+// GitCreds are the credentials of a repository, if any.
+func (c *Config) GitCreds(name string) Creds {
+	if name == "" {
+		return Creds{Username: c.Secrets.GitUsername, Password: c.Secrets.GitPassword}
+	}
+	return c.Secrets.RepoCreds[name]
+}
+
 // BranchOf is the branch a stack deploys from.
 func (c *Config) BranchOf(s Stack) string {
 	if s.Branch != "" {
 		return s.Branch
 	}
-	return c.Repo.Branch
+	r, _ := c.RepoByName(s.Repo)
+	return r.Branch
 }
 
-// Branches returns the branches the stacks deploy from, sorted: one
-// watcher each.
-func (c *Config) Branches() []string {
-	var out []string
+// Watch is one (repository, branch) a watcher follows.
+type Watch struct {
+	Repo   string // "" for the repo block
+	Branch string
+}
+
+// Watches returns the (repository, branch) pairs the stacks deploy from,
+// sorted: one watcher each.
+func (c *Config) Watches() []Watch {
+	var out []Watch
 	for _, s := range c.Stacks {
-		if b := c.BranchOf(s); !slices.Contains(out, b) {
-			out = append(out, b)
+		if w := (Watch{Repo: s.Repo, Branch: c.BranchOf(s)}); !slices.Contains(out, w) {
+			out = append(out, w)
 		}
 	}
-	sort.Strings(out)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Repo != out[j].Repo {
+			return out[i].Repo < out[j].Repo
+		}
+		return out[i].Branch < out[j].Branch
+	})
 	return out
 }
 
-// StacksTouched returns the stacks of branch that paths touch, sorted by
-// name (the order locks are taken in): a path inside the stack's folder, or
-// matching one of its also_watch globs.
-func (c *Config) StacksTouched(branch string, paths []string) []Stack {
+// StacksTouched returns the stacks of a repository's branch that paths
+// touch, sorted by name (the order locks are taken in): a path inside the
+// stack's folder, or matching one of its also_watch globs.
+func (c *Config) StacksTouched(repo, branch string, paths []string) []Stack {
 	var out []Stack
 	for _, s := range c.Stacks {
-		if c.BranchOf(s) != branch {
+		if s.Repo != repo || c.BranchOf(s) != branch {
 			continue
 		}
 		for _, p := range paths {

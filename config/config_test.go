@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,12 @@ func TestRefusals(t *testing.T) {
 			[]string{"stacks[0] (web).verify[0] must set exactly one of http, command, no_changes"}},
 		{"no repo", "stacks: []\n", withPassphrase,
 			[]string{"repo.url is empty", "stacks is empty"}},
+		{"unknown repo", strings.Replace(good, "stack: prod", "stack: prod\n    repo: network", 1), withPassphrase,
+			[]string{`stacks[0] (web).repo "network" is not in repos`}},
+		{"unnamed repos entry", good + "repos:\n  - url: /srv/net.git\n", withPassphrase,
+			[]string{"repos[0].name is empty"}},
+		{"repos entry secret", good + "repos:\n  - name: net\n    url: https://git.example.com/net.git\n    username_env: NET_USER\n    password_env: NET_TOKEN\n", withPassphrase,
+			[]string{"repos[0].username_env names environment variable NET_USER"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -120,7 +127,8 @@ func TestStacksTouched(t *testing.T) {
 		{Name: "web2", Path: "stacks/web2"},
 		{Name: "api", Path: "stacks/api", AlsoWatch: []string{"shared/*.yaml"}},
 		{Name: "web-staging", Path: "stacks/web", Branch: "staging", AlsoWatch: []string{"modules/**"}},
-	}}
+		{Name: "vpc", Path: "stacks/web", Repo: "network"},
+	}, Repos: []Repo{{Name: "network", Branch: "prod"}}}
 	names := func(ss []Stack) string {
 		var n []string
 		for _, s := range ss {
@@ -129,24 +137,26 @@ func TestStacksTouched(t *testing.T) {
 		return strings.Join(n, ",")
 	}
 	cases := []struct {
-		branch string
-		paths  []string
-		want   string
+		repo, branch string
+		paths        []string
+		want         string
 	}{
-		{"main", []string{"stacks/web/index.html"}, "web"},
-		{"main", []string{"stacks/web2/Pulumi.yaml"}, "web2"}, // a prefix of the name is not the folder
-		{"main", []string{"modules/net/vpc.yaml"}, "web"},
-		{"main", []string{"shared/tags.yaml", "stacks/web/x"}, "api,web"},
-		{"main", []string{"shared/deep/tags.yaml"}, ""}, // * does not cross folders
-		{"main", []string{"README.md"}, ""},
-		{"staging", []string{"modules/net/vpc.yaml"}, "web-staging"},
+		{"", "main", []string{"stacks/web/index.html"}, "web"},
+		{"", "main", []string{"stacks/web2/Pulumi.yaml"}, "web2"}, // a prefix of the name is not the folder
+		{"", "main", []string{"modules/net/vpc.yaml"}, "web"},
+		{"", "main", []string{"shared/tags.yaml", "stacks/web/x"}, "api,web"},
+		{"", "main", []string{"shared/deep/tags.yaml"}, ""}, // * does not cross folders
+		{"", "main", []string{"README.md"}, ""},
+		{"", "staging", []string{"modules/net/vpc.yaml"}, "web-staging"},
+		{"network", "prod", []string{"stacks/web/main.yaml"}, "vpc"}, // same folder, other repository
 	}
 	for _, c := range cases {
-		if got := names(cfg.StacksTouched(c.branch, c.paths)); got != c.want {
+		if got := names(cfg.StacksTouched(c.repo, c.branch, c.paths)); got != c.want {
 			t.Errorf("StacksTouched(%s, %v) = %q, want %q", c.branch, c.paths, got, c.want)
 		}
 	}
-	if got := cfg.Branches(); strings.Join(got, ",") != "main,staging" {
-		t.Errorf("Branches() = %v", got)
+	want := []Watch{{"", "main"}, {"", "staging"}, {"network", "prod"}}
+	if got := cfg.Watches(); !slices.Equal(got, want) {
+		t.Errorf("Watches() = %v, want %v", got, want)
 	}
 }

@@ -26,31 +26,46 @@ type Started struct {
 	Existed bool
 }
 
-// Start resolves rev (a full or abbreviated SHA) on the configured remote
-// and starts the commit's change run, or finds the one that exists.
-func Start(ctx context.Context, c client.Client, cfg *config.Config, repo *gitrepo.Repo, rev string) (Started, error) {
-	g, err := repo.Fetch(ctx)
+// Target is what to start: a commit (full or abbreviated SHA) on a
+// repository's branch. Repo is a repos entry's name, empty for the repo
+// block; Branch defaults to the repository's branch.
+type Target struct {
+	Repo, Branch, Commit string
+}
+
+// Start resolves the commit on the repository's remote (through cache, its
+// cached clone) and starts the commit's change run, or finds the one that
+// exists.
+func Start(ctx context.Context, c client.Client, cfg *config.Config, cache *gitrepo.Repo, t Target) (Started, error) {
+	repo, ok := cfg.RepoByName(t.Repo)
+	if !ok {
+		return Started{}, fmt.Errorf("repository %q is not in the configuration: name one of repos[].name", t.Repo)
+	}
+	if t.Branch == "" {
+		t.Branch = repo.Branch
+	}
+	g, err := cache.Fetch(ctx)
 	if err != nil {
 		return Started{}, err
 	}
-	sha, err := gitrepo.Resolve(g, rev)
+	sha, err := gitrepo.Resolve(g, t.Commit)
 	if err != nil {
-		return Started{}, fmt.Errorf("commit %s is not on %s: check the SHA and that it was pushed", rev, cfg.Repo.URL)
+		return Started{}, fmt.Errorf("commit %s is not on %s: check the SHA and that it was pushed", t.Commit, repo.URL)
 	}
-	id := workflows.ChangeWorkflowID(cfg.Repo.Branch, sha)
+	id := workflows.ChangeID(t.Repo, t.Branch, sha)
 	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    id,
 		TaskQueue:             cfg.Temporal.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		// Tell "found" from "started": the caller prints which.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            fmt.Sprintf("Change %s on %s (started by hand)", sha[:7], cfg.Repo.Branch),
+		StaticSummary:                            fmt.Sprintf("Change %s on %s (started by hand)", sha[:7], t.Branch),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.ChangeCommit.ValueSet(sha),
-			workflows.ChangeBranch.ValueSet(cfg.Repo.Branch),
+			workflows.ChangeBranch.ValueSet(t.Branch),
 			workflows.ChangeState.ValueSet(workflows.StatePlanning),
 		),
-	}, workflows.ChangeWorkflowName, workflows.ChangeInput{Branch: cfg.Repo.Branch, Commit: sha, UIURL: cfg.Temporal.UIURL})
+	}, workflows.ChangeWorkflowName, workflows.ChangeInput{Repo: t.Repo, Branch: t.Branch, Commit: sha, UIURL: cfg.Temporal.UIURL})
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &already):
@@ -124,9 +139,10 @@ func Resolve(ctx context.Context, c client.Client, ref string) (string, error) {
 }
 
 // AckRewrite resumes a branch's watcher held by a history rewrite, through a
-// validated Update: "no rewrite waiting" comes back at once.
-func AckRewrite(ctx context.Context, c client.Client, branch, user string) (workflows.WatcherStatus, error) {
-	id := workflows.WatcherWorkflowID(branch)
+// validated Update: "no rewrite waiting" comes back at once. repo is a repos
+// entry's name, empty for the repo block.
+func AckRewrite(ctx context.Context, c client.Client, repo, branch, user string) (workflows.WatcherStatus, error) {
+	id := workflows.WatcherID(repo, branch)
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   id,
 		UpdateName:   workflows.AckRewriteUpdate,

@@ -115,7 +115,7 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 
 	// Starting the same commit by hand finds the run instead of a second one.
 	repo := gitrepo.New(gitrepo.Options{URL: url, Dir: filepath.Join(t.TempDir(), "cache.git"), Username: "deploy", Password: "t0ken"})
-	s, err := starter.Start(ctx, c, cfg, repo, sha[:10])
+	s, err := starter.Start(ctx, c, cfg, repo, starter.Target{Commit: sha[:10]})
 	if err != nil || !s.Existed || s.ID != id {
 		t.Fatalf("start again = %+v, %v; want the existing run %s", s, err, id)
 	}
@@ -230,12 +230,12 @@ func TestStartRefusesBadInput(t *testing.T) {
 	ctx := context.Background()
 
 	repo := gitrepo.New(gitrepo.Options{URL: url, Dir: filepath.Join(t.TempDir(), "cache.git"), Username: "deploy", Password: "t0ken"})
-	_, err = starter.Start(ctx, c, cfg, repo, "deadbeef")
+	_, err = starter.Start(ctx, c, cfg, repo, starter.Target{Commit: "deadbeef"})
 	if err == nil || !strings.Contains(err.Error(), "commit deadbeef is not on "+url) {
 		t.Errorf("start of a missing commit: err = %v", err)
 	}
 	repo = gitrepo.New(gitrepo.Options{URL: url, Dir: filepath.Join(t.TempDir(), "cache.git"), Username: "deploy", Password: "wrong"})
-	_, err = starter.Start(ctx, c, cfg, repo, "deadbeef")
+	_, err = starter.Start(ctx, c, cfg, repo, starter.Target{Commit: "deadbeef"})
 	if err == nil || !gitrepo.IsAuthError(err) || strings.Contains(err.Error(), "wrong") {
 		t.Errorf("start with a refused password: err = %v, want an auth error that does not print the password", err)
 	}

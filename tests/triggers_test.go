@@ -216,3 +216,39 @@ func TestWatcherOnAnotherTaskQueueIsRefused(t *testing.T) {
 		t.Fatalf("start on another task queue: err = %v", err)
 	}
 }
+
+// Two repositories in one configuration: each has its watcher, a push to the
+// second deploys the second's stack (the same folder name in the first is
+// not touched), under an ID that names the repository.
+func TestSecondRepositoryDeploysItsOwnStacks(t *testing.T) {
+	const branch = "e2e-repos"
+	infra := gittest.New(t, branch)
+	infra.Commit("Add the site stack", siteProject("stacks/site", filepath.Join(t.TempDir(), "x"), "v1"))
+	network := gittest.New(t, "main")
+	out := filepath.Join(t.TempDir(), "net.txt")
+	network.Commit("Add the network stack", siteProject("stacks/site", out, "v1"))
+
+	cfg := testConfig(t, infra.Bare, branch,
+		config.Stack{Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
+	cfg.Repos = []config.Repo{{Name: "network", URL: network.Bare, Branch: "main", PollInterval: config.Duration(time.Second)}}
+	cfg.Stacks = append(cfg.Stacks, config.Stack{Name: "net", Repo: "network", Path: "stacks/site", Stack: "test",
+		Approval: config.ApprovalAuto, Verify: []config.Check{{Command: []string{"./check.sh"}}}})
+	cfg.ApplyDefaults(cfg.DataDir)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := startWorker(t, cfg)
+	waitWatching(t, c, branch)
+	waitFor(t, 30*time.Second, "watcher of network/main", func() (bool, string) {
+		return countActivities(t, c, workflows.WatcherID("network", "main"), "PollBranch") >= 1, "no poll yet"
+	})
+
+	sha := network.Commit("Network v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
+	run := waitState(t, c, workflows.ChangeID("network", "main", sha), 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
+	if run.State != workflows.StateSucceeded || len(run.Stacks) != 1 || run.Stacks[0] != "net" {
+		t.Fatalf("run = %s %v (%s), want succeeded on stack net only", run.State, run.Stacks, run.Error)
+	}
+	if got, err := os.ReadFile(out); err != nil || string(got) != "v2" {
+		t.Fatalf("network file = %q, %v; want v2", got, err)
+	}
+}

@@ -32,6 +32,7 @@ func TestCheckStacks(t *testing.T) {
 		{"missing folder", "stacks/wbe", "t0ken", `stacks[0] (s).path "stacks/wbe": no such folder on main`},
 		{"folder without Pulumi.yaml", "stacks/api", "t0ken", `stacks[0] (s).path "stacks/api": the folder has no Pulumi.yaml`},
 		{"refused credentials", "stacks/web", "wrong", "refused the credentials: check repo.username_env"},
+		{"missing branch", "stacks/web", "t0ken", "stacks[0] (s): branch nope does not exist"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -40,8 +41,11 @@ func TestCheckStacks(t *testing.T) {
 				Repo:   config.Repo{URL: url, Branch: "main"},
 				Stacks: []config.Stack{{Name: "s", Path: c.path, Stack: "prod"}},
 			}
+			if c.name == "missing branch" {
+				cfg.Stacks[0].Branch = "nope"
+			}
 			repo := gitrepo.New(gitrepo.Options{URL: url, Dir: filepath.Join(t.TempDir(), "cache.git"), Username: "deploy", Password: c.password})
-			err := CheckStacks(context.Background(), cfg, repo, logger)
+			err := CheckStacks(context.Background(), cfg, map[string]*gitrepo.Repo{"": repo}, logger)
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)

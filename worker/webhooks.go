@@ -34,7 +34,7 @@ import (
 type webhooks struct {
 	cfg    *config.Config
 	logger *slog.Logger
-	poke   func(ctx context.Context, branch string) error
+	poke   func(ctx context.Context, w config.Watch) error
 }
 
 // forge describes one webhook dialect.
@@ -125,47 +125,119 @@ func (h *webhooks) handler(f forge) http.HandlerFunc {
 			accepted(w, "not a push event: ignored")
 			return
 		}
-		branch, isBranch, err := pushedBranch(body)
+		p, err := parsePush(body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if !isBranch {
+		if !p.isBranch {
 			accepted(w, "not a branch push (a tag?): ignored")
 			return
 		}
-		if !slices.Contains(h.cfg.Branches(), branch) {
-			accepted(w, fmt.Sprintf("branch %q is not tracked: ignored", branch))
+		repo, ok := h.repoOf(p)
+		if !ok {
+			accepted(w, "repository not tracked: ignored")
 			return
 		}
-		if err := h.poke(r.Context(), branch); err != nil {
-			h.logger.Error("webhook: poke watcher", "branch", branch, "error", err)
+		watch := config.Watch{Repo: repo, Branch: p.branch}
+		if !slices.Contains(h.cfg.Watches(), watch) {
+			accepted(w, fmt.Sprintf("branch %q is not tracked: ignored", p.branch))
+			return
+		}
+		if err := h.poke(r.Context(), watch); err != nil {
+			h.logger.Error("webhook: poke watcher", "repo", repo, "branch", p.branch, "error", err)
 			http.Error(w, "watcher unavailable; the next poll will see the push", http.StatusServiceUnavailable)
 			return
 		}
-		accepted(w, "watcher of "+branch+" poked")
+		accepted(w, "watcher of "+p.branch+" poked")
 	}
 }
 
-// pushedBranch reads the branch of a push. Every forge (and the generic
-// endpoint) sends "ref": "refs/heads/<branch>"; the generic endpoint may
-// send "branch" instead. isBranch is false for other refs (tags).
-func pushedBranch(body []byte) (branch string, isBranch bool, err error) {
+// repoOf finds the configured repository a push is for, by the URLs the
+// forge sends (or the generic endpoint's "repo" name). A push that names no
+// repository is for the only one, when there is only one.
+func (h *webhooks) repoOf(p push) (string, bool) {
+	if p.repoName != "" {
+		_, ok := h.cfg.RepoByName(p.repoName)
+		return p.repoName, ok
+	}
+	if len(p.urls) == 0 {
+		return "", len(h.cfg.Repos) == 0
+	}
+	for _, r := range h.cfg.AllRepos() {
+		for _, u := range p.urls {
+			if u != "" && normalizeURL(u) == normalizeURL(r.URL) {
+				return r.Name, true
+			}
+		}
+	}
+	return "", false
+}
+
+// normalizeURL reduces the spellings of one repository's address (https,
+// ssh, scp-like, with or without .git) to host/path.
+func normalizeURL(u string) string {
+	u = strings.ToLower(strings.TrimSpace(u))
+	if i := strings.Index(u, "://"); i >= 0 {
+		u = u[i+3:]
+	} else if at := strings.Index(u, "@"); at >= 0 && strings.Contains(u[at:], ":") {
+		u = strings.Replace(u, ":", "/", 1) // git@host:org/repo
+	}
+	if at := strings.Index(u, "@"); at >= 0 && at < strings.Index(u+"/", "/") {
+		u = u[at+1:]
+	}
+	u = strings.TrimSuffix(strings.TrimSuffix(u, "/"), ".git")
+	return u
+}
+
+// push is what a delivery says: the branch, and which repository.
+type push struct {
+	branch   string
+	isBranch bool // false for other refs (tags)
+	repoName string
+	urls     []string
+}
+
+// parsePush reads a push. Every forge (and the generic endpoint) sends
+// "ref": "refs/heads/<branch>"; the generic endpoint may send "branch" and
+// "repo" (a repos entry's name) instead. The repository's URLs are where
+// GitHub and Gitea ("repository") and GitLab ("project") put them.
+func parsePush(body []byte) (push, error) {
+	type urls struct {
+		CloneURL   string `json:"clone_url"`
+		SSHURL     string `json:"ssh_url"`
+		HTMLURL    string `json:"html_url"`
+		GitHTTPURL string `json:"git_http_url"`
+		GitSSHURL  string `json:"git_ssh_url"`
+		WebURL     string `json:"web_url"`
+	}
 	var p struct {
-		Ref    string `json:"ref"`
-		Branch string `json:"branch"`
+		Ref        string `json:"ref"`
+		Branch     string `json:"branch"`
+		Repo       string `json:"repo"`
+		Repository urls   `json:"repository"`
+		Project    urls   `json:"project"`
 	}
 	if err := json.Unmarshal(body, &p); err != nil {
-		return "", false, fmt.Errorf("push body is not JSON: %w", err)
+		return push{}, fmt.Errorf("push body is not JSON: %w", err)
 	}
-	if p.Branch != "" {
-		return p.Branch, true, nil
+	out := push{repoName: p.Repo}
+	for _, u := range []urls{p.Repository, p.Project} {
+		for _, s := range []string{u.CloneURL, u.SSHURL, u.HTMLURL, u.GitHTTPURL, u.GitSSHURL, u.WebURL} {
+			if s != "" {
+				out.urls = append(out.urls, s)
+			}
+		}
 	}
-	if p.Ref == "" {
-		return "", false, errors.New(`push body has neither "ref" nor "branch"`)
+	switch {
+	case p.Branch != "":
+		out.branch, out.isBranch = p.Branch, true
+	case p.Ref != "":
+		out.branch, out.isBranch = strings.CutPrefix(p.Ref, "refs/heads/")
+	default:
+		return push{}, errors.New(`push body has neither "ref" nor "branch"`)
 	}
-	branch, isBranch = strings.CutPrefix(p.Ref, "refs/heads/")
-	return branch, isBranch, nil
+	return out, nil
 }
 
 func accepted(w http.ResponseWriter, msg string) {
@@ -174,6 +246,6 @@ func accepted(w http.ResponseWriter, msg string) {
 }
 
 // poke signals a branch's watcher to poll now.
-func (w *Worker) poke(ctx context.Context, branch string) error {
-	return w.client.SignalWorkflow(ctx, workflows.WatcherWorkflowID(branch), "", workflows.PokeSignal, nil)
+func (w *Worker) poke(ctx context.Context, watch config.Watch) error {
+	return w.client.SignalWorkflow(ctx, workflows.WatcherID(watch.Repo, watch.Branch), "", workflows.PokeSignal, nil)
 }

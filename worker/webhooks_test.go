@@ -42,18 +42,19 @@ func sign(secret, body string) string {
 func TestWebhookEndpoints(t *testing.T) {
 	t.Parallel()
 	cfg := &config.Config{
-		Repo:     config.Repo{Branch: "main"},
-		Stacks:   []config.Stack{{Name: "web"}, {Name: "web-staging", Branch: "staging"}},
+		Repo:     config.Repo{URL: "https://github.com/acme/infra.git", Branch: "main"},
+		Repos:    []config.Repo{{Name: "network", URL: "git@github.com:acme/network.git", Branch: "main"}},
+		Stacks:   []config.Stack{{Name: "web"}, {Name: "web-staging", Branch: "staging"}, {Name: "vpc", Repo: "network"}},
 		Webhooks: config.Webhooks{MaxBody: 1024},
 		Secrets:  config.Secrets{GitHubSecret: "gh-secret", GitLabToken: "gl-token", GiteaSecret: "gt-secret", GenericSecret: "generic-secret"},
 	}
 	var mu sync.Mutex
 	var poked []string
 	h := &webhooks{cfg: cfg, logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		poke: func(_ context.Context, branch string) error {
+		poke: func(_ context.Context, w config.Watch) error {
 			mu.Lock()
 			defer mu.Unlock()
-			poked = append(poked, branch)
+			poked = append(poked, strings.TrimPrefix(w.Repo+"/"+w.Branch, "/"))
 			return nil
 		}}
 	mux := http.NewServeMux()
@@ -61,7 +62,8 @@ func TestWebhookEndpoints(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	push := `{"ref":"refs/heads/main","after":"3f2a91c"}`
+	push := `{"ref":"refs/heads/main","after":"3f2a91c","repository":{"html_url":"https://GitHub.com/acme/infra/"}}`
+	staging := `{"ref":"refs/heads/staging","repository":{"ssh_url":"ssh://git@github.com/acme/infra.git"}}`
 	cases := []struct {
 		name, path, body string
 		headers          map[string]string
@@ -69,7 +71,12 @@ func TestWebhookEndpoints(t *testing.T) {
 		poke             string // branch poked, or none
 	}{
 		{"github push", "github", push, map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign("gh-secret", push)}, 202, "main"},
-		{"github staging", "github", `{"ref":"refs/heads/staging"}`, map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign("gh-secret", `{"ref":"refs/heads/staging"}`)}, 202, "staging"},
+		{"github push names the repository", "github", `{"ref":"refs/heads/main","repository":{"clone_url":"https://github.com/acme/network.git"}}`, map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign("gh-secret", `{"ref":"refs/heads/main","repository":{"clone_url":"https://github.com/acme/network.git"}}`)}, 202, "network/main"},
+		{"github untracked repository", "github", `{"ref":"refs/heads/main","repository":{"clone_url":"https://github.com/acme/other.git"}}`, map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign("gh-secret", `{"ref":"refs/heads/main","repository":{"clone_url":"https://github.com/acme/other.git"}}`)}, 202, ""},
+		{"gitlab project URL", "gitlab", `{"ref":"refs/heads/main","project":{"git_ssh_url":"git@github.com:acme/infra.git"}}`, map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "gl-token"}, 202, "main"},
+		{"generic by repo name", "generic", `{"branch":"main","repo":"network"}`, map[string]string{"X-Changeops-Signature": "sha256=" + sign("generic-secret", `{"branch":"main","repo":"network"}`)}, 202, "network/main"},
+		{"github staging", "github", staging, map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign("gh-secret", staging)}, 202, "staging"},
+		{"no repository with several configured", "github", `{"ref":"refs/heads/main"}`, map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign("gh-secret", `{"ref":"refs/heads/main"}`)}, 202, ""},
 		{"github forged", "github", push, map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign("not-the-secret", push)}, 401, ""},
 		{"github signature of another body", "github", push, map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign("gh-secret", `{"ref":"refs/heads/main"}`)}, 401, ""},
 		{"github unsigned", "github", push, map[string]string{"X-GitHub-Event": "push"}, 401, ""},
@@ -81,7 +88,7 @@ func TestWebhookEndpoints(t *testing.T) {
 		{"gitlab wrong token", "gitlab", push, map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "gl-tokem"}, 401, ""},
 		{"gitea push", "gitea", push, map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": sign("gt-secret", push)}, 202, "main"},
 		{"gitea forged", "gitea", push, map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": sign("gh-secret", push)}, 401, ""},
-		{"generic by branch", "generic", `{"branch":"main"}`, map[string]string{"X-Changeops-Signature": "sha256=" + sign("generic-secret", `{"branch":"main"}`)}, 202, "main"},
+		{"generic by branch", "generic", `{"branch":"staging","repo":""}`, map[string]string{"X-Changeops-Signature": "sha256=" + sign("generic-secret", `{"branch":"staging","repo":""}`)}, 202, ""},
 		{"generic not JSON", "generic", `main`, map[string]string{"X-Changeops-Signature": "sha256=" + sign("generic-secret", `main`)}, 400, ""},
 	}
 	for _, c := range cases {

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,7 +21,6 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gitrepo"
 	"github.com/changeops/changeops/internal/notify"
 	"github.com/changeops/changeops/internal/pulumienv"
 	"github.com/changeops/changeops/workflows"
@@ -59,13 +57,8 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 		}
 	}
 
-	repo := gitrepo.New(gitrepo.Options{
-		URL:      cfg.Repo.URL,
-		Dir:      filepath.Join(cfg.DataDir, "git", "repo.git"),
-		Username: cfg.Secrets.GitUsername,
-		Password: cfg.Secrets.GitPassword,
-	})
-	if err := CheckStacks(ctx, cfg, repo, logger); err != nil {
+	repos := activities.OpenRepos(cfg)
+	if err := CheckStacks(ctx, cfg, repos, logger); err != nil {
 		return nil, err
 	}
 
@@ -85,7 +78,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.ChangeWorkflow, workflow.RegisterOptions{Name: workflows.ChangeWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.WatcherWorkflow, workflow.RegisterOptions{Name: workflows.WatcherWorkflowName})
-	w.RegisterActivity(activities.New(cfg, repo, env, notifier))
+	w.RegisterActivity(activities.New(cfg, repos, env, notifier))
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
@@ -109,7 +102,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 		return nil, err
 	}
 	logger.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "repo", cfg.Repo.URL,
-		"branches", strings.Join(cfg.Branches(), ","), "http", ln.Addr().String())
+		"watches", len(cfg.Watches()), "http", ln.Addr().String())
 	return wk, nil
 }
 
@@ -140,23 +133,24 @@ func (w *Worker) Stop() {
 	w.client.Close()
 }
 
-// startWatchers makes sure each branch the stacks deploy from has its
-// watcher; an existing one is kept.
+// startWatchers makes sure each (repository, branch) the stacks deploy
+// from has its watcher; an existing one is kept.
 func (w *Worker) startWatchers(ctx context.Context) error {
-	for _, branch := range w.cfg.Branches() {
+	for _, watch := range w.cfg.Watches() {
+		repo, _ := w.cfg.RepoByName(watch.Repo)
+		id := workflows.WatcherID(watch.Repo, watch.Branch)
 		_, err := w.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-			ID:                       workflows.WatcherWorkflowID(branch),
+			ID:                       id,
 			TaskQueue:                w.cfg.Temporal.TaskQueue,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-			StaticSummary:            "Watch " + branch + " of " + w.cfg.Repo.URL,
-		}, workflows.WatcherWorkflowName, workflows.WatcherInput{Branch: branch, UIURL: w.cfg.Temporal.UIURL})
+			StaticSummary:            "Watch " + watch.Branch + " of " + repo.URL,
+		}, workflows.WatcherWorkflowName, workflows.WatcherInput{Repo: watch.Repo, Branch: watch.Branch, UIURL: w.cfg.Temporal.UIURL})
 		if err != nil {
-			return fmt.Errorf("start watcher of branch %s: %w", branch, err)
+			return fmt.Errorf("start watcher %s: %w", id, err)
 		}
 		// An existing watcher kept by USE_EXISTING may serve another task
 		// queue (another configuration): no worker here would run it.
-		id := workflows.WatcherWorkflowID(branch)
 		d, err := w.client.DescribeWorkflowExecution(ctx, id, "")
 		if err != nil {
 			return fmt.Errorf("describe watcher %s: %w", id, err)

@@ -87,7 +87,7 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 	// 1. Inspect.
 	var insp activities.InspectResult
 	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions(fmt.Sprintf("Inspect %s", short))),
-		a.Inspect, activities.InspectInput{Branch: r.in.Branch, Commit: r.in.Commit}).Get(ctx, &insp)
+		a.Inspect, activities.InspectInput{Repo: r.in.Repo, Branch: r.in.Branch, Commit: r.in.Commit}).Get(ctx, &insp)
 	if err != nil {
 		return r.fail(ctx, "inspect commit "+short, err)
 	}

@@ -65,11 +65,24 @@ var SearchAttributes = []temporal.SearchAttributeKey{
 
 // ChangeWorkflowID is the one ID a commit's run can have, so a webhook retry
 // and a poll that both see the commit start one run.
-func ChangeWorkflowID(branch, sha string) string {
-	return "change/" + branch + "/" + sha
+func ChangeWorkflowID(branch, sha string) string { return ChangeID("", branch, sha) }
+
+// ChangeID is ChangeWorkflowID for any repository: a repos entry's name
+// comes first (the repo block has none, so its IDs read as the design's).
+func ChangeID(repo, branch, sha string) string {
+	if repo == "" {
+		return "change/" + branch + "/" + sha
+	}
+	return "change/" + repo + "/" + branch + "/" + sha
 }
 
-// WatcherWorkflowID names the watcher of a branch.
-func WatcherWorkflowID(branch string) string {
-	return "watcher/" + branch
+// WatcherWorkflowID names the watcher of a branch of the repo block.
+func WatcherWorkflowID(branch string) string { return WatcherID("", branch) }
+
+// WatcherID names the watcher of a repository's branch.
+func WatcherID(repo, branch string) string {
+	if repo == "" {
+		return "watcher/" + branch
+	}
+	return "watcher/" + repo + "/" + branch
 }

@@ -8,6 +8,8 @@ import (
 
 // ChangeInput starts a change run for one commit on a branch.
 type ChangeInput struct {
+	// Repo names a repos entry; empty for the repo block.
+	Repo   string
 	Branch string
 	Commit string
 	// UIURL is the Temporal Web UI base for links in notifications.
@@ -82,6 +84,8 @@ type Status struct {
 
 // WatcherInput is the watcher's state, carried across continue-as-new.
 type WatcherInput struct {
+	// Repo names a repos entry; empty for the repo block.
+	Repo     string
 	Branch   string
 	LastSeen string
 	UIURL    string

@@ -48,7 +48,7 @@ func WatcherWorkflow(ctx workflow.Context, in WatcherInput) error {
 		return err
 	}
 	return workflow.NewContinueAsNewError(ctx, WatcherWorkflow, WatcherInput{
-		Branch: in.Branch, LastSeen: w.st.LastSeen, UIURL: in.UIURL, Held: w.st.Held, Outage: w.st.Outage,
+		Repo: in.Repo, Branch: in.Branch, LastSeen: w.st.LastSeen, UIURL: in.UIURL, Held: w.st.Held, Outage: w.st.Outage,
 	})
 }
 
@@ -88,7 +88,7 @@ func (w *watcher) poll(ctx workflow.Context) (activities.PollResult, bool) {
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Watching %s; last seen %s", w.in.Branch, shortSHA(w.st.LastSeen)))
 	var res activities.PollResult
 	err := workflow.ExecuteActivity(withOptions(ctx, pollOptions("Poll "+w.in.Branch)),
-		a.PollBranch, activities.PollInput{Branch: w.in.Branch, LastSeen: w.st.LastSeen}).Get(ctx, &res)
+		a.PollBranch, activities.PollInput{Repo: w.in.Repo, Branch: w.in.Branch, LastSeen: w.st.LastSeen}).Get(ctx, &res)
 	w.st.LastPoll = workflow.Now(ctx)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("poll failed", "branch", w.in.Branch, "error", err)
@@ -183,7 +183,7 @@ func waitForPoll(ctx workflow.Context, pokes workflow.ReceiveChannel, interval t
 // watcher's continue-as-new. A run that already exists (started by hand, or
 // before a restart) is the run for that commit.
 func startChange(ctx workflow.Context, in WatcherInput, sha string) error {
-	id := ChangeWorkflowID(in.Branch, sha)
+	id := ChangeID(in.Repo, in.Branch, sha)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:            id,
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
@@ -195,7 +195,7 @@ func startChange(ctx workflow.Context, in WatcherInput, sha string) error {
 			ChangeState.ValueSet(StatePlanning),
 		),
 	})
-	err := workflow.ExecuteChildWorkflow(cctx, ChangeWorkflow, ChangeInput{Branch: in.Branch, Commit: sha, UIURL: in.UIURL}).
+	err := workflow.ExecuteChildWorkflow(cctx, ChangeWorkflow, ChangeInput{Repo: in.Repo, Branch: in.Branch, Commit: sha, UIURL: in.UIURL}).
 		GetChildWorkflowExecution().Get(ctx, nil)
 	var started *temporal.ChildWorkflowExecutionAlreadyStartedError
 	if errors.As(err, &started) {

@@ -4,19 +4,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
-	"github.com/changeops/changeops/internal/gitrepo"
+	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/workflows"
 )
 
 func startCmd(g *globals) *cobra.Command {
-	var commit string
+	var t starter.Target
 	cmd := &cobra.Command{
 		Use:   "start --config F --commit SHA",
 		Short: "Start (or find) the change run for a commit",
@@ -25,7 +24,7 @@ func startCmd(g *globals) *cobra.Command {
 			if g.configPath == "" {
 				return fmt.Errorf("start needs --config: the path of changeops.yaml")
 			}
-			if commit == "" {
+			if t.Commit == "" {
 				return fmt.Errorf("start needs --commit SHA")
 			}
 			cfg, err := g.loadConfig(g.configPath, g.env.Getenv)
@@ -37,11 +36,11 @@ func startCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			repo := gitrepo.New(gitrepo.Options{
-				URL: cfg.Repo.URL, Dir: filepath.Join(cfg.DataDir, "git", "repo.git"),
-				Username: cfg.Secrets.GitUsername, Password: cfg.Secrets.GitPassword,
-			})
-			s, err := starter.Start(cmd.Context(), c, cfg, repo, commit)
+			cache, ok := activities.OpenRepos(cfg)[t.Repo]
+			if !ok {
+				return fmt.Errorf("--repo %q is not in the configuration: name one of repos[].name", t.Repo)
+			}
+			s, err := starter.Start(cmd.Context(), c, cfg, cache, t)
 			if err != nil {
 				return err
 			}
@@ -53,7 +52,9 @@ func startCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&commit, "commit", "", "commit SHA (full or abbreviated)")
+	cmd.Flags().StringVar(&t.Commit, "commit", "", "commit SHA (full or abbreviated)")
+	cmd.Flags().StringVar(&t.Repo, "repo", "", "a repos entry's name (default: the repo block)")
+	cmd.Flags().StringVar(&t.Branch, "branch", "", "the branch the commit deploys to (default: the repository's branch)")
 	return cmd
 }
 
@@ -214,7 +215,7 @@ func printStatus(w io.Writer, r starter.Run) {
 }
 
 func ackRewriteCmd(g *globals) *cobra.Command {
-	var as string
+	var as, repo string
 	cmd := &cobra.Command{
 		Use:   "ack-rewrite BRANCH",
 		Short: "Resume a branch whose history was rewritten (force push); nothing from the rewritten part is deployed",
@@ -225,7 +226,7 @@ func ackRewriteCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			st, err := starter.AckRewrite(cmd.Context(), c, args[0], as)
+			st, err := starter.AckRewrite(cmd.Context(), c, repo, args[0], as)
 			if err != nil {
 				return err
 			}
@@ -234,5 +235,6 @@ func ackRewriteCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&as, "as", defaultUser(), "who acknowledges")
+	cmd.Flags().StringVar(&repo, "repo", "", "a repos entry's name (default: the repo block)")
 	return cmd
 }
