@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
 
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/gittest"
@@ -26,7 +25,7 @@ import (
 
 // triggerSetup is a remote with a stack folder, and a worker watching it;
 // commits that touch only README.md are cheap no-op runs.
-func triggerSetup(t *testing.T, branch string, poll time.Duration) (*gittest.Remote, *config.Config, client.Client, string) {
+func triggerSetup(t *testing.T, branch string, poll time.Duration) (*gittest.Remote, *config.Config, *worker.Worker) {
 	t.Helper()
 	remote := gittest.New(t, branch)
 	remote.Commit("Add the site stack", siteProject("stacks/site", filepath.Join(t.TempDir(), "x"), "v1"))
@@ -35,13 +34,14 @@ func triggerSetup(t *testing.T, branch string, poll time.Duration) (*gittest.Rem
 	cfg.Secrets.GitHubSecret = "gh-secret"
 	w := startWorkerFull(t, cfg)
 	waitWatching(t, w.Client(), branch)
-	return remote, cfg, w.Client(), "http://" + w.Addr()
+	return remote, cfg, w
 }
 
 // 50 commits pushed at once become 50 runs, started in merge order.
 func TestBurstOfCommitsRunsInOrder(t *testing.T) {
 	const branch = "e2e-burst"
-	remote, _, c, _ := triggerSetup(t, branch, time.Second)
+	remote, _, w := triggerSetup(t, branch, time.Second)
+	c := w.Client()
 	var shas []string
 	for i := range 50 {
 		remote.Write(map[string]string{"README.md": fmt.Sprintf("revision %d\n", i)})
@@ -74,7 +74,8 @@ func TestBurstOfCommitsRunsInOrder(t *testing.T) {
 // found by the next poll; a forged delivery is refused and starts nothing.
 func TestWebhookPokesAndPollCatchesTheRest(t *testing.T) {
 	const branch = "e2e-webhook"
-	remote, _, c, url := triggerSetup(t, branch, 5*time.Second)
+	remote, _, w := triggerSetup(t, branch, 5*time.Second)
+	c, url := w.Client(), "http://"+w.Addr()
 	ctx := context.Background()
 
 	deliver := func(secret string) int {
@@ -122,7 +123,8 @@ func TestWebhookPokesAndPollCatchesTheRest(t *testing.T) {
 // until `changeops ack-rewrite`, and later commits run after it.
 func TestForcePushIsHeldUntilAcknowledged(t *testing.T) {
 	const branch = "e2e-rewrite"
-	remote, _, c, _ := triggerSetup(t, branch, time.Second)
+	remote, _, w := triggerSetup(t, branch, time.Second)
+	c := w.Client()
 	ctx := context.Background()
 	base := remote.Git(remote.Clone, "rev-parse", "HEAD")
 	seen := remote.Commit("Seen", map[string]string{"README.md": "seen\n"})
@@ -164,7 +166,8 @@ func TestForcePushIsHeldUntilAcknowledged(t *testing.T) {
 // meanwhile is skipped.
 func TestRemoteDownThenUpSkipsNothing(t *testing.T) {
 	const branch = "e2e-outage"
-	remote, _, c, _ := triggerSetup(t, branch, time.Second)
+	remote, _, w := triggerSetup(t, branch, time.Second)
+	c := w.Client()
 	ctx := context.Background()
 	away := remote.Bare + ".away"
 	if err := os.Rename(remote.Bare, away); err != nil {
@@ -250,5 +253,34 @@ func TestSecondRepositoryDeploysItsOwnStacks(t *testing.T) {
 	}
 	if got, err := os.ReadFile(out); err != nil || string(got) != "v2" {
 		t.Fatalf("network file = %q, %v; want v2", got, err)
+	}
+}
+
+// Commits pushed while no worker runs are all started, once, by the next
+// worker: the watcher's position is durable, not in the worker's memory.
+func TestWorkerRestartSkipsAndRepeatsNothing(t *testing.T) {
+	const branch = "e2e-restart"
+	remote, cfg, w := triggerSetup(t, branch, time.Second)
+	c := w.Client()
+	first := remote.Commit("Before the restart", map[string]string{"README.md": "1\n"})
+	waitState(t, c, workflows.ChangeWorkflowID(branch, first), 30*time.Second, workflows.StateNoOp)
+
+	// Stop the worker (its cleanup stops it again, harmlessly) and push
+	// while nothing polls.
+	ctx := context.Background()
+	w.Stop()
+	second := remote.Commit("While down 1", map[string]string{"README.md": "2\n"})
+	third := remote.Commit("While down 2", map[string]string{"README.md": "3\n"})
+	c = startWorker(t, cfg)
+	for _, sha := range []string{second, third} {
+		waitState(t, c, workflows.ChangeWorkflowID(branch, sha), time.Minute, workflows.StateNoOp)
+	}
+	for _, sha := range []string{first, second, third} {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("WorkflowId = '%s'", workflows.ChangeWorkflowID(branch, sha)),
+		})
+		if err != nil || len(resp.GetExecutions()) != 1 {
+			t.Errorf("commit %s: %d runs (%v), want exactly 1", sha[:7], len(resp.GetExecutions()), err)
+		}
 	}
 }
