@@ -381,18 +381,10 @@ func (c *Config) Validate() error {
 		bad("repo.url is empty: set it to the infrastructure repository (URL, path or file://)")
 	}
 	c.Repo.validate("repo", bad)
-	names := map[string]bool{}
+	repoNames := map[string]bool{}
 	for i, r := range c.Repos {
 		at := fmt.Sprintf("repos[%d]", i)
-		switch {
-		case r.Name == "":
-			bad("%s.name is empty: name each repository (used in stacks[].repo and IDs)", at)
-		case names[r.Name]:
-			bad("%s.name %q is used twice", at, r.Name)
-		case strings.ContainsAny(r.Name, "/ \t"):
-			bad("%s.name %q contains a slash or space: use letters, digits, - and _", at, r.Name)
-		}
-		names[r.Name] = true
+		checkName(at, "name each repository (used in stacks[].repo and IDs)", r.Name, repoNames, bad)
 		if r.URL == "" {
 			bad("%s.url is empty", at)
 		}
@@ -407,21 +399,13 @@ func (c *Config) Validate() error {
 	if len(c.Stacks) == 0 {
 		bad("stacks is empty: list at least one stack (name, path, stack)")
 	}
-	names = map[string]bool{}
+	stackNames := map[string]bool{}
 	for i, s := range c.Stacks {
 		at := fmt.Sprintf("stacks[%d]", i)
 		if s.Name != "" {
 			at = fmt.Sprintf("stacks[%d] (%s)", i, s.Name)
 		}
-		switch {
-		case s.Name == "":
-			bad("%s.name is empty: give each stack a unique name", at)
-		case names[s.Name]:
-			bad("%s.name %q is used twice: stack names must be unique", at, s.Name)
-		case strings.ContainsAny(s.Name, "/ \t"):
-			bad("%s.name %q contains a slash or space: use letters, digits, - and _", at, s.Name)
-		}
-		names[s.Name] = true
+		checkName(at, "give each stack a unique name", s.Name, stackNames, bad)
 		if s.Path == "" || s.Path == "." || strings.HasPrefix(s.Path, "../") || filepath.IsAbs(s.Path) {
 			bad("%s.path %q must be a folder inside the repository, like stacks/web", at, s.Path)
 		}
@@ -464,6 +448,20 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkName refuses an empty, repeated or unsafe name (names go into
+// workflow IDs, which use / as a separator).
+func checkName(at, fix, name string, seen map[string]bool, bad func(string, ...any)) {
+	switch {
+	case name == "":
+		bad("%s.name is empty: %s", at, fix)
+	case seen[name]:
+		bad("%s.name %q is used twice: names must be unique", at, name)
+	case strings.ContainsAny(name, "/ \t"):
+		bad("%s.name %q contains a slash or space: use letters, digits, - and _", at, name)
+	}
+	seen[name] = true
 }
 
 func (r *Repo) validate(at string, bad func(string, ...any)) {

@@ -80,18 +80,24 @@ func Start(ctx context.Context, c client.Client, cfg *config.Config, cache *gitr
 // a refusal (not an approver, the author under four eyes, not waiting)
 // comes back at once as an error saying why.
 func Decide(ctx context.Context, c client.Client, id string, req workflows.DecisionRequest) (workflows.DecisionResult, error) {
+	return update[workflows.DecisionResult](ctx, c, id, workflows.DecisionUpdate, req)
+}
+
+// update sends a validated Update and waits for its result; a validator's
+// refusal becomes "refused: <why>".
+func update[T any](ctx context.Context, c client.Client, id, name string, arg any) (T, error) {
+	var res T
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   id,
-		UpdateName:   workflows.DecisionUpdate,
-		Args:         []any{req},
+		UpdateName:   name,
+		Args:         []any{arg},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {
-		return workflows.DecisionResult{}, refusal(id, err)
+		return res, refusal(id, err)
 	}
-	var res workflows.DecisionResult
 	if err := h.Get(ctx, &res); err != nil {
-		return workflows.DecisionResult{}, refusal(id, err)
+		return res, refusal(id, err)
 	}
 	return res, nil
 }
@@ -142,19 +148,5 @@ func Resolve(ctx context.Context, c client.Client, ref string) (string, error) {
 // validated Update: "no rewrite waiting" comes back at once. repo is a repos
 // entry's name, empty for the repo block.
 func AckRewrite(ctx context.Context, c client.Client, repo, branch, user string) (workflows.WatcherStatus, error) {
-	id := workflows.WatcherID(repo, branch)
-	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   id,
-		UpdateName:   workflows.AckRewriteUpdate,
-		Args:         []any{workflows.AckRequest{User: user}},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err != nil {
-		return workflows.WatcherStatus{}, refusal(id, err)
-	}
-	var st workflows.WatcherStatus
-	if err := h.Get(ctx, &st); err != nil {
-		return workflows.WatcherStatus{}, refusal(id, err)
-	}
-	return st, nil
+	return update[workflows.WatcherStatus](ctx, c, workflows.WatcherID(repo, branch), workflows.AckRewriteUpdate, workflows.AckRequest{User: user})
 }
