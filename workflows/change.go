@@ -26,6 +26,7 @@ func ChangeWorkflow(ctx workflow.Context, in ChangeInput) (ChangeResult, error) 
 		return ChangeResult{}, err
 	}
 	res := r.run(ctx)
+	r.out.drain(ctx)
 	// An update accepted just before the end must get its answer.
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return res, err
@@ -34,12 +35,14 @@ func ChangeWorkflow(ctx workflow.Context, in ChangeInput) (ChangeResult, error) 
 }
 
 type changeRun struct {
+	out    *outbox
 	in     ChangeInput
 	st     Status
 	stacks []config.Stack
 }
 
 func (r *changeRun) setup(ctx workflow.Context) error {
+	r.out = newOutbox(ctx)
 	r.st.ID = workflow.GetInfo(ctx).WorkflowExecution.ID
 	r.st.Branch = r.in.Branch
 	r.st.Commit.SHA = r.in.Commit
@@ -269,8 +272,8 @@ func (r *changeRun) finish(ctx workflow.Context, state, reason string) ChangeRes
 	return ChangeResult{State: state, Reason: reason}
 }
 
-// notify sends a step message and moves on whatever happens: notification
-// failures are logged, never fatal.
+// notify queues a step message; the outbox delivers it in order and a
+// failure is logged, never fatal.
 func (r *changeRun) notify(ctx workflow.Context, step, detail string) {
 	e := notify.Event{
 		RunID:   r.st.ID,
@@ -287,9 +290,7 @@ func (r *changeRun) notify(ctx workflow.Context, step, detail string) {
 		e.URL = fmt.Sprintf("%s/namespaces/%s/workflows/%s", strings.TrimSuffix(r.in.UIURL, "/"),
 			url.PathEscape(workflow.GetInfo(ctx).Namespace), url.PathEscape(r.st.ID))
 	}
-	if err := workflow.ExecuteActivity(withOptions(ctx, notifyOptions("Notify: "+step)), a.Notify, e).Get(ctx, nil); err != nil {
-		workflow.GetLogger(ctx).Warn("notification not delivered", "step", step, "error", err)
-	}
+	r.out.send(ctx, e)
 }
 
 // errorMessage extracts what a person should read from an activity error.

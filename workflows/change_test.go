@@ -124,8 +124,8 @@ func (s *ChangeSuite) TestApprovedAppliesAndSucceeds() {
 	s.Equal([]string{"web"}, st.Stacks)
 	s.Len(st.Applies, 1)
 	s.Equal([]string{StatePlanning, StateAwaitingApproval, StateApplying, StateVerifying, StateSucceeded}, states(st))
-	s.Contains(s.notes, "awaiting approval")
-	s.Contains(s.notes, "approved by bob")
+	s.Equal([]string{"received", "plan ready", "awaiting approval", "approved by bob", "applying", "applied", "verified web", "succeeded"}, s.notes,
+		"every step is announced, in order")
 }
 
 func (s *ChangeSuite) TestRejectedNeverApplies() {
@@ -317,6 +317,31 @@ func (s *ChangeSuite) TestNotificationFailureNeverFailsTheRun() {
 
 	res := s.run()
 	s.Equal(StateSucceeded, res.State)
+}
+
+// A Slack that takes ten minutes per message delays no step of the change:
+// notifications go out in order, off the run's path, and all of them before
+// the run completes.
+func (s *ChangeSuite) TestSlowNotificationsDelayNothing() {
+	s.env = s.NewTestWorkflowEnvironment()
+	s.env.RegisterActivity(&activities.Activities{})
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).After(10*time.Minute).Return(func(_ context.Context, e notify.Event) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.notes = append(s.notes, e.Step)
+		return nil
+	})
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+
+	res := s.run()
+	s.Equal(StateSucceeded, res.State)
+	st := s.status()
+	first, last := st.Steps[0].At, st.Steps[len(st.Steps)-1].At
+	s.Less(last.Sub(first), time.Minute, "the change waited for notifications")
+	s.Equal([]string{"received", "plan ready", "approved by policy", "applying", "applied", "verified web", "succeeded"}, s.notes)
 }
 
 func (s *ChangeSuite) TestNoCommonApproverFails() {

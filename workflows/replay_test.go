@@ -17,8 +17,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 3 {
-		t.Fatalf("found %d recorded histories in testdata, want the succeeded, verify-failed and watcher ones", len(files))
+	if len(files) < 6 {
+		t.Fatalf("found %d recorded histories in testdata, want the succeeded, verify-failed and watcher ones, each before and after async notifications", len(files))
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {

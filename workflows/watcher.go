@@ -161,9 +161,7 @@ func (w *watcher) notify(ctx workflow.Context, step, commit, detail string) {
 		Step:   step,
 		Detail: detail,
 	}
-	if err := workflow.ExecuteActivity(withOptions(ctx, notifyOptions("Notify: "+step)), a.Notify, e).Get(ctx, nil); err != nil {
-		workflow.GetLogger(ctx).Warn("notification not delivered", "step", step, "error", err)
-	}
+	deliver(ctx, e) // rare, and the watcher has nothing else to do meanwhile
 }
 
 // waitForPoll sleeps until the interval passes or a poke arrives, then takes

@@ -1,0 +1,61 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/changeops/changeops/internal/notify"
+)
+
+// outbox delivers a run's notifications in order, off the run's path: a
+// slow or failing Slack never delays a plan, an apply or a verification.
+// Runs started before the outbox existed keep their recorded shape (each
+// notification awaited in line), chosen once per run by GetVersion.
+type outbox struct {
+	async   bool
+	pending []notify.Event
+	busy    bool
+}
+
+func newOutbox(ctx workflow.Context) *outbox {
+	o := &outbox{async: workflow.GetVersion(ctx, "async-notifications", workflow.DefaultVersion, 1) == 1}
+	if o.async {
+		workflow.Go(ctx, o.loop)
+	}
+	return o
+}
+
+// send queues e (or, on the old shape, delivers it now).
+func (o *outbox) send(ctx workflow.Context, e notify.Event) {
+	if !o.async {
+		deliver(ctx, e)
+		return
+	}
+	o.pending = append(o.pending, e)
+}
+
+func (o *outbox) loop(ctx workflow.Context) {
+	for {
+		if err := workflow.Await(ctx, func() bool { return len(o.pending) > 0 }); err != nil {
+			return
+		}
+		e := o.pending[0]
+		o.pending = o.pending[1:]
+		o.busy = true
+		deliver(ctx, e)
+		o.busy = false
+	}
+}
+
+// drain waits until every queued notification was delivered or given up
+// on, so the run's last word goes out before it completes.
+func (o *outbox) drain(ctx workflow.Context) {
+	_ = workflow.Await(ctx, func() bool { return len(o.pending) == 0 && !o.busy })
+}
+
+// deliver sends one notification, retried a few times by its activity
+// options; a failure is logged, never fatal.
+func deliver(ctx workflow.Context, e notify.Event) {
+	if err := workflow.ExecuteActivity(withOptions(ctx, notifyOptions("Notify: "+e.Step)), a.Notify, e).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("notification not delivered", "step", e.Step, "error", err)
+	}
+}
