@@ -325,7 +325,7 @@ func (s *ChangeSuite) TestNotificationFailureNeverFailsTheRun() {
 func (s *ChangeSuite) TestSlowNotificationsDelayNothing() {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterActivity(&activities.Activities{})
-	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).After(10*time.Minute).Return(func(_ context.Context, e notify.Event) error {
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).After(10 * time.Minute).Return(func(_ context.Context, e notify.Event) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.notes = append(s.notes, e.Step)
