@@ -90,7 +90,9 @@ func (r *Remote) ServeHTTP(user, password string) string {
 	backend := &cgi.Handler{
 		Path: gitPath,
 		Args: []string{"http-backend"},
-		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(r.Bare), "GIT_HTTP_EXPORT_ALL=1"},
+		// REMOTE_USER: the handler below authenticated the user, which
+		// is what lets git http-backend accept pushes.
+		Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(r.Bare), "GIT_HTTP_EXPORT_ALL=1", "REMOTE_USER=" + user},
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		u, p, ok := req.BasicAuth()
