@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/changeops/changeops/config"
@@ -28,6 +29,8 @@ type Activities struct {
 	Pulumi   pulumienv.Env
 	Notifier notify.Notifier
 	HTTP     *http.Client
+	// Temporal answers visibility queries (a stack's last good commit).
+	Temporal client.Client
 	// HeartbeatEvery is how often long activities heartbeat.
 	HeartbeatEvery time.Duration
 

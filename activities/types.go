@@ -130,3 +130,32 @@ type PollResult struct {
 	Initial      string
 	OnRewrite    string
 }
+
+// RevertInput asks for the revert commit of a failed change.
+type RevertInput struct {
+	Repo    string
+	Branch  string
+	Commit  string
+	Subject string
+	RunID   string
+}
+
+// RevertResult is what happened on the branch.
+type RevertResult struct {
+	Revert    string // the revert commit on the branch (pushed now or found)
+	Reused    bool
+	NoChange  bool     // the branch no longer holds the change
+	Conflicts []string // paths that could not be reverted; nothing pushed
+}
+
+// LastGoodInput asks for a stack's last successfully deployed commit.
+type LastGoodInput struct {
+	Stack string
+}
+
+// LastGoodResult is that commit, when there is one.
+type LastGoodResult struct {
+	Commit string
+	RunID  string
+	Found  bool
+}

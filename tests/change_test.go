@@ -131,10 +131,13 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 	recordHistory(t, c, id, "change_succeeded.json")
 }
 
-// A change whose verification keeps failing ends failed, naming the check,
-// after retrying on durable timers until verify_timeout; every step is
+// A change whose verification keeps failing (after retries on durable
+// timers) is rolled back: a revert commit with git's wording and the run's
+// trailer lands on the real remote, the stack is put back to the last good
+// commit (on disk and in Pulumi's state) and verified, the run ends
+// rolled-back, and the revert's own run finds nothing to do. Every step is
 // announced in the Slack channel.
-func TestFailingVerificationFailsTheRun(t *testing.T) {
+func TestFailingVerificationRollsBack(t *testing.T) {
 	const branch = "e2e-verify"
 	remote := gittest.New(t, branch)
 	out := filepath.Join(t.TempDir(), "site.txt")
@@ -142,39 +145,80 @@ func TestFailingVerificationFailsTheRun(t *testing.T) {
 
 	cfg := testConfig(t, remote.Bare, branch, config.Stack{
 		Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto,
-		Verify:        []config.Check{{Command: []string{"sh", "-c", "echo upstream unhealthy; exit 3"}}},
+		Verify: []config.Check{{Command: []string{"sh", "-c",
+			`test "$(cat "$PULUMI_OUTPUT_PATH")" != broken || { echo upstream unhealthy; exit 3; }`}}},
 		VerifyTimeout: config.Duration(12 * time.Second),
 	})
 	channel := slackChannel(t, cfg)
 	c := startWorker(t, cfg)
 	waitWatching(t, c, branch)
+	setContent := func(msg, content string) string {
+		return remote.Commit(msg, map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: " + content + "\n"})
+	}
 
-	sha := remote.Commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
-	id := workflows.ChangeWorkflowID(branch, sha)
-	run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
-	if run.State != workflows.StateFailed {
-		t.Fatalf("run ended %s, want failed", run.State)
+	good := setContent("Serve v2", "v2")
+	if run := waitState(t, c, workflows.ChangeWorkflowID(branch, good), 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRollbackFailed); run.State != workflows.StateSucceeded {
+		t.Fatalf("good change ended %s: %s", run.State, run.Error)
+	}
+	bad := setContent("Break the site", "broken")
+	id := workflows.ChangeWorkflowID(branch, bad)
+	run := waitState(t, c, id, 3*time.Minute, workflows.StateRolledBack, workflows.StateRollbackFailed, workflows.StateFailed, workflows.StateSucceeded)
+	if run.State != workflows.StateRolledBack {
+		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	for _, want := range []string{"verification of site failed after", "command sh -c", "upstream unhealthy", "exit status 3"} {
 		if !strings.Contains(run.Error, want) {
 			t.Errorf("error %q does not say %q", run.Error, want)
 		}
 	}
-	if rounds := countActivities(t, c, id, "Verify"); rounds < 2 {
-		t.Errorf("verification ran %d rounds, want retries within verify_timeout", rounds)
+	if rounds := countActivities(t, c, id, "Verify"); rounds < 3 {
+		t.Errorf("verification ran %d rounds, want retries within verify_timeout and the restore's", rounds)
 	}
-	for _, want := range []string{"[planning] " + sha[:7] + ` "Serve v2" (site): received`, "): applying", "[failed] " + sha[:7]} {
+
+	// Git: one revert commit on the remote, on top of the bad one.
+	if run.RevertCommit == "" || remote.Git(remote.Bare, "rev-parse", branch) != run.RevertCommit {
+		t.Fatalf("revert_commit %q is not the remote's head %s", run.RevertCommit, remote.Git(remote.Bare, "rev-parse", branch))
+	}
+	msg := remote.Git(remote.Bare, "log", "-1", "--format=%B", run.RevertCommit)
+	for _, want := range []string{`Revert "Break the site"`, "This reverts commit " + bad + ".", "Changeops-Run: " + id} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("revert message %q lacks %q", msg, want)
+		}
+	}
+	if parent := remote.Git(remote.Bare, "rev-parse", run.RevertCommit+"^"); parent != bad {
+		t.Errorf("revert's parent = %s, want the bad commit %s", parent, bad)
+	}
+	// The infrastructure: back at the last good commit, once.
+	if got, err := os.ReadFile(out); err != nil || string(got) != "v2" {
+		t.Errorf("deployed file = %q, %v; want the last good v2", got, err)
+	}
+	if n := resourcesOfType(t, cfg, "stacks/site", "test", "changeops:index:File"); n != 1 {
+		t.Errorf("Pulumi state holds %d files, want 1", n)
+	}
+	if r := run.Status.Restored; len(r) != 1 || r[0].Commit != good || !r[0].OK {
+		t.Errorf("restored = %+v, want site at %s, verified", r, good)
+	}
+	code, stdout, _ := changeops(t, "status", bad[:8], "--json")
+	if code != 0 || !strings.Contains(stdout, `"revert_commit":"`+run.RevertCommit+`"`) || !strings.Contains(stdout, `"state":"rolled-back"`) {
+		t.Errorf("status --json = %s", stdout)
+	}
+	// The revert's own run plans against what is deployed: nothing to do.
+	waitState(t, c, workflows.ChangeWorkflowID(branch, run.RevertCommit), time.Minute, workflows.StateNoOp)
+
+	for _, want := range []string{"[planning] " + bad[:7] + ` "Break the site" (site): received`, "): applying",
+		"): rolling back", "): revert pushed", "): restored site", "[rolled-back] " + bad[:7]} {
 		channel.waitFor(t, want)
 	}
-	recordHistory(t, c, id, "change_verify_failed.json")
+	recordHistory(t, c, id, "change_rolled_back.json")
 
-	// A commit touching no stack is a no-op.
-	sha = remote.Commit("Document the repo", map[string]string{"README.md": "infra\n"})
-	run = waitState(t, c, workflows.ChangeWorkflowID(branch, sha), time.Minute, workflows.StateNoOp)
-	if len(run.Stacks) != 0 {
+	// A commit touching no stack is a no-op (made on top of the revert, as
+	// a person would after pulling).
+	remote.Git(remote.Clone, "pull", "-q", "--ff-only", "origin", branch)
+	sha := remote.Commit("Document the repo", map[string]string{"README.md": "infra\n"})
+	if run := waitState(t, c, workflows.ChangeWorkflowID(branch, sha), time.Minute, workflows.StateNoOp); len(run.Stacks) != 0 {
 		t.Errorf("no-op run lists stacks %v", run.Stacks)
 	}
-	recordHistory(t, c, workflows.WatcherWorkflowID(branch), "watcher_two_commits.json")
+	recordHistory(t, c, workflows.WatcherWorkflowID(branch), "watcher_with_rollback.json")
 }
 
 // A program the engine rejects fails the run at once, with Pulumi's message,

@@ -78,7 +78,9 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.ChangeWorkflow, workflow.RegisterOptions{Name: workflows.ChangeWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.WatcherWorkflow, workflow.RegisterOptions{Name: workflows.WatcherWorkflowName})
-	w.RegisterActivity(activities.New(cfg, repos, env, notifier))
+	acts := activities.New(cfg, repos, env, notifier)
+	acts.Temporal = c
+	w.RegisterActivity(acts)
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {

@@ -131,6 +131,11 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 		r.st.Plans = append(r.st.Plans, plan)
 	}
 	r.notify(ctx, "plan ready", planSummary(r.st.Plans))
+	// A plan with nothing to do needs no decision: a revert commit's own
+	// run, after its rollback restored the stacks, ends here.
+	if nothingToDo(r.st.Plans) && workflow.GetVersion(ctx, "skip-empty-plans", workflow.DefaultVersion, 1) == 1 {
+		return r.finish(ctx, StateNoOp, "the stacks already match this commit")
+	}
 
 	// 4. Approve.
 	if res, ok := r.approve(ctx); !ok {
@@ -156,13 +161,22 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 	// 6. Verify.
 	r.enter(ctx, StateVerifying, fmt.Sprintf("Verifying %s…", strings.Join(r.st.Stacks, ", ")))
 	for _, s := range r.stacks {
-		if reason, ok := r.verify(ctx, s); !ok {
+		if reason, ok := r.verify(ctx, s, r.in.Commit); !ok {
 			return r.changeFailed(ctx, reason)
 		}
 	}
 
 	// 7. Succeed.
 	return r.finish(ctx, StateSucceeded, "applied and verified")
+}
+
+func nothingToDo(plans []activities.PlanResult) bool {
+	for _, p := range plans {
+		if p.Changes() > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // approve waits for a decision when policy asks for one. ok is false when
@@ -202,11 +216,11 @@ func (r *changeRun) approve(ctx workflow.Context) (ChangeResult, bool) {
 
 // verify runs a stack's checks until a round passes or verify_timeout is
 // spent, waiting between rounds on durable timers.
-func (r *changeRun) verify(ctx workflow.Context, s config.Stack) (string, bool) {
+func (r *changeRun) verify(ctx workflow.Context, s config.Stack, commit string) (string, bool) {
 	if len(s.Verify) == 0 {
 		return "", true
 	}
-	short := shortSHA(r.in.Commit)
+	short := shortSHA(commit)
 	deadline := workflow.Now(ctx).Add(s.VerifyTimeout.D())
 	interval := min(max(s.VerifyTimeout.D()/10, time.Second), 30*time.Second)
 	idx := len(r.st.Verifications)
@@ -215,7 +229,7 @@ func (r *changeRun) verify(ctx workflow.Context, s config.Stack) (string, bool) 
 		r.detail(ctx, fmt.Sprintf("Verifying %s at %s (round %d)…", s.Name, short, round))
 		var res activities.VerifyResult
 		err := workflow.ExecuteActivity(withOptions(ctx, verifyOptions(fmt.Sprintf("Verify %s at %s", s.Name, short))),
-			a.Verify, activities.VerifyInput{RunID: r.st.ID, Stack: s, Commit: r.in.Commit}).Get(ctx, &res)
+			a.Verify, activities.VerifyInput{RunID: r.st.ID, Stack: s, Commit: commit}).Get(ctx, &res)
 		if err != nil {
 			return fmt.Sprintf("verify %s: %s", s.Name, errorMessage(err)), false
 		}
@@ -235,11 +249,92 @@ func (r *changeRun) verify(ctx workflow.Context, s config.Stack) (string, bool) 
 }
 
 // changeFailed handles a change that reached the infrastructure and then
-// failed (apply or verification). This is the rollback seam: the revert
-// commit and the restore of the last good state (DESIGN.md step 8) go here.
-// Until they exist the run ends failed with the reason.
+// failed (apply or verification): roll back (DESIGN.md step 8). Each stack
+// is put back to its last good commit and verified, git is put back with a
+// revert commit, and the run ends rolled-back, or rollback-failed saying
+// what is left to a person. Runs started before rollback existed
+// keep their recorded ending (failed).
 func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResult {
-	return r.finish(ctx, StateFailed, reason)
+	if workflow.GetVersion(ctx, "rollback", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return r.finish(ctx, StateFailed, reason)
+	}
+	r.st.Error = reason
+	short := shortSHA(r.in.Commit)
+	r.enter(ctx, StateRollingBack, fmt.Sprintf("Rolling back %s…", short))
+	r.notify(ctx, "rolling back", reason)
+
+	// Restore the last good state of each stack, then verify it. This
+	// comes before the revert commit lands so that the revert's own run,
+	// which the watcher starts as soon as it sees it, finds the stacks
+	// already there and is a no-op.
+	var problems []string
+	for _, s := range r.stacks {
+		res := r.restore(ctx, s)
+		r.st.Restored = append(r.st.Restored, res)
+		if !res.OK {
+			problems = append(problems, fmt.Sprintf("restore %s: %s", s.Name, res.Detail))
+		}
+	}
+
+	// The revert commit, pushed whatever the restore's outcome: git must
+	// not keep the bad change.
+	var rev activities.RevertResult
+	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Revert "+short)), a.Revert, activities.RevertInput{
+		Repo: r.in.Repo, Branch: r.in.Branch, Commit: r.in.Commit, Subject: r.st.Commit.Subject, RunID: r.st.ID,
+	}).Get(ctx, &rev)
+	switch {
+	case err != nil:
+		problems = append(problems, "revert commit: "+errorMessage(err))
+	case len(rev.Conflicts) > 0:
+		problems = append(problems, fmt.Sprintf("the revert of %s conflicts in %s: revert it by hand", short, strings.Join(rev.Conflicts, ", ")))
+		r.notify(ctx, "revert conflicts", strings.Join(rev.Conflicts, "\n"))
+	case rev.Revert != "":
+		r.st.RevertCommit = rev.Revert
+		if err := workflow.UpsertTypedSearchAttributes(ctx, ChangeRevertCommit.ValueSet(rev.Revert)); err != nil {
+			workflow.GetLogger(ctx).Warn("upsert revert commit", "error", err)
+		}
+		r.notify(ctx, "revert pushed", fmt.Sprintf("%s Revert %q", shortSHA(rev.Revert), r.st.Commit.Subject))
+	}
+
+	// Report.
+	if len(problems) > 0 {
+		return r.finish(ctx, StateRollbackFailed, reason+"; rollback incomplete: "+strings.Join(problems, "; "))
+	}
+	return r.finish(ctx, StateRolledBack, reason+"; rolled back")
+}
+
+// restore applies a stack's last good commit and verifies it.
+func (r *changeRun) restore(ctx workflow.Context, s config.Stack) Restore {
+	res := Restore{Stack: s.Name}
+	var good activities.LastGoodResult
+	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Find the last good commit of "+s.Name)),
+		a.LastGood, activities.LastGoodInput{Stack: s.Name}).Get(ctx, &good)
+	switch {
+	case err != nil:
+		res.Detail = "find the last good commit: " + errorMessage(err)
+		return res
+	case !good.Found:
+		res.Detail = "no earlier successful change: nothing to restore to"
+		return res
+	}
+	res.Commit = good.Commit
+	short := shortSHA(good.Commit)
+	r.detail(ctx, fmt.Sprintf("Restoring %s to %s…", s.Name, short))
+	var applied activities.ApplyResult
+	err = workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Restore %s to %s", s.Name, short), 2*time.Hour)),
+		a.Apply, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit}).Get(ctx, &applied)
+	if err != nil {
+		res.Detail = fmt.Sprintf("apply %s: %s", short, errorMessage(err))
+		return res
+	}
+	if reason, ok := r.verify(ctx, s, good.Commit); !ok {
+		res.Detail = reason
+		return res
+	}
+	res.OK = true
+	res.Detail = fmt.Sprintf("restored to %s and verified", short)
+	r.notify(ctx, "restored "+s.Name, res.Detail)
+	return res
 }
 
 // enter moves the run to a state: status, search attribute, UI details.

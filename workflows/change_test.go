@@ -69,13 +69,19 @@ func (s *ChangeSuite) plan(name string, p activities.PlanResult) {
 		Return(p, nil).Once()
 }
 
-func (s *ChangeSuite) apply(name string) {
-	s.env.OnActivity(a.Apply, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool { return in.Stack.Name == name })).
+func (s *ChangeSuite) apply(name string) { s.applyAt(name, sha) }
+
+func (s *ChangeSuite) applyAt(name, commit string) {
+	s.env.OnActivity(a.Apply, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool { return in.Stack.Name == name && in.Commit == commit })).
 		Return(activities.ApplyResult{Stack: name, Update: 1, UpdateVersion: 2}, nil).Once()
 }
 
 func (s *ChangeSuite) verify(name string, passed bool) *testsuite.MockCallWrapper {
-	return s.env.OnActivity(a.Verify, mock.Anything, mock.MatchedBy(func(in activities.VerifyInput) bool { return in.Stack.Name == name })).
+	return s.verifyAt(name, sha, passed)
+}
+
+func (s *ChangeSuite) verifyAt(name, commit string, passed bool) *testsuite.MockCallWrapper {
+	return s.env.OnActivity(a.Verify, mock.Anything, mock.MatchedBy(func(in activities.VerifyInput) bool { return in.Stack.Name == name && in.Commit == commit })).
 		Return(activities.VerifyResult{Stack: name, Passed: passed, Results: []activities.CheckResult{{Check: "no_changes", Passed: passed, Detail: "detail"}}}, nil)
 }
 
@@ -242,16 +248,85 @@ func (s *ChangeSuite) TestOnDestructiveWithReplaceWaits() {
 	s.Equal([]string{"web"}, st.Approval.Stacks)
 }
 
-func (s *ChangeSuite) TestApplyErrorFails() {
+const good = "1111111111111111111111111111111111111111"
+
+// rollback mocks a revert and a restore of web to its last good commit.
+func (s *ChangeSuite) rollback(rev activities.RevertResult, restoreVerifies bool) {
+	s.env.OnActivity(a.Revert, mock.Anything, activities.RevertInput{Branch: "main", Commit: sha, Subject: "Change web", RunID: "default-test-workflow-id"}).
+		Return(rev, nil).Once()
+	s.env.OnActivity(a.LastGood, mock.Anything, activities.LastGoodInput{Stack: "web"}).
+		Return(activities.LastGoodResult{Commit: good, RunID: "change/main/" + good, Found: true}, nil).Once()
+	s.applyAt("web", good)
+	s.verifyAt("web", good, restoreVerifies).Maybe()
+}
+
+func (s *ChangeSuite) TestApplyErrorRollsBack() {
 	s.inspect(stack("web", config.ApprovalAuto))
 	s.plan("web", activities.PlanResult{Update: 1})
-	s.env.OnActivity(a.Apply, mock.Anything, mock.Anything).Return(activities.ApplyResult{},
+	s.env.OnActivity(a.Apply, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool { return in.Commit == sha })).Return(activities.ApplyResult{},
 		temporal.NewNonRetryableApplicationError("apply stack web (prod) at 3f2a91c: error: boom", activities.ErrPulumiProgram, nil)).Once()
+	s.rollback(activities.RevertResult{Revert: "feedface"}, true)
 
 	res := s.run()
-	s.Equal(StateFailed, res.State)
-	s.Contains(res.Reason, "apply web: apply stack web (prod) at 3f2a91c: error: boom")
-	s.Equal(res.Reason, s.status().Error)
+	s.Equal(StateRolledBack, res.State)
+	st := s.status()
+	s.Equal("apply web: apply stack web (prod) at 3f2a91c: error: boom", st.Error)
+	s.Equal("feedface", st.RevertCommit)
+	s.Equal([]Restore{{Stack: "web", Commit: good, OK: true, Detail: "restored to 1111111 and verified"}}, st.Restored)
+	s.Equal([]string{StatePlanning, StateApplying, StateRollingBack, StateRolledBack}, states(st))
+}
+
+func (s *ChangeSuite) TestRevertConflictStillRestores() {
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", false)
+	s.rollback(activities.RevertResult{Conflicts: []string{"stacks/web/index.html"}}, true)
+
+	res := s.run()
+	s.Equal(StateRollbackFailed, res.State)
+	s.Contains(res.Reason, "the revert of 3f2a91c conflicts in stacks/web/index.html: revert it by hand")
+	st := s.status()
+	s.Empty(st.RevertCommit)
+	s.True(st.Restored[0].OK, "the infrastructure is restored even when git needs a person")
+}
+
+func (s *ChangeSuite) TestRestoreThatFailsVerificationIsReported() {
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", false)
+	s.rollback(activities.RevertResult{Revert: "feedface"}, false)
+
+	res := s.run()
+	s.Equal(StateRollbackFailed, res.State)
+	s.Contains(res.Reason, "restore web: verification of web failed after")
+	s.False(s.status().Restored[0].OK)
+}
+
+// A plan with nothing to do (a revert commit after its rollback restored
+// the stack) ends no-op without asking anyone.
+func (s *ChangeSuite) TestEmptyPlanIsNoOpWithoutApproval() {
+	s.inspect(stack("web", config.ApprovalManual, "bob"))
+	s.plan("web", activities.PlanResult{Same: 3})
+
+	res := s.run()
+	s.Equal(StateNoOp, res.State)
+	s.NotContains(states(s.status()), StateAwaitingApproval)
+}
+
+func (s *ChangeSuite) TestNothingToRestoreTo() {
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", false)
+	s.env.OnActivity(a.Revert, mock.Anything, mock.Anything).Return(activities.RevertResult{Revert: "feedface"}, nil).Once()
+	s.env.OnActivity(a.LastGood, mock.Anything, mock.Anything).Return(activities.LastGoodResult{}, nil).Once()
+
+	res := s.run()
+	s.Equal(StateRollbackFailed, res.State)
+	s.Contains(res.Reason, "restore web: no earlier successful change: nothing to restore to")
+	s.Equal("feedface", s.status().RevertCommit)
 }
 
 func (s *ChangeSuite) TestPreviewErrorFailsWithoutApproval() {
@@ -265,14 +340,15 @@ func (s *ChangeSuite) TestPreviewErrorFailsWithoutApproval() {
 	s.NotContains(states(s.status()), StateAwaitingApproval)
 }
 
-func (s *ChangeSuite) TestVerifyRetriesOnTimersThenFails() {
+func (s *ChangeSuite) TestVerifyRetriesOnTimersThenRollsBack() {
 	s.inspect(stack("web", config.ApprovalAuto))
 	s.plan("web", activities.PlanResult{Update: 1})
 	s.apply("web")
 	s.verify("web", false) // every round fails
+	s.rollback(activities.RevertResult{Revert: "feedface"}, true)
 
 	res := s.run()
-	s.Equal(StateFailed, res.State)
+	s.Equal(StateRolledBack, res.State)
 	// verify_timeout 1m: a round every 6s on a durable timer, the tenth
 	// round is the last that fits.
 	s.Contains(res.Reason, "verification of web failed after 10 rounds within 1m0s: no_changes: detail")

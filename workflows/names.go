@@ -56,11 +56,13 @@ var (
 	ChangeAuthor   = temporal.NewSearchAttributeKeyKeyword("ChangeAuthor")
 	ChangeState    = temporal.NewSearchAttributeKeyKeyword("ChangeState")
 	ChangeApprover = temporal.NewSearchAttributeKeyKeyword("ChangeApprover")
+	// ChangeRevertCommit is the revert commit a rollback pushed.
+	ChangeRevertCommit = temporal.NewSearchAttributeKeyKeyword("ChangeRevertCommit")
 )
 
 // SearchAttributes lists every key for registration at start-up.
 var SearchAttributes = []temporal.SearchAttributeKey{
-	ChangeCommit, ChangeBranch, ChangeStacks, ChangeAuthor, ChangeState, ChangeApprover,
+	ChangeCommit, ChangeBranch, ChangeStacks, ChangeAuthor, ChangeState, ChangeApprover, ChangeRevertCommit,
 }
 
 // ChangeWorkflowID is the one ID a commit's run can have, so a webhook retry

@@ -78,8 +78,18 @@ type Status struct {
 	Applies       []activities.ApplyResult
 	Verifications []activities.VerifyResult
 	RevertCommit  string
-	Error         string
-	Steps         []Step
+	// Restored lists, per stack, the last good commit a rollback applied.
+	Restored []Restore
+	Error    string
+	Steps    []Step
+}
+
+// Restore is one stack put back by a rollback.
+type Restore struct {
+	Stack  string
+	Commit string // the last good commit applied; empty when none was found
+	OK     bool
+	Detail string
 }
 
 // WatcherInput is the watcher's state, carried across continue-as-new.

@@ -286,3 +286,28 @@ func (r *Repo) EnsureCommit(ctx context.Context, sha string) (*git.Repository, e
 	}
 	return repo, nil
 }
+
+// Push sends commit to branch with an explicit refspec, under the cache's
+// lock so that no fetch interleaves, and moves the remote-tracking branch as
+// git does after a push. A push the remote refuses because the branch moved
+// returns its error; the caller refetches and rebuilds.
+func (r *Repo) Push(ctx context.Context, commit plumbing.Hash, branch string) error {
+	unlock, err := r.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	g, err := r.open()
+	if err != nil {
+		return err
+	}
+	local := plumbing.ReferenceName("refs/changeops/push")
+	if err := g.Storer.SetReference(plumbing.NewHashReference(local, commit)); err != nil {
+		return fmt.Errorf("push %s: %w", commit, err)
+	}
+	spec := gitconfig.RefSpec(fmt.Sprintf("%s:refs/heads/%s", local, branch))
+	if err := g.PushContext(ctx, &git.PushOptions{RemoteName: "origin", RefSpecs: []gitconfig.RefSpec{spec}, Auth: r.auth}); err != nil {
+		return err
+	}
+	return g.Storer.SetReference(plumbing.NewHashReference(plumbing.NewRemoteReferenceName("origin", branch), commit))
+}

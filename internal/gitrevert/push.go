@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5"
-	gitconfig "github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
@@ -77,7 +76,7 @@ func RevertAndPush(ctx context.Context, cache *gitrepo.Repo, req Request) (Pushe
 		if req.BeforePush != nil {
 			req.BeforePush(attempt)
 		}
-		err = push(ctx, g, cache, revert, req.Branch)
+		err = cache.Push(ctx, revert, req.Branch)
 		if err == nil {
 			return Pushed{Revert: revert.String(), Attempts: attempt}, nil
 		}
@@ -109,17 +108,6 @@ func findRevert(g *git.Repository, head, sha string) (string, error) {
 		h = c.ParentHashes[0]
 	}
 	return "", nil
-}
-
-// push sends commit to the branch through a ref of changeops' own, so the
-// refspec names exactly what goes where.
-func push(ctx context.Context, g *git.Repository, cache *gitrepo.Repo, commit plumbing.Hash, branch string) error {
-	local := plumbing.ReferenceName("refs/changeops/revert")
-	if err := g.Storer.SetReference(plumbing.NewHashReference(local, commit)); err != nil {
-		return err
-	}
-	spec := gitconfig.RefSpec(fmt.Sprintf("%s:refs/heads/%s", local, branch))
-	return g.PushContext(ctx, &git.PushOptions{RemoteName: "origin", RefSpecs: []gitconfig.RefSpec{spec}, Auth: cache.Auth()})
 }
 
 // lostRace says whether a push failed because the branch moved.
