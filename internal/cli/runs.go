@@ -199,6 +199,12 @@ func printStatus(w io.Writer, r starter.Run) {
 			}
 			fmt.Fprintf(tw, "decision\t%s by %s %s\n", verb, d.User, d.Comment)
 		}
+		if st.RevertCommit != "" {
+			fmt.Fprintf(tw, "revert\t%s\n", st.RevertCommit)
+		}
+		for _, r := range st.Restored {
+			fmt.Fprintf(tw, "restored\t%s to %.7s: %s\n", r.Stack, r.Commit, r.Detail)
+		}
 		for _, v := range st.Verifications {
 			for _, c := range v.Results {
 				mark := "ok"
