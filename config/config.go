@@ -451,15 +451,15 @@ func (c *Config) Validate() error {
 }
 
 // checkName refuses an empty, repeated or unsafe name (names go into
-// workflow IDs, which use / as a separator).
+// workflow IDs, which use / as a separator, and into visibility queries).
 func checkName(at, fix, name string, seen map[string]bool, bad func(string, ...any)) {
 	switch {
 	case name == "":
 		bad("%s.name is empty: %s", at, fix)
 	case seen[name]:
 		bad("%s.name %q is used twice: names must be unique", at, name)
-	case strings.ContainsAny(name, "/ \t"):
-		bad("%s.name %q contains a slash or space: use letters, digits, - and _", at, name)
+	case strings.ContainsAny(name, "/ \t'\"\\"):
+		bad("%s.name %q contains a slash, space or quote: use letters, digits, - and _", at, name)
 	}
 	seen[name] = true
 }

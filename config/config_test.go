@@ -85,6 +85,8 @@ func TestRefusals(t *testing.T) {
 			[]string{"stacks[0] (web).verify[0] must set exactly one of http, command, no_changes"}},
 		{"no repo", "stacks: []\n", withPassphrase,
 			[]string{"repo.url is empty", "stacks is empty"}},
+		{"quote in a name", strings.Replace(good, "name: web", "name: \"web'x\"", 1), withPassphrase,
+			[]string{"contains a slash, space or quote"}},
 		{"unknown repo", strings.Replace(good, "stack: prod", "stack: prod\n    repo: network", 1), withPassphrase,
 			[]string{`stacks[0] (web).repo "network" is not in repos`}},
 		{"unnamed repos entry", good + "repos:\n  - url: /srv/net.git\n", withPassphrase,
