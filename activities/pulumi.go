@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,29 +15,37 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	"github.com/go-git/go-git/v5/plumbing"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/gitrepo"
+	"github.com/changeops/changeops/internal/gitrevert"
 )
 
 // MaxDiffBytes bounds the rendered plan kept in a run's history; the digest
 // covers the whole of it.
 const MaxDiffBytes = 16 * 1024
 
-// Preview plans one stack at a commit.
+// Preview plans one stack at a commit's effective tree.
 func (a *Activities) Preview(ctx context.Context, in StackInput) (PlanResult, error) {
-	stack, err := a.openStack(ctx, in.Stack, in.Commit)
+	stack, err := a.openStack(ctx, in)
 	if err != nil {
 		return PlanResult{}, err
 	}
 	progress := startHeartbeat(ctx, a.HeartbeatEvery, "preview "+in.Stack.Name)
 	defer progress.Stop()
-	res, err := stack.Preview(ctx, optpreview.Diff(), optpreview.Color("never"), optpreview.ProgressStreams(progress))
+	return preview(ctx, stack, in, progress)
+}
+
+func preview(ctx context.Context, stack auto.Stack, in StackInput, progress io.Writer) (PlanResult, error) {
+	steps := recordSteps()
+	res, err := stack.Preview(ctx, optpreview.Diff(), optpreview.Color("never"),
+		optpreview.ProgressStreams(progress), optpreview.EventStreams(steps.events))
 	if err != nil {
 		return PlanResult{}, pulumiError("preview", in.Stack, in.Commit, err)
 	}
-	plan := PlanResult{Stack: in.Stack.Name}
+	plan := PlanResult{Stack: in.Stack.Name, Steps: steps.digest()}
 	countOps(res.ChangeSummary, &plan.Create, &plan.Update, &plan.Replace, &plan.Delete, &plan.Same)
 	sum := sha256.Sum256([]byte(res.StdOut))
 	plan.Digest = hex.EncodeToString(sum[:])
@@ -48,15 +57,31 @@ func (a *Activities) Preview(ctx context.Context, in StackInput) (PlanResult, er
 	return plan, nil
 }
 
-// Apply runs up for one stack at a commit. Up converges on the program's
-// desired state, so a retried attempt never duplicates resources.
+// Apply runs up for one stack at a commit's effective tree. Up converges
+// on the program's desired state, so a retried attempt never duplicates
+// resources. With in.Approved set, a fresh preview must match the approved
+// plan first: between approval and apply the stack may have drifted or the
+// program may resolve differently, and what runs must be what was approved.
 func (a *Activities) Apply(ctx context.Context, in StackInput) (ApplyResult, error) {
-	stack, err := a.openStack(ctx, in.Stack, in.Commit)
+	stack, err := a.openStack(ctx, in)
 	if err != nil {
 		return ApplyResult{}, err
 	}
 	progress := startHeartbeat(ctx, a.HeartbeatEvery, "up "+in.Stack.Name)
 	defer progress.Stop()
+	if in.Approved != "" {
+		now, err := preview(ctx, stack, in, progress)
+		if err != nil {
+			return ApplyResult{}, err
+		}
+		if now.Steps != in.Approved {
+			return ApplyResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("stack %s at %s would now change differently from the approved plan "+
+					"(%d to create, %d to update, %d to replace, %d to delete): it must be approved again",
+					in.Stack.Name, short(in.Commit), now.Create, now.Update, now.Replace, now.Delete),
+				ErrPlanChanged, nil, now)
+		}
+	}
 	res, err := stack.Up(ctx, optup.Color("never"), optup.ProgressStreams(progress))
 	if err != nil {
 		return ApplyResult{}, pulumiError("apply", in.Stack, in.Commit, err)
@@ -80,9 +105,10 @@ func countOps(ops map[apitype.OpType]int, create, update, replace, del, same *in
 	*same = ops[apitype.OpSame]
 }
 
-// openStack exports the commit's tree into its workspace and selects (or
+// openStack exports the effective tree into its workspace and selects (or
 // creates) the Pulumi stack there.
-func (a *Activities) openStack(ctx context.Context, s config.Stack, sha string) (auto.Stack, error) {
+func (a *Activities) openStack(ctx context.Context, in StackInput) (auto.Stack, error) {
+	s, sha := in.Stack, in.Commit
 	cache, err := a.git(s.Repo)
 	if err != nil {
 		return auto.Stack{}, err
@@ -92,7 +118,19 @@ func (a *Activities) openStack(ctx context.Context, s config.Stack, sha string) 
 		return auto.Stack{}, gitError(err, sha, cache.URL())
 	}
 	ws := a.workspace(s.Repo, sha)
-	if err := gitrepo.Export(repo, sha, ws); err != nil {
+	if len(in.Undone) == 0 {
+		err = gitrepo.Export(repo, sha, ws)
+	} else {
+		// The effective tree is recomputed from the recorded list, so a
+		// retry on another worker deploys the same tree.
+		var tree plumbing.Hash
+		if tree, err = gitrevert.Subtract(repo, sha, in.Undone); err != nil {
+			return auto.Stack{}, effectiveError(err, s.Name)
+		}
+		ws += "-" + tree.String()[:12]
+		err = gitrepo.ExportTree(repo, tree, sha, ws)
+	}
+	if err != nil {
 		return auto.Stack{}, fmt.Errorf("prepare workspace for stack %s at %s: %w", s.Name, short(sha), err)
 	}
 	dir := filepath.Join(ws, filepath.FromSlash(s.Path))

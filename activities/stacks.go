@@ -43,7 +43,7 @@ func (a *Activities) command() (auto.PulumiCommand, error) {
 // selectStack returns the stack for s in dir, selecting (or creating) it
 // the first time.
 func (a *Activities) selectStack(ctx context.Context, s config.Stack, sha, dir string) (auto.Stack, error) {
-	key := s.Name + "@" + sha
+	key := s.Name + "@" + dir
 	a.cache.mu.Lock()
 	st, ok := a.cache.stacks[key]
 	a.cache.mu.Unlock()

@@ -14,6 +14,12 @@ const (
 	ErrPulumiProgram     = "PulumiProgramError"
 	ErrPulumiUnavailable = "PulumiUnavailable"
 	ErrGitAuth           = "GitAuthRefused"
+	// ErrDependsOnReverted: a commit's tree builds on a change that a
+	// revert has since undone, so its effective tree cannot be built.
+	ErrDependsOnReverted = "DependsOnRevertedChange"
+	// ErrPlanChanged: the stack would change differently from the plan
+	// that was approved; the run plans again and asks again.
+	ErrPlanChanged = "PlanChanged"
 )
 
 // Commit describes a commit for people and for the run's records.
@@ -49,11 +55,17 @@ type InspectResult struct {
 // MaxChangedPaths bounds the paths an InspectResult carries.
 const MaxChangedPaths = 100
 
-// StackInput names a stack at a commit.
+// StackInput names a stack at a commit's effective tree.
 type StackInput struct {
 	RunID  string
 	Stack  config.Stack
 	Commit string
+	// Undone are the changes subtracted from the commit's tree, in order
+	// (EffectiveResult.Undone); empty deploys the commit's own tree.
+	Undone []string
+	// Approved, for Apply, is the Steps digest of the approved plan: up
+	// runs only if a fresh preview still matches it.
+	Approved string
 }
 
 // PlanResult is a preview of one stack.
@@ -67,6 +79,10 @@ type PlanResult struct {
 	// Diff is the rendered preview, cut to MaxDiffBytes.
 	Diff          string
 	DiffTruncated bool
+	// Steps is the SHA-256 of the steps the engine would take (operation,
+	// URN, changed keys, new inputs): the same whatever the CLI prints
+	// around them, so Apply can check it is applying what was approved.
+	Steps string
 	// Digest is the SHA-256 of the whole rendered preview.
 	Digest string
 }
@@ -94,6 +110,7 @@ type VerifyInput struct {
 	RunID  string
 	Stack  config.Stack
 	Commit string
+	Undone []string // as in StackInput: checks run in the effective tree
 }
 
 // CheckResult is one check's outcome.
@@ -158,4 +175,22 @@ type LastGoodResult struct {
 	Commit string
 	RunID  string
 	Found  bool
+}
+
+// EffectiveInput asks what a commit deploys when its turn comes.
+type EffectiveInput struct {
+	Repo   string
+	Branch string
+	Commit string
+}
+
+// EffectiveResult is the commit's effective tree: its own tree minus the
+// changes in Undone, which reverts on the branch have undone since. When
+// the subtraction conflicts, DependsOn names the reverted change the commit
+// builds on and Conflicts where.
+type EffectiveResult struct {
+	Undone    []string
+	DependsOn string
+	Conflicts []string
+	Head      string // the branch head the reverts were read from
 }

@@ -28,7 +28,7 @@ const checkTimeout = time.Minute
 // Verify runs every check of a stack once and reports each outcome. A failed
 // check is a result, not an error: the workflow decides whether to retry.
 func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, error) {
-	stack, err := a.openStack(ctx, in.Stack, in.Commit)
+	stack, err := a.openStack(ctx, StackInput{RunID: in.RunID, Stack: in.Stack, Commit: in.Commit, Undone: in.Undone})
 	if err != nil {
 		return VerifyResult{}, err
 	}

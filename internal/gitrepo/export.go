@@ -29,9 +29,19 @@ func Export(repo *git.Repository, sha, dest string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %s", ErrCommitNotFound, sha)
 	}
-	tree, err := c.Tree()
+	return ExportTree(repo, c.TreeHash, sha, dest)
+}
+
+// ExportTree is Export for any tree (an effective tree has no commit);
+// label names it in errors.
+func ExportTree(repo *git.Repository, hash plumbing.Hash, label, dest string) error {
+	sha := label
+	if _, err := os.Stat(filepath.Join(dest, completeMarker)); err == nil {
+		return nil
+	}
+	tree, err := repo.TreeObject(hash)
 	if err != nil {
-		return fmt.Errorf("read tree of %s: %w", sha, err)
+		return fmt.Errorf("read tree of %s: %w", label, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return fmt.Errorf("export %s: %w", sha, err)

@@ -47,6 +47,16 @@ type entry struct {
 // Inverse computes head's tree with commit's change undone. Blobs and
 // trees it creates are written to repo's object store; nothing else changes.
 func Inverse(repo *git.Repository, commit, head plumbing.Hash) (Result, error) {
+	h, err := repo.CommitObject(head)
+	if err != nil {
+		return Result{}, fmt.Errorf("read head %s: %w", head, err)
+	}
+	return InverseOnTree(repo, commit, h.TreeHash)
+}
+
+// InverseOnTree is Inverse on any tree, committed or not: the effective
+// tree subtracts reverted changes one after another without a commit.
+func InverseOnTree(repo *git.Repository, commit, onto plumbing.Hash) (Result, error) {
 	c, err := repo.CommitObject(commit)
 	if err != nil {
 		return Result{}, fmt.Errorf("read commit %s: %w", commit, err)
@@ -65,11 +75,11 @@ func Inverse(repo *git.Repository, commit, head plumbing.Hash) (Result, error) {
 			return Result{}, err
 		}
 	}
-	h, err := repo.CommitObject(head)
+	oursTree, err := repo.TreeObject(onto)
 	if err != nil {
-		return Result{}, fmt.Errorf("read head %s: %w", head, err)
+		return Result{}, fmt.Errorf("read tree %s: %w", onto, err)
 	}
-	ours, err := flattenCommit(h)
+	ours, err := flattenTree(oursTree)
 	if err != nil {
 		return Result{}, err
 	}
@@ -115,7 +125,7 @@ func Inverse(repo *git.Repository, commit, head plumbing.Hash) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Tree: tree, Changed: tree != h.TreeHash}, nil
+	return Result{Tree: tree, Changed: tree != onto}, nil
 }
 
 type merger struct {
@@ -359,6 +369,10 @@ func flattenCommit(c *object.Commit) (map[string]entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read tree of %s: %w", c.Hash, err)
 	}
+	return flattenTree(tree)
+}
+
+func flattenTree(tree *object.Tree) (map[string]entry, error) {
 	out := map[string]entry{}
 	w := object.NewTreeWalker(tree, true, nil)
 	defer w.Close()
@@ -368,7 +382,7 @@ func flattenCommit(c *object.Commit) (map[string]entry, error) {
 			return out, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("walk tree of %s: %w", c.Hash, err)
+			return nil, fmt.Errorf("walk tree %s: %w", tree.Hash, err)
 		}
 		if e.Mode != filemode.Dir {
 			out[name] = entry{hash: e.Hash, mode: e.Mode}
