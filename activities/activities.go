@@ -33,8 +33,13 @@ type Activities struct {
 	Temporal client.Client
 	// HeartbeatEvery is how often long activities heartbeat.
 	HeartbeatEvery time.Duration
+	// QueueProbe is how often a stack's queue checks that the run holding
+	// it still runs (given to queues this worker starts).
+	QueueProbe time.Duration
 
 	cache stackCache
+	// beforePush, in tests, runs between building a revert and pushing it.
+	beforePush func(attempt int)
 }
 
 // New builds the activities for cfg.
@@ -46,6 +51,7 @@ func New(cfg *config.Config, repos map[string]*gitrepo.Repo, env pulumienv.Env, 
 		Notifier:       n,
 		HTTP:           &http.Client{Timeout: 10 * time.Second},
 		HeartbeatEvery: 5 * time.Second,
+		QueueProbe:     time.Minute,
 	}
 }
 

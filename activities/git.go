@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/changeops/changeops/internal/gitrepo"
@@ -99,6 +100,21 @@ func (a *Activities) PollBranch(ctx context.Context, in PollInput) (PollResult, 
 	}
 	res.NewCommits = commits
 	res.Rewritten = !found
+	for _, sha := range commits {
+		c, err := repo.CommitObject(plumbing.NewHash(sha))
+		if err != nil {
+			return res, fmt.Errorf("read commit %s: %w", short(sha), err)
+		}
+		paths, err := gitrepo.ChangedPaths(c)
+		if err != nil {
+			return res, err
+		}
+		var names []string
+		for _, s := range a.Config.StacksTouched(in.Repo, in.Branch, paths) {
+			names = append(names, s.Name)
+		}
+		res.Stacks = append(res.Stacks, names)
+	}
 	return res, nil
 }
 

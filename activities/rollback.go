@@ -23,11 +23,12 @@ func (a *Activities) Revert(ctx context.Context, in RevertInput) (RevertResult, 
 	}
 	repo, _ := a.Config.RepoByName(in.Repo)
 	res, err := gitrevert.RevertAndPush(ctx, cache, gitrevert.Request{
-		Branch:  in.Branch,
-		Commit:  in.Commit,
-		Subject: in.Subject,
-		RunID:   in.RunID,
-		Author:  object.Signature{Name: repo.AuthorName, Email: repo.AuthorEmail},
+		Branch:     in.Branch,
+		Commit:     in.Commit,
+		Subject:    in.Subject,
+		RunID:      in.RunID,
+		Author:     object.Signature{Name: repo.AuthorName, Email: repo.AuthorEmail},
+		BeforePush: a.beforePush,
 	})
 	if err != nil {
 		return RevertResult{}, gitError(err, in.Commit, cache.URL())

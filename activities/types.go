@@ -138,6 +138,9 @@ type PollInput struct {
 type PollResult struct {
 	Head       string
 	NewCommits []string
+	// Stacks are the stacks each new commit touches (by index), so the
+	// watcher can put the runs it starts into their queues in merge order.
+	Stacks [][]string
 	// Rewritten is set when LastSeen is no longer on the branch (a force push).
 	Rewritten bool
 	// PollInterval, Initial and OnRewrite are the configured policies, read

@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,7 +34,7 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 	url := remote.ServeHTTP("deploy", "t0ken")
 
 	cfg := testConfig(t, url, branch, config.Stack{
-		Name: "site", Path: "stacks/site", Stack: "test",
+		Name: "site-http", Path: "stacks/site", Stack: "test",
 		Approval: config.ApprovalManual, Approvers: []string{"alice", "bob"}, FourEyes: true,
 		Verify: []config.Check{{Command: []string{"./check.sh"}}, {NoChanges: true}},
 	})
@@ -58,7 +59,7 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 	}
 	// The author is refused at once, through the CLI itself.
 	code, stdout, stderr := changeops(t, "approve", sha[:8], "--as", "alice")
-	if code != 1 || !strings.Contains(stderr, "refused: alice wrote commit "+sha[:7]+" and stack site requires four eyes") {
+	if code != 1 || !strings.Contains(stderr, "refused: alice wrote commit "+sha[:7]+" and stack site-http requires four eyes") {
 		t.Fatalf("changeops approve --as alice = %d, %q, %q; want a four-eyes refusal", code, stdout, stderr)
 	}
 	if _, err := starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: true, User: "bob", Comment: "ship it"}); err != nil {
@@ -94,13 +95,13 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 			t.Errorf("status --json %s = %v, want %v", key, st[key], want)
 		}
 	}
-	if stacks, _ := st["stacks"].([]any); len(stacks) != 1 || stacks[0] != "site" {
+	if stacks, _ := st["stacks"].([]any); len(stacks) != 1 || stacks[0] != "site-http" {
 		t.Errorf("status --json stacks = %v, want [site]", st["stacks"])
 	}
 
 	// The run is searchable by the attributes the CLI lists with.
 	waitFor(t, 10*time.Second, "list by stack and state", func() (bool, string) {
-		runs, err := starter.List(ctx, c, starter.Filter{Stack: "site", State: workflows.StateSucceeded})
+		runs, err := starter.List(ctx, c, starter.Filter{Stack: "site-http", State: workflows.StateSucceeded})
 		if err != nil {
 			return false, err.Error()
 		}
@@ -144,7 +145,7 @@ func TestFailingVerificationRollsBack(t *testing.T) {
 	remote.Commit("Add the site stack", siteProject("stacks/site", out, "v1"))
 
 	cfg := testConfig(t, remote.Bare, branch, config.Stack{
-		Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto,
+		Name: "site-verify", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto,
 		Verify: []config.Check{{Command: []string{"sh", "-c",
 			`test "$(cat "$PULUMI_OUTPUT_PATH")" != broken || { echo upstream unhealthy; exit 3; }`}}},
 		VerifyTimeout: config.Duration(12 * time.Second),
@@ -166,7 +167,7 @@ func TestFailingVerificationRollsBack(t *testing.T) {
 	if run.State != workflows.StateRolledBack {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
-	for _, want := range []string{"verification of site failed after", "command sh -c", "upstream unhealthy", "exit status 3"} {
+	for _, want := range []string{"verification of site-verify failed after", "command sh -c", "upstream unhealthy", "exit status 3"} {
 		if !strings.Contains(run.Error, want) {
 			t.Errorf("error %q does not say %q", run.Error, want)
 		}
@@ -196,7 +197,7 @@ func TestFailingVerificationRollsBack(t *testing.T) {
 		t.Errorf("Pulumi state holds %d files, want 1", n)
 	}
 	if r := run.Status.Restored; len(r) != 1 || r[0].Commit != good || !r[0].OK {
-		t.Errorf("restored = %+v, want site at %s, verified", r, good)
+		t.Errorf("restored = %+v, want site-verify at %s, verified", r, good)
 	}
 	code, stdout, _ := changeops(t, "status", bad[:8], "--json")
 	if code != 0 || !strings.Contains(stdout, `"revert_commit":"`+run.RevertCommit+`"`) || !strings.Contains(stdout, `"state":"rolled-back"`) {
@@ -205,8 +206,8 @@ func TestFailingVerificationRollsBack(t *testing.T) {
 	// The revert's own run plans against what is deployed: nothing to do.
 	waitState(t, c, workflows.ChangeWorkflowID(branch, run.RevertCommit), time.Minute, workflows.StateNoOp)
 
-	for _, want := range []string{"[planning] " + bad[:7] + ` "Break the site" (site): received`, "): applying",
-		"): rolling back", "): revert pushed", "): restored site", "[rolled-back] " + bad[:7]} {
+	for _, want := range []string{"[planning] " + bad[:7] + ` "Break the site" (site-verify): received`, "): applying",
+		"): rolling back", "): revert pushed", "): restored site-verify", "[rolled-back] " + bad[:7]} {
 		channel.waitFor(t, want)
 	}
 	recordHistory(t, c, id, "change_rolled_back.json")
@@ -230,7 +231,7 @@ func TestBrokenProgramFailsWithoutRetry(t *testing.T) {
 	remote.Commit("Add the site stack", siteProject("stacks/site", out, "v1"))
 
 	cfg := testConfig(t, remote.Bare, branch, config.Stack{
-		Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalManual, Approvers: []string{"bob"},
+		Name: "site-broken", Path: "stacks/site", Stack: "test", Approval: config.ApprovalManual, Approvers: []string{"bob"},
 	})
 	c := startWorker(t, cfg)
 	waitWatching(t, c, branch)
@@ -248,7 +249,7 @@ resources:
 	if run.State != workflows.StateFailed {
 		t.Fatalf("run is %s, want failed before approval", run.State)
 	}
-	for _, want := range []string{"plan site", "preview stack site (test) at " + sha[:7], "changeops:index:Nope"} {
+	for _, want := range []string{"plan site-broken", "preview stack site-broken (test) at " + sha[:7], "changeops:index:Nope"} {
 		if !strings.Contains(run.Error, want) {
 			t.Errorf("error %q does not say %q", run.Error, want)
 		}
@@ -265,7 +266,7 @@ func TestStartRefusesBadInput(t *testing.T) {
 	remote := gittest.New(t, branch)
 	remote.Commit("Add the site stack", siteProject("stacks/site", filepath.Join(t.TempDir(), "x"), "v1"))
 	url := remote.ServeHTTP("deploy", "t0ken")
-	cfg := testConfig(t, url, branch, config.Stack{Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
+	cfg := testConfig(t, url, branch, config.Stack{Name: "site-start", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
 	c, err := client.Dial(client.Options{HostPort: temporalURL})
 	if err != nil {
 		t.Fatal(err)
@@ -358,4 +359,59 @@ func resourcesOfType(t *testing.T, cfg *config.Config, path, stack, typ string) 
 		}
 	}
 	return n
+}
+
+// Between approval and apply the program came to resolve differently (it
+// reads a file outside the repository, which changed): the apply refuses,
+// nothing of the unapproved plan reaches the stack, the run plans again,
+// and the second approval is the one applied.
+func TestApplyRefusesAPlanThatChangedSinceApproval(t *testing.T) {
+	const branch = "e2e-replan"
+	remote := gittest.New(t, branch)
+	dir := t.TempDir()
+	out, external := filepath.Join(dir, "site.txt"), filepath.Join(dir, "external.txt")
+	if err := os.WriteFile(external, []byte("first"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	remote.Commit("Add the site stack", siteProject("stacks/site", out, "v1"))
+	cfg := testConfig(t, remote.Bare, branch, config.Stack{
+		Name: "site-replan", Path: "stacks/site", Stack: "test", Approval: config.ApprovalManual, Approvers: []string{"bob"},
+	})
+	c := startWorker(t, cfg)
+	waitWatching(t, c, branch)
+
+	sha := remote.Commit("Serve what the external file says", map[string]string{
+		"stacks/site/Pulumi.yaml": siteProgram(nil, fileResource("page", "${outFile}", "fn::readFile: "+external)),
+	})
+	id := workflows.ChangeWorkflowID(branch, sha)
+	waitState(t, c, id, 2*time.Minute, workflows.StateAwaitingApproval)
+	if err := os.WriteFile(external, []byte("second"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: true, User: "bob", Comment: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	// Asked again: the first approval covered a plan that no longer holds.
+	waitFor(t, 2*time.Minute, "a second approval request", func() (bool, string) {
+		r, err := starter.Status(ctx, c, id)
+		if err != nil || r.Status == nil {
+			return false, fmt.Sprint(err)
+		}
+		n := strings.Count(fmt.Sprint(r.Status.Steps), workflows.StateAwaitingApproval)
+		return r.State == workflows.StateAwaitingApproval && n == 2, fmt.Sprintf("%s after %d approval requests", r.State, n)
+	})
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("the site file exists: the unapproved plan was applied")
+	}
+	if _, err := starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: true, User: "bob", Comment: "second"}); err != nil {
+		t.Fatal(err)
+	}
+	run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack)
+	if run.State != workflows.StateSucceeded {
+		t.Fatalf("run ended %s: %s", run.State, run.Error)
+	}
+	if got, err := os.ReadFile(out); err != nil || string(got) != "second" {
+		t.Errorf("site file = %q, %v; want what the second approval saw", got, err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,26 +24,38 @@ import (
 // outputs.
 func siteProject(dir, outFile, content string) map[string]string {
 	return map[string]string{
-		dir + "/Pulumi.yaml": `name: site
-runtime: yaml
-config:
-  outFile:
-    type: string
-  content:
-    type: string
-resources:
-  page:
-    type: changeops:index:File
-    properties:
-      path: ${outFile}
-      content: ${content}
-outputs:
-  path: ${page.path}
-  sha256: ${page.sha256}
-`,
+		dir + "/Pulumi.yaml":      siteProgram(nil, fileResource("page", "${outFile}", "${content}")),
 		dir + "/Pulumi.test.yaml": fmt.Sprintf("config:\n  site:outFile: %s\n  site:content: %q\n", outFile, content),
 		dir + "/check.sh":         "#!/bin/sh\n# The file the stack says it wrote is there.\ntest -f \"$PULUMI_OUTPUT_PATH\" && echo \"found $PULUMI_OUTPUT_PATH\"\n",
 	}
+}
+
+// siteProgram is the Pulumi.yaml of project "site": string config outFile,
+// content and extraConfig, the given resources (one named page), and the
+// page's path and digest as outputs.
+func siteProgram(extraConfig []string, resources ...string) string {
+	var b strings.Builder
+	b.WriteString("name: site\nruntime: yaml\nconfig:\n")
+	for _, k := range append([]string{"outFile", "content"}, extraConfig...) {
+		fmt.Fprintf(&b, "  %s:\n    type: string\n", k)
+	}
+	b.WriteString("resources:\n")
+	for _, r := range resources {
+		b.WriteString(r)
+	}
+	b.WriteString("outputs:\n  path: ${page.path}\n  sha256: ${page.sha256}\n")
+	return b.String()
+}
+
+// fileResource is a changeops:index:File; content is a YAML value, inline
+// ("${content}") or a block ("fn::readFile: ./x").
+func fileResource(name, path, content string) string {
+	if strings.HasPrefix(content, "fn::") {
+		content = "\n        " + content
+	} else {
+		content = " " + content
+	}
+	return fmt.Sprintf("  %s:\n    type: changeops:index:File\n    properties:\n      path: %s\n      content:%s\n", name, path, content)
 }
 
 // testConfig is a config for one test: its own branch, task queue, data

@@ -30,7 +30,7 @@ func triggerSetup(t *testing.T, branch string, poll time.Duration) (*gittest.Rem
 	t.Helper()
 	remote := gittest.New(t, branch)
 	remote.Commit("Add the site stack", siteProject("stacks/site", filepath.Join(t.TempDir(), "x"), "v1"))
-	cfg := testConfig(t, remote.Bare, branch, config.Stack{Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
+	cfg := testConfig(t, remote.Bare, branch, config.Stack{Name: "site-" + strings.TrimPrefix(branch, "e2e-"), Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
 	cfg.Repo.PollInterval = config.Duration(poll)
 	cfg.Secrets.GitHubSecret = "gh-secret"
 	w := startWorkerFull(t, cfg)
@@ -193,7 +193,7 @@ func TestWatcherOnAnotherTaskQueueIsRefused(t *testing.T) {
 	const branch = "e2e-queue"
 	remote := gittest.New(t, branch)
 	remote.Commit("Add the site stack", siteProject("stacks/site", filepath.Join(t.TempDir(), "x"), "v1"))
-	cfg := testConfig(t, remote.Bare, branch, config.Stack{Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
+	cfg := testConfig(t, remote.Bare, branch, config.Stack{Name: "site-queue", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
 	w := startWorkerFull(t, cfg)
 	w.Stop()
 
@@ -218,7 +218,7 @@ func TestSecondRepositoryDeploysItsOwnStacks(t *testing.T) {
 	network.Commit("Add the network stack", siteProject("stacks/site", out, "v1"))
 
 	cfg := testConfig(t, infra.Bare, branch,
-		config.Stack{Name: "site", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
+		config.Stack{Name: "site-repos", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
 	cfg.Repos = []config.Repo{{Name: "network", URL: network.Bare, Branch: "main", PollInterval: config.Duration(time.Second)}}
 	cfg.Stacks = append(cfg.Stacks, config.Stack{Name: "net", Repo: "network", Path: "stacks/site", Stack: "test",
 		Approval: config.ApprovalAuto, Verify: []config.Check{{Command: []string{"./check.sh"}}}})

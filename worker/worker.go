@@ -78,6 +78,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.ChangeWorkflow, workflow.RegisterOptions{Name: workflows.ChangeWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.WatcherWorkflow, workflow.RegisterOptions{Name: workflows.WatcherWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.StackQueueWorkflow, workflow.RegisterOptions{Name: workflows.StackQueueWorkflowName})
 	acts := activities.New(cfg, repos, env, notifier)
 	acts.Temporal = c
 	w.RegisterActivity(acts)

@@ -26,6 +26,7 @@ func ChangeWorkflow(ctx workflow.Context, in ChangeInput) (ChangeResult, error) 
 		return ChangeResult{}, err
 	}
 	res := r.run(ctx)
+	r.releaseQueues(ctx, res)
 	r.out.drain(ctx)
 	// An update accepted just before the end must get its answer.
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
@@ -39,6 +40,10 @@ type changeRun struct {
 	in     ChangeInput
 	st     Status
 	stacks []config.Stack
+	// queued is set once the run entered its stacks' queues.
+	queued bool
+	// lastGood is each held stack's last good state, from its grant.
+	lastGood map[string]*activities.Deployed
 }
 
 func (r *changeRun) setup(ctx workflow.Context) error {
@@ -115,59 +120,117 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 		return r.finish(ctx, StateNoOp, "the commit touches no configured stack")
 	}
 
-	// 2. Queue: the per-stack FIFO queues come with the queue issue; until
-	// then a stack is serialised by Pulumi's own stack lock (a concurrent
-	// update is retried).
-
-	// 3. Plan.
-	for _, s := range r.stacks {
-		r.detail(ctx, fmt.Sprintf("Previewing %s at %s…", s.Name, short))
-		var plan activities.PlanResult
-		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Preview %s at %s", s.Name, short), 30*time.Minute)),
-			a.Preview, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: r.in.Commit}).Get(ctx, &plan)
-		if err != nil {
-			return r.fail(ctx, "plan "+s.Name, err)
+	// 2. Queue, then the effective tree. Runs started before queues
+	// existed keep their recorded shape.
+	if workflow.GetVersion(ctx, "stack-queues", workflow.DefaultVersion, 1) == 1 {
+		if res, ok := r.acquire(ctx); !ok {
+			return res
 		}
-		r.st.Plans = append(r.st.Plans, plan)
-	}
-	r.notify(ctx, "plan ready", planSummary(r.st.Plans))
-	// A plan with nothing to do needs no decision: a revert commit's own
-	// run, after its rollback restored the stacks, ends here.
-	if nothingToDo(r.st.Plans) && workflow.GetVersion(ctx, "skip-empty-plans", workflow.DefaultVersion, 1) == 1 {
-		return r.finish(ctx, StateNoOp, "the stacks already match this commit")
 	}
 
-	// 4. Approve.
-	if res, ok := r.approve(ctx); !ok {
-		return res
-	}
-
-	// 5. Apply.
-	r.enter(ctx, StateApplying, fmt.Sprintf("Applying %s…", strings.Join(r.st.Stacks, ", ")))
-	r.notify(ctx, "applying", "")
-	for _, s := range r.stacks {
-		r.detail(ctx, fmt.Sprintf("Applying %s at %s…", s.Name, short))
-		var res activities.ApplyResult
-		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Apply %s at %s", s.Name, short), 2*time.Hour)),
-			a.Apply, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: r.in.Commit}).Get(ctx, &res)
-		if err != nil {
-			r.st.Error = fmt.Sprintf("apply %s: %s", s.Name, errorMessage(err))
-			return r.changeFailed(ctx, r.st.Error)
+	for round := 1; ; round++ {
+		// 3. Plan.
+		if res, ok := r.plan(ctx); !ok {
+			return res
 		}
-		r.st.Applies = append(r.st.Applies, res)
+		// A plan with nothing to do needs no decision: a revert commit's
+		// own run, after its rollback restored the stacks, ends here.
+		if nothingToDo(r.st.Plans) && workflow.GetVersion(ctx, "skip-empty-plans", workflow.DefaultVersion, 1) == 1 {
+			return r.finish(ctx, StateNoOp, "the stacks already match this commit")
+		}
+
+		// 4. Approve.
+		if res, ok := r.approve(ctx); !ok {
+			return res
+		}
+
+		// 5. Apply what was approved, or plan and ask again.
+		res, changed := r.apply(ctx)
+		if !changed {
+			if res.State != "" {
+				return res
+			}
+			break
+		}
+		if round == maxPlanRounds {
+			return r.finish(ctx, StateFailed, fmt.Sprintf("the plan kept changing between approval and apply (%d rounds): %s", round, res.Reason))
+		}
+		r.notify(ctx, "plan changed", res.Reason+"; planning again")
+		r.st.Plans, r.st.Applies, r.st.Decision = nil, nil, nil
 	}
 	r.notify(ctx, "applied", applySummary(r.st.Applies))
 
 	// 6. Verify.
 	r.enter(ctx, StateVerifying, fmt.Sprintf("Verifying %s…", strings.Join(r.st.Stacks, ", ")))
 	for _, s := range r.stacks {
-		if reason, ok := r.verify(ctx, s, r.in.Commit); !ok {
+		if reason, ok := r.verify(ctx, s, r.in.Commit, r.st.Undone); !ok {
 			return r.changeFailed(ctx, reason)
 		}
 	}
 
 	// 7. Succeed.
 	return r.finish(ctx, StateSucceeded, "applied and verified")
+}
+
+// maxPlanRounds bounds how often a run plans again because the plan
+// changed between approval and apply.
+const maxPlanRounds = 3
+
+// plan previews every stack at the run's effective tree.
+func (r *changeRun) plan(ctx workflow.Context) (ChangeResult, bool) {
+	short := shortSHA(r.in.Commit)
+	if r.st.State != StatePlanning { // back from the queue, or a changed plan
+		r.enter(ctx, StatePlanning, fmt.Sprintf("Planning %s…", strings.Join(r.st.Stacks, ", ")))
+	}
+	for _, s := range r.stacks {
+		r.detail(ctx, fmt.Sprintf("Previewing %s at %s…", s.Name, short))
+		var plan activities.PlanResult
+		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Preview %s at %s", s.Name, short), 30*time.Minute)),
+			a.Preview, r.stackInput(s)).Get(ctx, &plan)
+		if err != nil {
+			return r.fail(ctx, "plan "+s.Name, err), false
+		}
+		r.st.Plans = append(r.st.Plans, plan)
+	}
+	r.notify(ctx, "plan ready", planSummary(r.st.Plans))
+	return ChangeResult{}, true
+}
+
+// apply runs up on every stack, each checked against its approved plan.
+// changed is true when a stack would now do something else: the result's
+// Reason says what, and the run plans again.
+func (r *changeRun) apply(ctx workflow.Context) (res ChangeResult, changed bool) {
+	short := shortSHA(r.in.Commit)
+	r.enter(ctx, StateApplying, fmt.Sprintf("Applying %s…", strings.Join(r.st.Stacks, ", ")))
+	r.notify(ctx, "applying", "")
+	for i, s := range r.stacks {
+		r.detail(ctx, fmt.Sprintf("Applying %s at %s…", s.Name, short))
+		in := r.stackInput(s)
+		// Under `auto` any plan is approved, so there is nothing to hold
+		// the apply to (and no second preview to pay for); `manual` and
+		// `on-destructive` approved this plan, and only this one.
+		if s.Approval != config.ApprovalAuto {
+			in.Approved = r.st.Plans[i].Steps
+		}
+		var out activities.ApplyResult
+		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Apply %s at %s", s.Name, short), 2*time.Hour)),
+			a.Apply, in).Get(ctx, &out)
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.Type() == activities.ErrPlanChanged {
+			return ChangeResult{Reason: appErr.Message()}, true
+		}
+		if err != nil {
+			r.st.Error = fmt.Sprintf("apply %s: %s", s.Name, errorMessage(err))
+			return r.changeFailed(ctx, r.st.Error), false
+		}
+		r.st.Applies = append(r.st.Applies, out)
+	}
+	return ChangeResult{}, false
+}
+
+// stackInput names a stack at the run's effective tree.
+func (r *changeRun) stackInput(s config.Stack) activities.StackInput {
+	return activities.StackInput{RunID: r.st.ID, Stack: s, Commit: r.in.Commit, Undone: r.st.Undone}
 }
 
 func nothingToDo(plans []activities.PlanResult) bool {
@@ -216,7 +279,7 @@ func (r *changeRun) approve(ctx workflow.Context) (ChangeResult, bool) {
 
 // verify runs a stack's checks until a round passes or verify_timeout is
 // spent, waiting between rounds on durable timers.
-func (r *changeRun) verify(ctx workflow.Context, s config.Stack, commit string) (string, bool) {
+func (r *changeRun) verify(ctx workflow.Context, s config.Stack, commit string, undone []string) (string, bool) {
 	if len(s.Verify) == 0 {
 		return "", true
 	}
@@ -229,7 +292,7 @@ func (r *changeRun) verify(ctx workflow.Context, s config.Stack, commit string) 
 		r.detail(ctx, fmt.Sprintf("Verifying %s at %s (round %d)…", s.Name, short, round))
 		var res activities.VerifyResult
 		err := workflow.ExecuteActivity(withOptions(ctx, verifyOptions(fmt.Sprintf("Verify %s at %s", s.Name, short))),
-			a.Verify, activities.VerifyInput{RunID: r.st.ID, Stack: s, Commit: commit}).Get(ctx, &res)
+			a.Verify, activities.VerifyInput{RunID: r.st.ID, Stack: s, Commit: commit, Undone: undone}).Get(ctx, &res)
 		if err != nil {
 			return fmt.Sprintf("verify %s: %s", s.Name, errorMessage(err)), false
 		}
@@ -298,36 +361,44 @@ func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResu
 
 	// Report.
 	if len(problems) > 0 {
-		return r.finish(ctx, StateRollbackFailed, reason+"; rollback incomplete: "+strings.Join(problems, "; "))
+		// What is left to a person belongs in the run's error too.
+		r.st.Error = reason + "; rollback incomplete: " + strings.Join(problems, "; ")
+		return r.finish(ctx, StateRollbackFailed, r.st.Error)
 	}
 	return r.finish(ctx, StateRolledBack, reason+"; rolled back")
 }
 
-// restore applies a stack's last good commit and verifies it.
+// restore applies a stack's last good state and verifies it. The stack's
+// queue said what that is when it granted the stack; runs on a queue that
+// has not seen a success yet fall back to visibility.
 func (r *changeRun) restore(ctx workflow.Context, s config.Stack) Restore {
 	res := Restore{Stack: s.Name}
-	var good activities.LastGoodResult
-	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Find the last good commit of "+s.Name)),
-		a.LastGood, activities.LastGoodInput{Stack: s.Name}).Get(ctx, &good)
-	switch {
-	case err != nil:
-		res.Detail = "find the last good commit: " + errorMessage(err)
-		return res
-	case !good.Found:
-		res.Detail = "no earlier successful change: nothing to restore to"
-		return res
+	good := r.lastGood[s.Name]
+	if good == nil {
+		var found activities.LastGoodResult
+		err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Find the last good commit of "+s.Name)),
+			a.LastGood, activities.LastGoodInput{Stack: s.Name}).Get(ctx, &found)
+		switch {
+		case err != nil:
+			res.Detail = "find the last good commit: " + errorMessage(err)
+			return res
+		case !found.Found:
+			res.Detail = "no earlier successful change: nothing to restore to"
+			return res
+		}
+		good = &activities.Deployed{Commit: found.Commit, RunID: found.RunID}
 	}
-	res.Commit = good.Commit
+	res.Commit, res.Undone = good.Commit, good.Undone
 	short := shortSHA(good.Commit)
 	r.detail(ctx, fmt.Sprintf("Restoring %s to %s…", s.Name, short))
 	var applied activities.ApplyResult
-	err = workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Restore %s to %s", s.Name, short), 2*time.Hour)),
-		a.Apply, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit}).Get(ctx, &applied)
+	err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Restore %s to %s", s.Name, short), 2*time.Hour)),
+		a.Apply, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit, Undone: good.Undone}).Get(ctx, &applied)
 	if err != nil {
 		res.Detail = fmt.Sprintf("apply %s: %s", short, errorMessage(err))
 		return res
 	}
-	if reason, ok := r.verify(ctx, s, good.Commit); !ok {
+	if reason, ok := r.verify(ctx, s, good.Commit, good.Undone); !ok {
 		res.Detail = reason
 		return res
 	}

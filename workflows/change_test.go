@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,12 @@ type ChangeSuite struct {
 	// notes collects every notification step, in order.
 	mu    sync.Mutex
 	notes []string
+	// lastGood is what the queues' grants carry; released collects the
+	// releases the run sent, by stack.
+	lastGood *activities.Deployed
+	released map[string]activities.Release
+	// asked collects the run's requests to its watcher for queue places.
+	asked []activities.EnqueueRequest
 }
 
 func TestChangeSuite(t *testing.T) { suite.Run(t, new(ChangeSuite)) }
@@ -33,15 +40,51 @@ func TestChangeSuite(t *testing.T) { suite.Run(t, new(ChangeSuite)) }
 const sha = "3f2a91c0aa0000000000000000000000000000aa"
 
 func (s *ChangeSuite) SetupTest() {
-	s.env = s.NewTestWorkflowEnvironment()
-	s.env.RegisterActivity(&activities.Activities{})
-	s.notes = nil
+	s.newEnv()
 	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, e notify.Event) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.notes = append(s.notes, e.Step)
 		return nil
 	}).Maybe()
+}
+
+// newEnv makes a fresh environment whose stack queues answer: the watcher
+// takes enqueue requests, inspect grants every stack the commit touches,
+// releases are recorded.
+func (s *ChangeSuite) newEnv() {
+	s.env = s.NewTestWorkflowEnvironment()
+	s.env.RegisterActivity(&activities.Activities{})
+	s.notes, s.asked, s.lastGood = nil, nil, nil
+	s.released = map[string]activities.Release{}
+	s.env.OnSignalExternalWorkflow(mock.Anything, WatcherID("", "main"), "", EnqueueRunSignal, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.asked = append(s.asked, arg.(activities.EnqueueRequest))
+			return nil
+		}).Maybe()
+	s.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", ReleaseSignal, mock.Anything).Return(
+		func(_, id, _, _ string, arg any) error {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.released[strings.TrimPrefix(id, "queue/")] = arg.(activities.Release)
+			return nil
+		}).Maybe()
+}
+
+// grant has each stack's queue grant it after d.
+func (s *ChangeSuite) grant(d time.Duration, stacks ...string) {
+	s.env.RegisterDelayedCallback(func() {
+		for _, name := range stacks {
+			s.env.SignalWorkflow(GrantSignal, activities.Grant{Stack: name, LastGood: s.lastGood})
+		}
+	}, d)
+}
+
+// effective mocks the effective tree the run finds once granted.
+func (s *ChangeSuite) effective(res activities.EffectiveResult) {
+	s.env.OnActivity(a.Effective, mock.Anything, activities.EffectiveInput{Branch: "main", Commit: sha}).Return(res, nil).Once()
 }
 
 func (s *ChangeSuite) AfterTest(_, _ string) { s.env.AssertExpectations(s.T()) }
@@ -55,7 +98,21 @@ func stack(name, policy string, approvers ...string) config.Stack {
 	}
 }
 
+// inspect mocks the commit touching stacks; their queues grant them at
+// once and the effective tree is the commit's own.
 func (s *ChangeSuite) inspect(stacks ...config.Stack) {
+	s.inspectOnly(stacks...)
+	var names []string
+	for _, st := range stacks {
+		names = append(names, st.Name)
+	}
+	if len(names) > 0 {
+		s.grant(0, names...)
+		s.effective(activities.EffectiveResult{})
+	}
+}
+
+func (s *ChangeSuite) inspectOnly(stacks ...config.Stack) {
 	s.env.OnActivity(a.Inspect, mock.Anything, activities.InspectInput{Branch: "main", Commit: sha}).Return(activities.InspectResult{
 		Commit:       activities.Commit{SHA: sha, Subject: "Change web", AuthorName: "Alice", AuthorEmail: "alice@example.com"},
 		ChangedPaths: []string{"stacks/web/index.html"},
@@ -129,7 +186,12 @@ func (s *ChangeSuite) TestApprovedAppliesAndSucceeds() {
 	s.Equal("bob", st.Decision.User)
 	s.Equal([]string{"web"}, st.Stacks)
 	s.Len(st.Applies, 1)
-	s.Equal([]string{StatePlanning, StateAwaitingApproval, StateApplying, StateVerifying, StateSucceeded}, states(st))
+	s.Equal([]string{StatePlanning, StateQueued, StatePlanning, StateAwaitingApproval, StateApplying, StateVerifying, StateSucceeded}, states(st))
+	s.Equal([]string{"web"}, st.Held)
+	s.Equal(activities.Release{RunID: st.ID, Deployed: &activities.Deployed{Commit: sha, RunID: st.ID}}, s.released["web"],
+		"the queue learns the stack's new last good state")
+	s.Equal([]activities.EnqueueRequest{{Entries: []activities.QueueRequest{{Stack: "web", RunID: st.ID, Commit: sha}}}}, s.asked,
+		"a run the watcher did not start asks it for its place")
 	s.Equal([]string{"received", "plan ready", "awaiting approval", "approved by bob", "applying", "applied", "verified web", "succeeded"}, s.notes,
 		"every step is announced, in order")
 }
@@ -273,7 +335,8 @@ func (s *ChangeSuite) TestApplyErrorRollsBack() {
 	s.Equal("apply web: apply stack web (prod) at 3f2a91c: error: boom", st.Error)
 	s.Equal("feedface", st.RevertCommit)
 	s.Equal([]Restore{{Stack: "web", Commit: good, OK: true, Detail: "restored to 1111111 and verified"}}, st.Restored)
-	s.Equal([]string{StatePlanning, StateApplying, StateRollingBack, StateRolledBack}, states(st))
+	s.Equal([]string{StatePlanning, StateQueued, StatePlanning, StateApplying, StateRollingBack, StateRolledBack}, states(st))
+	s.Nil(s.released["web"].Deployed, "a rolled-back run leaves the last good state as it was")
 }
 
 func (s *ChangeSuite) TestRevertConflictStillRestores() {
@@ -383,8 +446,7 @@ func (s *ChangeSuite) TestMissingCommitFails() {
 }
 
 func (s *ChangeSuite) TestNotificationFailureNeverFailsTheRun() {
-	s.env = s.NewTestWorkflowEnvironment()
-	s.env.RegisterActivity(&activities.Activities{})
+	s.newEnv()
 	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(errors.New("slack is down"))
 	s.inspect(stack("web", config.ApprovalAuto))
 	s.plan("web", activities.PlanResult{Update: 1})
@@ -399,8 +461,7 @@ func (s *ChangeSuite) TestNotificationFailureNeverFailsTheRun() {
 // notifications go out in order, off the run's path, and all of them before
 // the run completes.
 func (s *ChangeSuite) TestSlowNotificationsDelayNothing() {
-	s.env = s.NewTestWorkflowEnvironment()
-	s.env.RegisterActivity(&activities.Activities{})
+	s.newEnv()
 	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).After(10 * time.Minute).Return(func(_ context.Context, e notify.Event) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -436,4 +497,172 @@ func states(st Status) []string {
 		out = append(out, s.State)
 	}
 	return out
+}
+
+// A run waits, queued, until its stack is granted, and plans only then.
+func (s *ChangeSuite) TestQueuedUntilGranted() {
+	s.inspectOnly(stack("web", config.ApprovalAuto))
+	s.grant(time.Hour, "web")
+	s.effective(activities.EffectiveResult{})
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+	var during Status
+	s.env.RegisterDelayedCallback(func() { during = s.status() }, 30*time.Minute)
+
+	res := s.run()
+	s.Equal(StateSucceeded, res.State)
+	s.Equal(StateQueued, during.State, "no plan before the grant")
+	s.Empty(during.Plans)
+	st := s.status()
+	s.GreaterOrEqual(st.Steps[2].At.Sub(st.Steps[1].At), time.Hour, "planning starts when the grant arrives")
+}
+
+// The watcher already put its runs into their queues: they do not ask again.
+func (s *ChangeSuite) TestWatcherStartedRunDoesNotEnqueueAgain() {
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+
+	s.env.ExecuteWorkflow(ChangeWorkflow, ChangeInput{Branch: "main", Commit: sha, Enqueued: []string{"web"}})
+	s.NoError(s.env.GetWorkflowError())
+	s.Empty(s.asked)
+	s.NotNil(s.released["web"].Deployed)
+}
+
+// With no watcher for the branch, the run enters the queues itself.
+func (s *ChangeSuite) TestWithoutWatcherEntersQueuesItself() {
+	s.env = s.NewTestWorkflowEnvironment()
+	s.env.RegisterActivity(&activities.Activities{})
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(nil).Maybe()
+	s.env.OnSignalExternalWorkflow(mock.Anything, WatcherID("", "main"), "", EnqueueRunSignal, mock.Anything).
+		Return(errors.New("unknown external workflow execution")).Once()
+	s.env.OnSignalExternalWorkflow(mock.Anything, "queue/web", "", ReleaseSignal, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(a.Enqueue, mock.Anything, activities.EnqueueRequest{Entries: []activities.QueueRequest{
+		{Stack: "web", RunID: "default-test-workflow-id", Commit: sha},
+	}}).Return(nil).Once()
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+
+	s.Equal(StateSucceeded, s.run().State)
+}
+
+// Reverts landed while the run queued: it deploys its effective tree, and
+// every step (plan, apply, verify) sees the same subtraction.
+func (s *ChangeSuite) TestDeploysTheEffectiveTree() {
+	const reverted = "aaaa000000000000000000000000000000000000"
+	// on-destructive: the policy approved this plan (no replace, no
+	// delete), so the apply is held to it.
+	s.inspectOnly(stack("web", config.ApprovalOnDestructive, "bob"))
+	s.grant(0, "web")
+	s.effective(activities.EffectiveResult{Undone: []string{reverted}})
+	undone := func(u []string) bool { return len(u) == 1 && u[0] == reverted }
+	s.env.OnActivity(a.Preview, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool { return undone(in.Undone) })).
+		Return(activities.PlanResult{Stack: "web", Update: 1, Steps: "approved-steps"}, nil).Once()
+	s.env.OnActivity(a.Apply, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool {
+		return undone(in.Undone) && in.Approved == "approved-steps"
+	})).Return(activities.ApplyResult{Stack: "web", Update: 1}, nil).Once()
+	s.env.OnActivity(a.Verify, mock.Anything, mock.MatchedBy(func(in activities.VerifyInput) bool { return undone(in.Undone) })).
+		Return(activities.VerifyResult{Stack: "web", Passed: true}, nil).Once()
+
+	res := s.run()
+	s.Equal(StateSucceeded, res.State)
+	s.Equal([]string{reverted}, s.status().Undone)
+	s.Contains(s.notes, "effective tree")
+	s.Equal([]string{reverted}, s.released["web"].Deployed.Undone, "the last good state is the effective tree")
+}
+
+// Subtracting a reverted change conflicts: the run fails naming it and
+// deploys nothing.
+func (s *ChangeSuite) TestDependsOnRevertedChangeFails() {
+	const reverted = "aaaa000000000000000000000000000000000000"
+	s.inspectOnly(stack("web", config.ApprovalAuto))
+	s.grant(0, "web")
+	s.effective(activities.EffectiveResult{Undone: []string{reverted}, DependsOn: reverted, Conflicts: []string{"stacks/web/index.html"}})
+
+	res := s.run()
+	s.Equal(StateFailed, res.State)
+	s.Contains(res.Reason, "3f2a91c builds on aaaa000, which was reverted: undoing aaaa000 conflicts in stacks/web/index.html")
+	s.Empty(s.status().Plans)
+	s.Nil(s.released["web"].Deployed)
+}
+
+// The stack would change differently at apply time than the approved plan
+// said: the run plans again and asks again.
+func (s *ChangeSuite) TestChangedPlanIsApprovedAgain() {
+	s.inspect(stack("web", config.ApprovalManual, "bob"))
+	s.plan("web", activities.PlanResult{Update: 1, Steps: "first"})
+	s.env.OnActivity(a.Apply, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool { return in.Approved == "first" })).
+		Return(activities.ApplyResult{}, temporal.NewNonRetryableApplicationError(
+			"stack web at 3f2a91c would now change differently from the approved plan (0 to create, 1 to update, 1 to replace, 0 to delete): it must be approved again",
+			activities.ErrPlanChanged, nil)).Once()
+	s.plan("web", activities.PlanResult{Update: 1, Replace: 1, Steps: "second"})
+	s.env.OnActivity(a.Apply, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool { return in.Approved == "second" })).
+		Return(activities.ApplyResult{Stack: "web", Update: 1, Replace: 1}, nil).Once()
+	s.verify("web", true).Once()
+	var first, second error
+	s.decide(time.Minute, DecisionRequest{Approve: true, User: "bob"}, &first)
+	s.decide(time.Hour, DecisionRequest{Approve: true, User: "bob", Comment: "the replace is fine"}, &second)
+
+	res := s.run()
+	s.Equal(StateSucceeded, res.State)
+	s.NoError(first)
+	s.NoError(second)
+	st := s.status()
+	s.Equal("the replace is fine", st.Decision.Comment, "the decision that counts is the one on the new plan")
+	s.Equal("second", st.Plans[0].Steps)
+	s.Contains(s.notes, "plan changed")
+	s.Equal(2, strings.Count(strings.Join(states(st), ","), StateAwaitingApproval))
+}
+
+// The queue's grant says what the stack last held that was good: a
+// rollback restores that effective tree, without asking visibility.
+func (s *ChangeSuite) TestRollbackRestoresTheGrantsLastGood() {
+	const undone = "bbbb000000000000000000000000000000000000"
+	s.lastGood = &activities.Deployed{Commit: good, Undone: []string{undone}, RunID: "change/main/" + good}
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", false)
+	s.env.OnActivity(a.Revert, mock.Anything, mock.Anything).Return(activities.RevertResult{Revert: "feedface"}, nil).Once()
+	// A restore applies the known good state as it is, with no approval.
+	s.env.OnActivity(a.Apply, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool {
+		return in.Commit == good && len(in.Undone) == 1 && in.Undone[0] == undone && in.Approved == ""
+	})).Return(activities.ApplyResult{Stack: "web"}, nil).Once()
+	s.verifyAt("web", good, true).Once()
+
+	res := s.run()
+	s.Equal(StateRolledBack, res.State)
+	s.Equal([]Restore{{Stack: "web", Commit: good, Undone: []string{undone}, OK: true, Detail: "restored to 1111111 and verified"}}, s.status().Restored)
+}
+
+// A grant for a stack the commit does not touch (the watcher enqueued the
+// run under an older configuration) is given straight back.
+func (s *ChangeSuite) TestUnwantedGrantIsReturned() {
+	s.grant(0, "api")
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+
+	s.env.ExecuteWorkflow(ChangeWorkflow, ChangeInput{Branch: "main", Commit: sha, Enqueued: []string{"api", "web"}})
+	s.NoError(s.env.GetWorkflowError())
+	s.Empty(s.asked)
+	s.Contains(s.released, "api")
+	s.Nil(s.released["api"].Deployed)
+	s.Equal([]string{"web"}, s.status().Held)
+}
+
+// Under `auto` any plan is approved: apply is not held to the first one.
+func (s *ChangeSuite) TestAutoApplyIsNotHeldToThePlan() {
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1, Steps: "steps"})
+	s.env.OnActivity(a.Apply, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool { return in.Approved == "" })).
+		Return(activities.ApplyResult{Stack: "web", Update: 1}, nil).Once()
+	s.verify("web", true).Once()
+
+	s.Equal(StateSucceeded, s.run().State)
 }

@@ -28,6 +28,11 @@ const (
 	AckRewriteUpdate = "ack-rewrite"
 	// WatcherStatusQuery returns the watcher's WatcherStatus.
 	WatcherStatusQuery = "watcher-status"
+	// EnqueueRunSignal asks a branch's watcher to put a run it did not
+	// start (one started by hand) into its stacks' queues (an
+	// activities.EnqueueRequest): the watcher is the one writer to its
+	// stacks' queues, so every queue orders any two runs the same way.
+	EnqueueRunSignal = "enqueue-run"
 )
 
 // States of a change run, as shown in ChangeState and the CLI.

@@ -17,14 +17,15 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 6 {
-		t.Fatalf("found %d recorded histories in testdata, want the succeeded, verify-failed and watcher ones, each before and after async notifications", len(files))
+	if len(files) < 12 {
+		t.Fatalf("found %d recorded histories in testdata, want each shape of the change run, the watcher and a stack queue, before and after each versioned change", len(files))
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(ChangeWorkflow, workflow.RegisterOptions{Name: ChangeWorkflowName})
 			r.RegisterWorkflowWithOptions(WatcherWorkflow, workflow.RegisterOptions{Name: WatcherWorkflowName})
+			r.RegisterWorkflowWithOptions(StackQueueWorkflow, workflow.RegisterOptions{Name: StackQueueWorkflowName})
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}

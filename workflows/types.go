@@ -14,6 +14,9 @@ type ChangeInput struct {
 	Commit string
 	// UIURL is the Temporal Web UI base for links in notifications.
 	UIURL string
+	// Enqueued are the stacks whose queues the watcher put this run in, in
+	// merge order; the run enters any others itself.
+	Enqueued []string
 }
 
 // ChangeResult is how a run ended. Outcomes such as a rejection or a failed
@@ -78,6 +81,11 @@ type Status struct {
 	Applies       []activities.ApplyResult
 	Verifications []activities.VerifyResult
 	RevertCommit  string
+	// Undone are the changes, reverted on the branch since, that the run
+	// subtracted from its commit's tree (its effective tree).
+	Undone []string
+	// Held are the stacks whose queues granted them to the run.
+	Held []string
 	// Restored lists, per stack, the last good commit a rollback applied.
 	Restored []Restore
 	Error    string
@@ -88,6 +96,7 @@ type Status struct {
 type Restore struct {
 	Stack  string
 	Commit string // the last good commit applied; empty when none was found
+	Undone []string
 	OK     bool
 	Detail string
 }

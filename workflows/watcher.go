@@ -29,8 +29,10 @@ func WatcherWorkflow(ctx workflow.Context, in WatcherInput) error {
 		return err
 	}
 	pokes := workflow.GetSignalChannel(ctx, PokeSignal)
+	w.requests = workflow.GetSignalChannel(ctx, EnqueueRunSignal)
 	interval := 30 * time.Second
 	for i := 0; i < pollsPerRun && !workflow.GetInfo(ctx).GetContinueAsNewSuggested(); i++ {
+		w.enqueueRequested(ctx)
 		if w.st.Held != nil {
 			w.waitForAck(ctx)
 			continue
@@ -42,8 +44,9 @@ func WatcherWorkflow(ctx workflow.Context, in WatcherInput) error {
 		if backlog {
 			continue // a long backlog: keep going without waiting
 		}
-		waitForPoll(ctx, pokes, interval)
+		waitForPoll(ctx, pokes, w.requests, interval)
 	}
+	w.enqueueRequested(ctx)
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return err
 	}
@@ -55,6 +58,9 @@ func WatcherWorkflow(ctx workflow.Context, in WatcherInput) error {
 type watcher struct {
 	in WatcherInput
 	st WatcherStatus
+	// requests carries EnqueueRunSignal: runs this watcher did not start
+	// asking for their places in the queues.
+	requests workflow.ReceiveChannel
 }
 
 func (w *watcher) setup(ctx workflow.Context) error {
@@ -113,7 +119,7 @@ func (w *watcher) poll(ctx workflow.Context) (activities.PollResult, bool) {
 	case w.st.LastSeen == "":
 		// First poll: the head is the baseline, or deployed once.
 		if res.Initial == config.InitialDeploy && res.Head != "" {
-			if err := startChange(ctx, w.in, res.Head); err != nil {
+			if err := startChange(ctx, w.in, res.Head, nil); err != nil {
 				workflow.GetLogger(ctx).Error("start change run", "commit", res.Head, "error", err)
 				return res, false // retried at the next poll
 			}
@@ -121,14 +127,50 @@ func (w *watcher) poll(ctx workflow.Context) (activities.PollResult, bool) {
 		w.st.LastSeen = res.Head
 		return res, false
 	}
-	for _, sha := range res.NewCommits {
-		if err := startChange(ctx, w.in, sha); err != nil {
+	// The runs started here enter their stacks' queues in merge order,
+	// after they exist (a queue grants by signalling the run). Watchers
+	// started before queues existed keep their recorded shape.
+	queues := workflow.GetVersion(ctx, "enqueue-runs", workflow.DefaultVersion, 1) == 1
+	var entries []activities.QueueRequest
+	defer func() { w.enqueue(ctx, entries) }()
+	for i, sha := range res.NewCommits {
+		var stacks []string
+		if queues && i < len(res.Stacks) {
+			stacks = res.Stacks[i]
+		}
+		if err := startChange(ctx, w.in, sha, stacks); err != nil {
 			workflow.GetLogger(ctx).Error("start change run", "commit", sha, "error", err)
 			return res, false // retried from this commit at the next poll
+		}
+		for _, stack := range stacks {
+			entries = append(entries, activities.QueueRequest{Stack: stack, RunID: ChangeID(w.in.Repo, w.in.Branch, sha), Commit: sha})
 		}
 		w.st.LastSeen = sha
 	}
 	return res, len(res.NewCommits) > 0 && w.st.LastSeen != res.Head
+}
+
+// enqueueRequested serves the runs that asked for their places.
+func (w *watcher) enqueueRequested(ctx workflow.Context) {
+	var entries []activities.QueueRequest
+	var req activities.EnqueueRequest
+	for w.requests.ReceiveAsync(&req) {
+		entries = append(entries, req.Entries...)
+	}
+	w.enqueue(ctx, entries)
+}
+
+// enqueue puts runs into their stacks' queues, in order. The activity
+// retries until it succeeds: a run waits for its grant meanwhile.
+func (w *watcher) enqueue(ctx workflow.Context, entries []activities.QueueRequest) {
+	if len(entries) == 0 {
+		return
+	}
+	o := gitOptions(fmt.Sprintf("Enter %d runs into their stack queues", len(entries)))
+	o.RetryPolicy.MaximumAttempts = 0
+	if err := workflow.ExecuteActivity(withOptions(ctx, o), a.Enqueue, activities.EnqueueRequest{Entries: entries}).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Error("enqueue runs", "error", err)
+	}
 }
 
 // rewritten handles a force push that dropped the last seen commit.
@@ -149,7 +191,7 @@ func (w *watcher) rewritten(ctx workflow.Context, res activities.PollResult) {
 // waitForAck waits for the ack-rewrite update while a rewrite is held.
 func (w *watcher) waitForAck(ctx workflow.Context) {
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Held: %s was rewritten; waiting for `changeops ack-rewrite %s`", w.in.Branch, w.in.Branch))
-	_ = workflow.Await(ctx, func() bool { return w.st.Held == nil })
+	_ = workflow.Await(ctx, func() bool { return w.st.Held == nil || w.requests.Len() > 0 })
 }
 
 func (w *watcher) notify(ctx workflow.Context, step, commit, detail string) {
@@ -166,11 +208,14 @@ func (w *watcher) notify(ctx workflow.Context, step, commit, detail string) {
 
 // waitForPoll sleeps until the interval passes or a poke arrives, then takes
 // every pending poke (one poll answers them all).
-func waitForPoll(ctx workflow.Context, pokes workflow.ReceiveChannel, interval time.Duration) {
+func waitForPoll(ctx workflow.Context, pokes, requests workflow.ReceiveChannel, interval time.Duration) {
 	tctx, cancel := workflow.WithCancel(ctx)
 	sel := workflow.NewSelector(ctx)
 	sel.AddFuture(workflow.NewTimerWithOptions(tctx, interval, workflow.TimerOptions{Summary: "poll interval"}), func(workflow.Future) {})
 	sel.AddReceive(pokes, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
+	// A run asking for its places is served first, then the poll runs as
+	// for a poke.
+	sel.AddReceive(requests, func(workflow.ReceiveChannel, bool) {})
 	sel.Select(ctx)
 	cancel()
 	for pokes.ReceiveAsync(nil) {
@@ -180,7 +225,7 @@ func waitForPoll(ctx workflow.Context, pokes workflow.ReceiveChannel, interval t
 // startChange starts the commit's run as an abandoned child: it outlives the
 // watcher's continue-as-new. A run that already exists (started by hand, or
 // before a restart) is the run for that commit.
-func startChange(ctx workflow.Context, in WatcherInput, sha string) error {
+func startChange(ctx workflow.Context, in WatcherInput, sha string, enqueued []string) error {
 	id := ChangeID(in.Repo, in.Branch, sha)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:            id,
@@ -193,7 +238,7 @@ func startChange(ctx workflow.Context, in WatcherInput, sha string) error {
 			ChangeState.ValueSet(StatePlanning),
 		),
 	})
-	err := workflow.ExecuteChildWorkflow(cctx, ChangeWorkflow, ChangeInput{Repo: in.Repo, Branch: in.Branch, Commit: sha, UIURL: in.UIURL}).
+	err := workflow.ExecuteChildWorkflow(cctx, ChangeWorkflow, ChangeInput{Repo: in.Repo, Branch: in.Branch, Commit: sha, UIURL: in.UIURL, Enqueued: enqueued}).
 		GetChildWorkflowExecution().Get(ctx, nil)
 	var started *temporal.ChildWorkflowExecutionAlreadyStartedError
 	if errors.As(err, &started) {

@@ -30,6 +30,8 @@ type WatcherSuite struct {
 	n       int
 	lastIn  []string // LastSeen of each poll
 	started []string // commits whose change run was started
+	inputs  map[string]ChangeInput
+	queued  []activities.QueueRequest // what Enqueue was asked, in order
 	notes   []string
 }
 
@@ -40,6 +42,13 @@ func (s *WatcherSuite) SetupTest() {
 	s.env.RegisterActivity(&activities.Activities{})
 	s.env.RegisterWorkflowWithOptions(ChangeWorkflow, workflow.RegisterOptions{Name: ChangeWorkflowName})
 	s.polls, s.errs, s.n, s.lastIn, s.started, s.notes = nil, map[int]error{}, 0, nil, nil, nil
+	s.inputs, s.queued = map[string]ChangeInput{}, nil
+	s.env.OnActivity(a.Enqueue, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.EnqueueRequest) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.queued = append(s.queued, req.Entries...)
+		return nil
+	}).Maybe()
 	s.env.OnActivity(a.PollBranch, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PollInput) (activities.PollResult, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -60,6 +69,7 @@ func (s *WatcherSuite) SetupTest() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.started = append(s.started, in.Commit)
+		s.inputs[in.Commit] = in
 		return ChangeResult{State: StateSucceeded}, nil
 	})
 	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, e notify.Event) error {
@@ -143,4 +153,41 @@ func (s *WatcherSuite) TestOutageReportedOnceAndRecovery() {
 	failing := slices.DeleteFunc(slices.Clone(s.notes), func(n string) bool { return n != "polling failing" })
 	s.Len(failing, 1, "an outage is reported once")
 	s.Contains(s.notes, "polling recovered")
+}
+
+// The runs the watcher starts enter their stacks' queues in merge order,
+// after they exist, and know they need not ask.
+func (s *WatcherSuite) TestStartedRunsEnterTheirQueuesInMergeOrder() {
+	s.polls = []activities.PollResult{
+		{Head: "base"},
+		{Head: "c3", NewCommits: []string{"c1", "c2", "c3"}, Stacks: [][]string{{"api", "web"}, nil, {"web"}}},
+	}
+	s.run(WatcherInput{Branch: "main"})
+	s.Equal([]activities.QueueRequest{
+		{Stack: "api", RunID: "change/main/c1", Commit: "c1"},
+		{Stack: "web", RunID: "change/main/c1", Commit: "c1"},
+		{Stack: "web", RunID: "change/main/c3", Commit: "c3"},
+	}, s.queued)
+	s.Equal([]string{"api", "web"}, s.inputs["c1"].Enqueued)
+	s.Empty(s.inputs["c2"].Enqueued)
+}
+
+// A run started by hand asks the watcher for its places; the watcher, the
+// one writer to the branch's queues, serves it between polls, and also
+// while a rewrite holds it (queued runs must not wait for the ack).
+func (s *WatcherSuite) TestServesEnqueueRequestsEvenWhenHeld() {
+	s.polls = []activities.PollResult{{Head: "x2", Rewritten: true}}
+	req := activities.EnqueueRequest{Entries: []activities.QueueRequest{{Stack: "web", RunID: "change/main/manual", Commit: "manual"}}}
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(EnqueueRunSignal, req) }, 10*time.Minute)
+	var during []activities.QueueRequest
+	s.env.RegisterDelayedCallback(func() {
+		s.mu.Lock()
+		during = slices.Clone(s.queued)
+		s.mu.Unlock()
+		s.env.UpdateWorkflow(AckRewriteUpdate, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(error) {}, OnComplete: func(any, error) {},
+		}, AckRequest{User: "carol"})
+	}, time.Hour)
+	s.run(WatcherInput{Branch: "main", LastSeen: "a1"})
+	s.Equal(req.Entries, during, "served while the rewrite was held")
 }

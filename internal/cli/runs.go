@@ -186,6 +186,9 @@ func printStatus(w io.Writer, r starter.Run) {
 		fmt.Fprintf(tw, "detail\t%s\n", r.Detail)
 	}
 	if st := r.Status; st != nil {
+		for _, u := range st.Undone {
+			fmt.Fprintf(tw, "without	%.7s (reverted on the branch since; not deployed)\n", u)
+		}
 		for _, p := range st.Plans {
 			fmt.Fprintf(tw, "plan\t%s: +%d ~%d ±%d -%d (digest %.12s)\n", p.Stack, p.Create, p.Update, p.Replace, p.Delete, p.Digest)
 		}

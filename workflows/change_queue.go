@@ -1,0 +1,126 @@
+package workflows
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/changeops/changeops/activities"
+)
+
+// acquire enters the run's stacks' queues, waits until every one is granted
+// (DESIGN.md step 2), then works out the effective tree. ok is false when
+// the run ends here.
+func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
+	r.queued = true
+	r.lastGood = map[string]*activities.Deployed{}
+	r.enter(ctx, StateQueued, fmt.Sprintf("Waiting for %s", strings.Join(r.st.Stacks, ", ")))
+
+	// The watcher entered the runs it started, in merge order. A run it
+	// did not start asks it to, so that one writer orders every queue of
+	// the branch and no two queues order two runs differently (which
+	// could deadlock runs that need both). With no watcher running, the
+	// run enters the queues itself.
+	var missing []activities.QueueRequest
+	for _, name := range r.st.Stacks { // sorted: Inspect sorts stacks by name
+		if !slices.Contains(r.in.Enqueued, name) {
+			missing = append(missing, activities.QueueRequest{Stack: name, RunID: r.st.ID, Commit: r.in.Commit})
+		}
+	}
+	if len(missing) > 0 {
+		req := activities.EnqueueRequest{Entries: missing}
+		err := workflow.SignalExternalWorkflow(ctx, WatcherID(r.in.Repo, r.in.Branch), "", EnqueueRunSignal, req).Get(ctx, nil)
+		if err != nil {
+			err = workflow.ExecuteActivity(withOptions(ctx, gitOptions("Enter the queues of "+strings.Join(r.st.Stacks, ", "))),
+				a.Enqueue, req).Get(ctx, nil)
+		}
+		if err != nil {
+			return r.fail(ctx, "enter the stack queues", err), false
+		}
+	}
+
+	grants := workflow.GetSignalChannel(ctx, GrantSignal)
+	for len(r.st.Held) < len(r.st.Stacks) {
+		var g activities.Grant
+		if !grants.Receive(ctx, &g) {
+			return r.finish(ctx, StateFailed, "cancelled while queued"), false
+		}
+		switch {
+		case !slices.Contains(r.st.Stacks, g.Stack):
+			// Enqueued for a stack the commit no longer maps to (the
+			// configuration changed): give it straight back.
+			r.releaseQueue(ctx, g.Stack, nil)
+			continue
+		case slices.Contains(r.st.Held, g.Stack):
+			continue
+		}
+		r.st.Held = append(r.st.Held, g.Stack)
+		r.lastGood[g.Stack] = g.LastGood
+		if len(r.st.Held) < len(r.st.Stacks) {
+			r.detail(ctx, fmt.Sprintf("Holding %s; waiting for the rest of %s", strings.Join(r.st.Held, ", "), strings.Join(r.st.Stacks, ", ")))
+		}
+	}
+	slices.Sort(r.st.Held)
+
+	// The effective tree: the commit's tree minus what reverts on the
+	// branch have undone while the run waited.
+	short := shortSHA(r.in.Commit)
+	var eff activities.EffectiveResult
+	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Effective tree of "+short)), a.Effective,
+		activities.EffectiveInput{Repo: r.in.Repo, Branch: r.in.Branch, Commit: r.in.Commit}).Get(ctx, &eff)
+	if err != nil {
+		return r.fail(ctx, "effective tree of "+short, err), false
+	}
+	if eff.DependsOn != "" {
+		return r.finish(ctx, StateFailed, fmt.Sprintf(
+			"%s builds on %s, which was reverted: undoing %s conflicts in %s, and deploying %s as it is would bring the reverted change back. "+
+				"Nothing was deployed; rework the commit on the branch so it no longer depends on %s",
+			short, shortSHA(eff.DependsOn), shortSHA(eff.DependsOn), strings.Join(eff.Conflicts, ", "), short, shortSHA(eff.DependsOn))), false
+	}
+	r.st.Undone = eff.Undone
+	if len(eff.Undone) > 0 {
+		shorts := make([]string, len(eff.Undone))
+		for i, u := range eff.Undone {
+			shorts[i] = shortSHA(u)
+		}
+		r.notify(ctx, "effective tree", fmt.Sprintf("deploying %s without %s, reverted since", short, strings.Join(shorts, ", ")))
+	}
+	return ChangeResult{}, true
+}
+
+// releaseQueues gives every stack back (or leaves the queues the run still
+// waits in). A succeeded run tells each queue its new last good state. It
+// runs whatever the ending, in a context a cancellation does not stop.
+func (r *changeRun) releaseQueues(ctx workflow.Context, res ChangeResult) {
+	if !r.queued {
+		return
+	}
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	var good *activities.Deployed
+	if res.State == StateSucceeded {
+		good = &activities.Deployed{Commit: r.in.Commit, Undone: r.st.Undone, RunID: r.st.ID}
+	}
+	names := slices.Clone(r.st.Stacks)
+	for _, name := range r.in.Enqueued {
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	for _, name := range names {
+		if slices.Contains(r.st.Held, name) {
+			r.releaseQueue(ctx, name, good)
+		} else {
+			r.releaseQueue(ctx, name, nil) // only a stack it deployed has a new good state
+		}
+	}
+}
+
+func (r *changeRun) releaseQueue(ctx workflow.Context, stack string, good *activities.Deployed) {
+	err := workflow.SignalExternalWorkflow(ctx, activities.QueueID(stack), "", ReleaseSignal,
+		activities.Release{RunID: r.st.ID, Deployed: good}).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("release stack queue", "stack", stack, "error", err)
+	}
+}
