@@ -11,6 +11,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/gittest"
 	"github.com/changeops/changeops/starter"
@@ -194,5 +195,42 @@ func TestConflictingRevertStillRestores(t *testing.T) {
 	}
 	if got := readFile(t, page); got != "v3" {
 		t.Errorf("page = %q after the fix, want v3", got)
+	}
+}
+
+// A run terminated while it holds the stack never releases it: the queue
+// notices (its periodic check), moves on to the next run, and reports it.
+func TestTerminatedHolderDoesNotBlockTheQueue(t *testing.T) {
+	const branch = "e2e-terminated"
+	f := queueSetup(t, branch, "site-terminated")
+	_, aID := f.breakPage(t)
+	next, nextID := f.setPage("Serve v3", "v3")
+	waitState(t, f.c, nextID, time.Minute, workflows.StateQueued)
+
+	ctx := context.Background()
+	if err := f.c.TerminateWorkflow(ctx, aID, "", "operator gave up on it"); err != nil {
+		t.Fatal(err)
+	}
+	// The check runs every minute: the next run gets the stack within two.
+	approve(t, f.c, branch, next)
+	if run := waitState(t, f.c, nextID, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded {
+		t.Fatalf("the next run ended %s: %s", run.State, run.Error)
+	}
+	if got := readFile(t, f.page); got != "v3" {
+		t.Errorf("page = %q, want v3", got)
+	}
+	v, err := f.c.QueryWorkflow(ctx, "queue/site-terminated", "", workflows.QueueStatusQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q activities.QueueState
+	if err := v.Get(&q); err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Skipped) != 1 || !strings.Contains(q.Skipped[0], aID) || !strings.Contains(q.Skipped[0], "without releasing") {
+		t.Errorf("queue skipped %q, want the terminated run reported", q.Skipped)
+	}
+	if q.Holder != nil || q.LastGood == nil || q.LastGood.Commit != next {
+		t.Errorf("queue holder %+v, last good %+v; want free, last good the v3 commit", q.Holder, q.LastGood)
 	}
 }
