@@ -9,6 +9,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 )
 
 // Names of the per-stack queue (DESIGN.md, step 2). They live here, beside
@@ -93,6 +94,9 @@ func (a *Activities) Enqueue(ctx context.Context, in EnqueueRequest) error {
 		return errors.New("enqueue: no Temporal client")
 	}
 	for _, e := range in.Entries {
+		if err := a.checkQueueTaskQueue(ctx, e.Stack); err != nil {
+			return err
+		}
 		_, err := a.Temporal.SignalWithStartWorkflow(ctx, QueueID(e.Stack), EnqueueSignal,
 			QueueEntry{RunID: e.RunID, Commit: e.Commit},
 			client.StartWorkflowOptions{
@@ -107,6 +111,30 @@ func (a *Activities) Enqueue(ctx context.Context, in EnqueueRequest) error {
 		}
 	}
 	return nil
+}
+
+// checkQueueTaskQueue refuses a running queue that lives on another task
+// queue (temporal.task_queue changed, or two deployments share stack names
+// in one namespace): no worker here would ever run it, and runs would wait
+// for a grant forever.
+func (a *Activities) checkQueueTaskQueue(ctx context.Context, stack string) error {
+	d, err := a.Temporal.DescribeWorkflowExecution(ctx, QueueID(stack), "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("describe the queue of stack %s: %w", stack, err)
+	}
+	info := d.GetWorkflowExecutionInfo()
+	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetTaskQueue() == a.Config.Temporal.TaskQueue {
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+		"the queue of stack %s (%s) runs on task queue %q, this worker serves %q: run a worker on %q, "+
+			"or terminate %s so that a new one starts here (the stack's last good state is then looked up in visibility)",
+		stack, QueueID(stack), info.GetTaskQueue(), a.Config.Temporal.TaskQueue, info.GetTaskQueue(), QueueID(stack)),
+		ErrStackInvalid, nil)
 }
 
 // RunOpen says whether a workflow is still running: the queue's check that

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/changeops/changeops/config"
@@ -199,6 +200,16 @@ func TestFailingVerificationRollsBack(t *testing.T) {
 	if r := run.Status.Restored; len(r) != 1 || r[0].Commit != good || !r[0].OK {
 		t.Errorf("restored = %+v, want site-verify at %s, verified", r, good)
 	}
+	// Both are searchable: the revert commit and the restored commit.
+	waitFor(t, 10*time.Second, "the rollback's search attributes", func() (bool, string) {
+		resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("ChangeRevertCommit = '%s' AND ChangeRestoredCommits = '%s'", run.RevertCommit, good),
+		})
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(resp.GetExecutions()) == 1 && resp.GetExecutions()[0].GetExecution().GetWorkflowId() == id, fmt.Sprint(resp.GetExecutions())
+	})
 	code, stdout, _ := changeops(t, "status", bad[:8], "--json")
 	if code != 0 || !strings.Contains(stdout, `"revert_commit":"`+run.RevertCommit+`"`) || !strings.Contains(stdout, `"state":"rolled-back"`) {
 		t.Errorf("status --json = %s", stdout)

@@ -339,6 +339,18 @@ func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResu
 		}
 	}
 
+	if workflow.GetVersion(ctx, "restored-commit-attribute", workflow.DefaultVersion, 1) == 1 {
+		var restored []string
+		for _, res := range r.st.Restored {
+			if res.OK {
+				restored = append(restored, res.Commit)
+			}
+		}
+		if err := workflow.UpsertTypedSearchAttributes(ctx, ChangeRestoredCommits.ValueSet(restored)); err != nil {
+			workflow.GetLogger(ctx).Warn("upsert restored commits", "error", err)
+		}
+	}
+
 	// The revert commit, pushed whatever the restore's outcome: git must
 	// not keep the bad change.
 	var rev activities.RevertResult
@@ -360,12 +372,16 @@ func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResu
 	}
 
 	// Report.
+	var res ChangeResult
 	if len(problems) > 0 {
 		// What is left to a person belongs in the run's error too.
 		r.st.Error = reason + "; rollback incomplete: " + strings.Join(problems, "; ")
-		return r.finish(ctx, StateRollbackFailed, r.st.Error)
+		res = r.finish(ctx, StateRollbackFailed, r.st.Error)
+	} else {
+		res = r.finish(ctx, StateRolledBack, reason+"; rolled back")
 	}
-	return r.finish(ctx, StateRolledBack, reason+"; rolled back")
+	res.RevertCommit, res.Restored = r.st.RevertCommit, r.st.Restored
+	return res
 }
 
 // restore applies a stack's last good state and verifies it. The stack's

@@ -335,6 +335,8 @@ func (s *ChangeSuite) TestApplyErrorRollsBack() {
 	s.Equal("apply web: apply stack web (prod) at 3f2a91c: error: boom", st.Error)
 	s.Equal("feedface", st.RevertCommit)
 	s.Equal([]Restore{{Stack: "web", Commit: good, OK: true, Detail: "restored to 1111111 and verified"}}, st.Restored)
+	s.Equal("feedface", res.RevertCommit, "the result records the revert commit")
+	s.Equal(st.Restored, res.Restored, "and what was restored")
 	s.Equal([]string{StatePlanning, StateQueued, StatePlanning, StateApplying, StateRollingBack, StateRolledBack}, states(st))
 	s.Nil(s.released["web"].Deployed, "a rolled-back run leaves the last good state as it was")
 }

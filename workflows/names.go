@@ -63,11 +63,14 @@ var (
 	ChangeApprover = temporal.NewSearchAttributeKeyKeyword("ChangeApprover")
 	// ChangeRevertCommit is the revert commit a rollback pushed.
 	ChangeRevertCommit = temporal.NewSearchAttributeKeyKeyword("ChangeRevertCommit")
+	// ChangeRestoredCommits are the last good commits a rollback restored.
+	ChangeRestoredCommits = temporal.NewSearchAttributeKeyKeywordList("ChangeRestoredCommits")
 )
 
 // SearchAttributes lists every key for registration at start-up.
 var SearchAttributes = []temporal.SearchAttributeKey{
 	ChangeCommit, ChangeBranch, ChangeStacks, ChangeAuthor, ChangeState, ChangeApprover, ChangeRevertCommit,
+	ChangeRestoredCommits,
 }
 
 // ChangeWorkflowID is the one ID a commit's run can have, so a webhook retry

@@ -24,6 +24,9 @@ type ChangeInput struct {
 type ChangeResult struct {
 	State  string
 	Reason string
+	// RevertCommit and Restored are what a rollback did.
+	RevertCommit string    `json:",omitempty"`
+	Restored     []Restore `json:",omitempty"`
 }
 
 // DecisionRequest approves or rejects a waiting change.

@@ -169,7 +169,10 @@ func (w *watcher) enqueue(ctx workflow.Context, entries []activities.QueueReques
 	o := gitOptions(fmt.Sprintf("Enter %d runs into their stack queues", len(entries)))
 	o.RetryPolicy.MaximumAttempts = 0
 	if err := workflow.ExecuteActivity(withOptions(ctx, o), a.Enqueue, activities.EnqueueRequest{Entries: entries}).Get(ctx, nil); err != nil {
+		// Only a refusal that needs a person ends the retries: say it
+		// where people look, since the runs wait for their grants.
 		workflow.GetLogger(ctx).Error("enqueue runs", "error", err)
+		w.notify(ctx, "runs not queued", entries[0].Commit, fmt.Sprintf("%d runs wait for their stacks: %s", len(entries), errorMessage(err)))
 	}
 }
 

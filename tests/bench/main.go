@@ -32,6 +32,8 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/changeops/changeops/config"
@@ -45,6 +47,7 @@ func main() {
 	sizes := flag.String("n", "1,10", "stack sizes (resources) to measure")
 	pairs := flag.Int("pairs", 5, "orchestrated/bare pairs per size")
 	check := flag.Bool("check", false, "exit non-zero when a target is missed")
+	flag.BoolVar(&showSteps, "steps", false, "print where the last changeops run of each size spent its time")
 	flag.Parse()
 	tools := os.Getenv("CHANGEOPS_TOOLS")
 	if tools == "" {
@@ -71,6 +74,7 @@ type bench struct {
 	hooks      string
 	cfg        *config.Config
 	env        pulumienv.Env
+	last       string // the last orchestrated run's ID
 }
 
 func run(ctx context.Context, tools, sizes string, pairs int) (missed int, err error) {
@@ -100,6 +104,9 @@ func run(ctx context.Context, tools, sizes string, pairs int) (missed int, err e
 			return 0, err
 		}
 		orch, bare, noticed, err := b.measure(ctx, n, pairs)
+		if err == nil && showSteps {
+			err = b.printSteps(ctx)
+		}
 		b.worker.Stop()
 		if err != nil {
 			return 0, err
@@ -240,7 +247,9 @@ func setup(ctx context.Context, dir, tools, temporal string, n int, poll time.Du
 		Repo:     config.Repo{URL: remote, Branch: b.branch, PollInterval: config.Duration(poll)},
 		Temporal: config.Temporal{Address: temporal, Namespace: "default", TaskQueue: fmt.Sprintf("bench-%d-%s", n, poll)},
 		Pulumi:   config.Pulumi{BackendURL: "file://" + filepath.Join(data, "state"), Home: filepath.Join(dir, "pulumi-home"), Root: tools},
-		Stacks: []config.Stack{{Name: "site", Path: "stacks/site", Stack: "bench", Approval: config.ApprovalAuto,
+		// One stack name per setup: a stack's queue lives on the task
+		// queue of the worker that started it.
+		Stacks: []config.Stack{{Name: fmt.Sprintf("site-%d-%s", n, poll), Path: "stacks/site", Stack: "bench", Approval: config.ApprovalAuto,
 			ApprovalTimeout: config.Duration(time.Hour), VerifyTimeout: config.Duration(time.Minute),
 			Verify: []config.Check{{NoChanges: true}}}},
 		HTTP: config.HTTP{Listen: "127.0.0.1:0"}, DataDir: data,
@@ -319,6 +328,7 @@ func (b *bench) orchestrated(ctx context.Context, content string) (time.Duration
 		return 0, time.Time{}, err
 	}
 	id := workflows.ChangeWorkflowID(b.branch, sha)
+	b.last = id
 	var res workflows.ChangeResult
 	if err := b.waitResult(ctx, id, &res); err != nil {
 		return 0, time.Time{}, err
@@ -405,4 +415,51 @@ func machine() string {
 		return "unknown machine"
 	}
 	return strings.TrimSpace(string(out)) + fmt.Sprintf(", %d CPUs", runtime.NumCPU())
+}
+
+// showSteps asks for the breakdown of the last run of each size.
+var showSteps bool
+
+// printSteps prints, for the last orchestrated run, each activity's time
+// from scheduled to closed, in order, and what is left for the
+// orchestration itself (workflow tasks, signals, timers).
+func (b *bench) printSteps(ctx context.Context) error {
+	iter := b.client.GetWorkflowHistory(ctx, b.last, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	scheduled := map[int64]*historypb.HistoryEvent{}
+	var first, last time.Time
+	var inActivities time.Duration
+	for iter.HasNext() {
+		e, err := iter.Next()
+		if err != nil {
+			return err
+		}
+		t := e.GetEventTime().AsTime()
+		if first.IsZero() {
+			first = t
+		}
+		last = t
+		if e.GetActivityTaskScheduledEventAttributes() != nil {
+			scheduled[e.GetEventId()] = e
+			continue
+		}
+		var from int64
+		switch {
+		case e.GetActivityTaskCompletedEventAttributes() != nil:
+			from = e.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()
+		case e.GetActivityTaskFailedEventAttributes() != nil:
+			from = e.GetActivityTaskFailedEventAttributes().GetScheduledEventId()
+		default:
+			continue
+		}
+		s := scheduled[from]
+		name := s.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+		d := t.Sub(s.GetEventTime().AsTime())
+		if name != "Notify" { // notifications run beside the run
+			inActivities += d
+		}
+		fmt.Printf("    %-12s at %6.2fs took %6.3fs\n", name, s.GetEventTime().AsTime().Sub(first).Seconds(), d.Seconds())
+	}
+	fmt.Printf("    run %.2fs, on its path in activities %.2fs, the rest %.2fs\n",
+		last.Sub(first).Seconds(), inActivities.Seconds(), (last.Sub(first) - inActivities).Seconds())
+	return nil
 }
