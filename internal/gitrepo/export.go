@@ -22,7 +22,7 @@ const completeMarker = ".changeops-export-complete"
 // the complete export and returns at once. The tree is written to a sibling
 // temporary folder and renamed into place, so dest is either absent or whole.
 func Export(repo *git.Repository, sha, dest string) error {
-	if _, err := os.Stat(filepath.Join(dest, completeMarker)); err == nil {
+	if Exported(dest) {
 		return nil
 	}
 	c, err := repo.CommitObject(plumbing.NewHash(sha))
@@ -32,11 +32,16 @@ func Export(repo *git.Repository, sha, dest string) error {
 	return ExportTree(repo, c.TreeHash, sha, dest)
 }
 
+// Exported says whether dest holds a complete export.
+func Exported(dest string) bool {
+	_, err := os.Stat(filepath.Join(dest, completeMarker))
+	return err == nil
+}
+
 // ExportTree is Export for any tree (an effective tree has no commit);
 // label names it in errors.
 func ExportTree(repo *git.Repository, hash plumbing.Hash, label, dest string) error {
-	sha := label
-	if _, err := os.Stat(filepath.Join(dest, completeMarker)); err == nil {
+	if Exported(dest) {
 		return nil
 	}
 	tree, err := repo.TreeObject(hash)
@@ -44,28 +49,28 @@ func ExportTree(repo *git.Repository, hash plumbing.Hash, label, dest string) er
 		return fmt.Errorf("read tree of %s: %w", label, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-		return fmt.Errorf("export %s: %w", sha, err)
+		return fmt.Errorf("export %s: %w", label, err)
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("export %s: %w", sha, err)
+		return fmt.Errorf("export %s: %w", label, err)
 	}
 	defer os.RemoveAll(tmp) // no-op after a successful rename
 	if err := writeTree(tree, tmp); err != nil {
-		return fmt.Errorf("export %s: %w", sha, err)
+		return fmt.Errorf("export %s: %w", label, err)
 	}
-	if err := os.WriteFile(filepath.Join(tmp, completeMarker), []byte(sha+"\n"), 0o644); err != nil {
-		return fmt.Errorf("export %s: %w", sha, err)
+	if err := os.WriteFile(filepath.Join(tmp, completeMarker), []byte(label+"\n"), 0o644); err != nil {
+		return fmt.Errorf("export %s: %w", label, err)
 	}
 	// A half-written dest from a crash has no marker: replace it.
 	if err := os.RemoveAll(dest); err != nil {
-		return fmt.Errorf("export %s: clear %s: %w", sha, dest, err)
+		return fmt.Errorf("export %s: clear %s: %w", label, dest, err)
 	}
 	if err := os.Rename(tmp, dest); err != nil {
 		if _, statErr := os.Stat(filepath.Join(dest, completeMarker)); statErr == nil {
 			return nil // a concurrent export won the race; its copy is whole
 		}
-		return fmt.Errorf("export %s: %w", sha, err)
+		return fmt.Errorf("export %s: %w", label, err)
 	}
 	return nil
 }
