@@ -133,12 +133,22 @@ func (c Check) Name() string {
 	return "empty check"
 }
 
-// Slack configures notifications. With no bot token only the console
-// notifier runs.
+// Slack configures the Slack app: notifications in a channel, and the
+// Approve/Reject buttons. With no bot token only the console notifier runs.
 type Slack struct {
-	BotTokenEnv      string `yaml:"bot_token_env"`
+	BotTokenEnv string `yaml:"bot_token_env"`
+	// SigningSecretEnv verifies the requests Slack sends to
+	// /slack/interactions (button clicks).
 	SigningSecretEnv string `yaml:"signing_secret_env"`
 	Channel          string `yaml:"channel"`
+	// SocketMode receives button clicks over a websocket that changeops
+	// opens (for workspaces that cannot reach changeops over HTTP) instead
+	// of /slack/interactions; it needs an app-level token.
+	SocketMode  bool   `yaml:"socket_mode"`
+	AppTokenEnv string `yaml:"app_token_env"`
+	// GroupCacheTTL is how long user group members and users' emails are
+	// cached; default 1m.
+	GroupCacheTTL Duration `yaml:"group_cache_ttl"`
 	// APIURL overrides Slack's API base (tests point it at slacktest).
 	APIURL string `yaml:"api_url"`
 }
@@ -167,6 +177,7 @@ type Secrets struct {
 	PulumiPassphrase   string
 	SlackBotToken      string
 	SlackSigningSecret string
+	SlackAppToken      string
 	GitHubSecret       string
 	GitLabToken        string
 	GiteaSecret        string
@@ -215,6 +226,7 @@ const (
 	DefaultAuthorName      = "changeops"
 	DefaultAuthorEmail     = "changeops@localhost"
 	DefaultMaxBody         = 5 << 20
+	DefaultGroupCacheTTL   = time.Minute
 
 	InitialBaseline = "baseline"
 	InitialDeploy   = "deploy"
@@ -288,6 +300,9 @@ func (c *Config) ApplyDefaults(base string) {
 	c.Pulumi.Home = absFrom(base, c.Pulumi.Home)
 	c.Pulumi.Root = absFrom(base, c.Pulumi.Root)
 	setDefault(&c.HTTP.Listen, DefaultListen)
+	if c.Slack.GroupCacheTTL == 0 {
+		c.Slack.GroupCacheTTL = Duration(DefaultGroupCacheTTL)
+	}
 	for i := range c.Stacks {
 		s := &c.Stacks[i]
 		setDefault(&s.Approval, ApprovalManual)
@@ -361,6 +376,7 @@ func (c *Config) resolveSecrets(getenv func(string) string) error {
 	c.Secrets.PulumiPassphrase = get("pulumi.passphrase_env", c.Pulumi.PassphraseEnv, true)
 	c.Secrets.SlackBotToken = get("slack.bot_token_env", c.Slack.BotTokenEnv, false)
 	c.Secrets.SlackSigningSecret = get("slack.signing_secret_env", c.Slack.SigningSecretEnv, false)
+	c.Secrets.SlackAppToken = get("slack.app_token_env", c.Slack.AppTokenEnv, c.Slack.SocketMode)
 	c.Secrets.GitHubSecret = get("webhooks.github_secret_env", c.Webhooks.GitHubSecretEnv, true)
 	c.Secrets.GitLabToken = get("webhooks.gitlab_token_env", c.Webhooks.GitLabTokenEnv, true)
 	c.Secrets.GiteaSecret = get("webhooks.gitea_secret_env", c.Webhooks.GiteaSecretEnv, true)
@@ -393,8 +409,16 @@ func (c *Config) Validate() error {
 	if !strings.HasPrefix(c.Pulumi.BackendURL, "file://") && !strings.Contains(c.Pulumi.BackendURL, "://") {
 		bad("pulumi.backend_url %q is not a URL: use file:///path/to/state or another DIY backend URL", c.Pulumi.BackendURL)
 	}
-	if c.Slack.BotTokenEnv != "" && c.Secrets.SlackBotToken != "" && c.Slack.Channel == "" {
-		bad("slack.channel is empty but a bot token is set: name the channel ID to post to")
+	if c.Secrets.SlackBotToken != "" {
+		if c.Slack.Channel == "" {
+			bad("slack.channel is empty but a bot token is set: name the channel ID to post to")
+		}
+		if !c.Slack.SocketMode && c.Secrets.SlackSigningSecret == "" {
+			bad("slack.signing_secret_env names no signing secret, but the Approve/Reject buttons need one to verify Slack's requests: set it to the variable holding the app's signing secret, or use slack.socket_mode with app_token_env")
+		}
+	}
+	if c.Slack.SocketMode && c.Slack.AppTokenEnv == "" {
+		bad("slack.socket_mode is on but slack.app_token_env is empty: name the variable holding the app-level token (xapp-..., scope connections:write)")
 	}
 	if len(c.Stacks) == 0 {
 		bad("stacks is empty: list at least one stack (name, path, stack)")

@@ -91,6 +91,18 @@ func TestRefusals(t *testing.T) {
 			[]string{`stacks[0] (web).repo "network" is not in repos`}},
 		{"unnamed repos entry", good + "repos:\n  - url: /srv/net.git\n", withPassphrase,
 			[]string{"repos[0].name is empty"}},
+		{"slack without a signing secret", good + "slack:\n  bot_token_env: SLACK_BOT_TOKEN\n  channel: C1\n",
+			env(map[string]string{"PULUMI_CONFIG_PASSPHRASE": "x", "SLACK_BOT_TOKEN": "xoxb-1"}),
+			[]string{"slack.signing_secret_env names no signing secret", "socket_mode"}},
+		{"slack without a channel", good + "slack:\n  bot_token_env: SLACK_BOT_TOKEN\n  signing_secret_env: SLACK_SIGNING_SECRET\n",
+			env(map[string]string{"PULUMI_CONFIG_PASSPHRASE": "x", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}),
+			[]string{"slack.channel is empty"}},
+		{"socket mode without an app token", good + "slack:\n  bot_token_env: SLACK_BOT_TOKEN\n  channel: C1\n  socket_mode: true\n",
+			env(map[string]string{"PULUMI_CONFIG_PASSPHRASE": "x", "SLACK_BOT_TOKEN": "xoxb-1"}),
+			[]string{"slack.socket_mode is on but slack.app_token_env is empty", "xapp-"}},
+		{"socket mode app token unset", good + "slack:\n  bot_token_env: SLACK_BOT_TOKEN\n  channel: C1\n  socket_mode: true\n  app_token_env: SLACK_APP_TOKEN\n",
+			env(map[string]string{"PULUMI_CONFIG_PASSPHRASE": "x", "SLACK_BOT_TOKEN": "xoxb-1"}),
+			[]string{"slack.app_token_env names environment variable SLACK_APP_TOKEN, which is not set"}},
 		{"repos entry secret", good + "repos:\n  - name: net\n    url: https://git.example.com/net.git\n    username_env: NET_USER\n    password_env: NET_TOKEN\n", withPassphrase,
 			[]string{"repos[0].username_env names environment variable NET_USER"}},
 	}
@@ -107,6 +119,17 @@ func TestRefusals(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestSlackSocketModeNeedsNoSigningSecret(t *testing.T) {
+	cfg, err := Parse([]byte(good+"slack:\n  bot_token_env: T\n  channel: C1\n  socket_mode: true\n  app_token_env: A\n"), "/",
+		env(map[string]string{"PULUMI_CONFIG_PASSPHRASE": "x", "T": "xoxb-1", "A": "xapp-1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Secrets.SlackAppToken != "xapp-1" || cfg.Slack.GroupCacheTTL.D() != time.Minute {
+		t.Errorf("app token %q, group_cache_ttl %s", cfg.Secrets.SlackAppToken, cfg.Slack.GroupCacheTTL.D())
 	}
 }
 

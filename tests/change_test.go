@@ -151,7 +151,7 @@ func TestFailingVerificationRollsBack(t *testing.T) {
 			`test "$(cat "$PULUMI_OUTPUT_PATH")" != broken || { echo upstream unhealthy; exit 3; }`}}},
 		VerifyTimeout: config.Duration(12 * time.Second),
 	})
-	channel := slackChannel(t, cfg)
+	slack := slackWorkspace(t, cfg)
 	c := startWorker(t, cfg)
 	waitWatching(t, c, branch)
 	setContent := func(msg, content string) string {
@@ -217,10 +217,10 @@ func TestFailingVerificationRollsBack(t *testing.T) {
 	// The revert's own run plans against what is deployed: nothing to do.
 	waitState(t, c, workflows.ChangeWorkflowID(branch, run.RevertCommit), time.Minute, workflows.StateNoOp)
 
-	for _, want := range []string{"[planning] " + bad[:7] + ` "Break the site" (site-verify): received`, "): applying",
-		"): rolling back", "): revert pushed", "): restored site-verify", "[rolled-back] " + bad[:7]} {
-		channel.waitFor(t, want)
-	}
+	// Slack: the run's parent message shows how it ended; its thread tells
+	// the story in order, the restore's verification included.
+	slack.waitThread(t, bad[:7], workflows.StateRolledBack, "received", "plan ready", "approved by policy", "applying", "applied",
+		"rolling back", "verified site-verify", "restored site-verify", "revert pushed", workflows.StateRolledBack)
 	recordHistory(t, c, id, "change_rolled_back.json")
 
 	// A commit touching no stack is a no-op (made on top of the revert, as
@@ -244,6 +244,7 @@ func TestBrokenProgramFailsWithoutRetry(t *testing.T) {
 	cfg := testConfig(t, remote.Bare, branch, config.Stack{
 		Name: "site-broken", Path: "stacks/site", Stack: "test", Approval: config.ApprovalManual, Approvers: []string{"bob"},
 	})
+	slack := slackWorkspace(t, cfg)
 	c := startWorker(t, cfg)
 	waitWatching(t, c, branch)
 
@@ -267,6 +268,11 @@ resources:
 	}
 	if n := countActivities(t, c, id, "Preview"); n != 1 {
 		t.Errorf("preview attempted %d times, want 1 (not retryable)", n)
+	}
+	// Slack hears why, in the run's thread; no one is asked to approve.
+	th := slack.waitThread(t, sha[:7], workflows.StateFailed, "received", workflows.StateFailed)
+	if !strings.Contains(th[1].Blocks, "changeops:index:Nope") {
+		t.Errorf("the failure message does not say what failed: %s", th[1].Blocks)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slack-go/slack"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
@@ -23,6 +24,7 @@ import (
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/notify"
 	"github.com/changeops/changeops/internal/pulumienv"
+	"github.com/changeops/changeops/internal/slackapp"
 	"github.com/changeops/changeops/workflows"
 )
 
@@ -34,6 +36,10 @@ type Worker struct {
 	worker sdkworker.Worker
 	http   *http.Server
 	ln     net.Listener
+	// approvals takes Slack button clicks; nil without Slack.
+	approvals *slackapp.Approvals
+	// stopSocket ends Socket Mode, when it runs.
+	stopSocket context.CancelFunc
 }
 
 // Start connects, registers and starts everything, and returns once the
@@ -71,8 +77,20 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 		return nil, err
 	}
 	notifier := notify.Multi{notify.Console{Logger: logger}}
+	var approvals *slackapp.Approvals
+	if cfg.Slack.BotTokenEnv != "" && cfg.Secrets.SlackBotToken == "" {
+		logger.Warn("slack is off: slack.bot_token_env names " + cfg.Slack.BotTokenEnv + ", which is not set; export the bot token (xoxb-...) to post to Slack")
+	}
 	if cfg.Secrets.SlackBotToken != "" {
-		notifier = append(notifier, notify.NewSlack(cfg.Secrets.SlackBotToken, cfg.Slack.Channel, cfg.Slack.APIURL))
+		n := slackapp.NewNotifier(cfg.Secrets.SlackBotToken, cfg.Slack.Channel, cfg.Slack.APIURL)
+		if checkSlack(ctx, n, logger) {
+			notifier = append(notifier, n)
+		}
+		approvals = &slackapp.Approvals{
+			Temporal: c, Slack: n.Client, Logger: logger, HTTP: &http.Client{Timeout: 10 * time.Second},
+			SigningSecret: cfg.Secrets.SlackSigningSecret,
+			Directory:     slackapp.NewDirectory(n.Client, cfg.Slack.GroupCacheTTL.D()),
+		}
 	}
 
 	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{})
@@ -88,7 +106,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 		c.Close()
 		return nil, fmt.Errorf("listen on http.listen %s: %w", cfg.HTTP.Listen, err)
 	}
-	wk := &Worker{cfg: cfg, logger: logger, client: c, worker: w, ln: ln}
+	wk := &Worker{cfg: cfg, logger: logger, client: c, worker: w, ln: ln, approvals: approvals}
 	wk.http = &http.Server{Handler: wk.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := wk.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -103,6 +121,9 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 	if err := wk.startWatchers(ctx); err != nil {
 		wk.Stop()
 		return nil, err
+	}
+	if approvals != nil && cfg.Slack.SocketMode {
+		wk.runSocketMode()
 	}
 	logger.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "repo", cfg.Repo.URL,
 		"watches", len(cfg.Watches()), "http", ln.Addr().String())
@@ -129,11 +150,53 @@ func (w *Worker) Addr() string { return w.ln.Addr().String() }
 // Stop stops polling, lets running activities finish, closes the HTTP
 // server and the client.
 func (w *Worker) Stop() {
+	if w.stopSocket != nil {
+		w.stopSocket()
+	}
 	w.worker.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = w.http.Shutdown(ctx)
+	if w.approvals != nil {
+		w.approvals.Wait() // a click already acknowledged still gets its decision
+	}
 	w.client.Close()
+}
+
+// checkSlack asks Slack about the bot token once, at start-up, and says
+// clearly what is wrong. A token Slack refuses turns Slack notifications
+// off for this process (every one would fail); Slack being unreachable
+// does not, since it may come back.
+func checkSlack(ctx context.Context, n *slackapp.Notifier, logger *slog.Logger) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	who, err := n.Check(ctx)
+	switch {
+	case errors.Is(err, slackapp.ErrBadToken):
+		logger.Error("slack notifications are off: check slack.bot_token_env (a bot token, xoxb-...) and reinstall the app if it was revoked; notifications go to the log only, approvals through changeops approve", "error", err)
+		return false
+	case err != nil:
+		logger.Warn("slack is not reachable now; notifications will be retried as they go out", "error", err)
+		return true
+	}
+	logger.Info("slack connected", "team", who.Team, "bot", who.User, "channel", n.Channel)
+	return true
+}
+
+// runSocketMode receives Slack interactions over Socket Mode until Stop.
+func (w *Worker) runSocketMode() {
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stopSocket = cancel
+	var opts []slack.Option
+	if w.cfg.Slack.APIURL != "" {
+		opts = append(opts, slack.OptionAPIURL(w.cfg.Slack.APIURL))
+	}
+	api := slack.New(w.cfg.Secrets.SlackBotToken, append(opts, slack.OptionAppLevelToken(w.cfg.Secrets.SlackAppToken))...)
+	go func() {
+		if err := w.approvals.RunSocketMode(ctx, api); err != nil {
+			w.logger.Error("slack socket mode stopped: buttons do not work until the worker restarts; approve with changeops approve", "error", err)
+		}
+	}()
 }
 
 // startWatchers makes sure each (repository, branch) the stacks deploy
@@ -170,6 +233,9 @@ func (w *Worker) routes() http.Handler {
 	mux := http.NewServeMux()
 	hooks := &webhooks{cfg: w.cfg, logger: w.logger, poke: w.poke}
 	hooks.register(mux)
+	if w.approvals != nil && !w.cfg.Slack.SocketMode {
+		mux.Handle("POST /slack/interactions", w.approvals)
+	}
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) {
 		if _, err := w.client.CheckHealth(r.Context(), &client.CheckHealthRequest{}); err != nil {
 			http.Error(rw, "temporal unreachable", http.StatusServiceUnavailable)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/slackui"
 )
 
 // approvalFor derives what a run asks of approvers from the stacks' policies
@@ -66,14 +67,22 @@ func validateDecision(st *Status, req DecisionRequest) error {
 		return fmt.Errorf("change %s was already decided by %s", short, st.Decision.User)
 	case st.State != StateAwaitingApproval:
 		return fmt.Errorf("change %s is %s, not awaiting approval", short, st.State)
-	case !slices.Contains(st.Approval.Approvers, req.User):
+	case !allowed(st.Approval.Approvers, req):
 		return fmt.Errorf("%s may not decide change %s: approvers for %s are %s",
 			req.User, short, strings.Join(st.Approval.Stacks, ", "), strings.Join(st.Approval.Approvers, ", "))
-	case req.Approve && st.Approval.FourEyes && isAuthor(req.User, st.Commit):
+	case req.Approve && st.Approval.FourEyes && (isAuthor(req.User, st.Commit) || isAuthor(req.Email, st.Commit)):
 		return fmt.Errorf("%s wrote commit %s and %s four eyes: another approver must approve",
 			req.User, short, stacksRequire(st.Approval.Stacks))
 	}
 	return nil
+}
+
+// allowed says whether the request's user may decide: listed by name, or
+// through a listed Slack user group (Via) whose membership the Slack app
+// checked; only a group ID (S…) can stand for its members.
+func allowed(approvers []string, req DecisionRequest) bool {
+	return slices.Contains(approvers, req.User) ||
+		(slackui.IsGroupID(req.Via) && slices.Contains(approvers, req.Via))
 }
 
 // stacksRequire reads "stack web requires" or "stacks api, web require".

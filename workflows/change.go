@@ -82,7 +82,7 @@ func (r *changeRun) setup(ctx workflow.Context) error {
 }
 
 func (r *changeRun) record(ctx workflow.Context, req DecisionRequest) {
-	r.st.Decision = &Decision{Approve: req.Approve, User: req.User, Comment: req.Comment, At: workflow.Now(ctx)}
+	r.st.Decision = &Decision{Approve: req.Approve, User: req.User, Comment: req.Comment, At: workflow.Now(ctx), Via: req.Via}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, ChangeApprover.ValueSet(req.User)); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert approver", "error", err)
 	}
@@ -115,7 +115,7 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 	if more := insp.ChangedCount - len(insp.ChangedPaths); more > 0 {
 		changed += fmt.Sprintf("\n… and %d more", more)
 	}
-	r.notify(ctx, "received", changed)
+	r.notify(ctx, notify.Event{Kind: notify.KindReceived, Step: "received", Detail: changed})
 	if len(r.stacks) == 0 {
 		return r.finish(ctx, StateNoOp, "the commit touches no configured stack")
 	}
@@ -155,10 +155,10 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 		if round == maxPlanRounds {
 			return r.finish(ctx, StateFailed, fmt.Sprintf("the plan kept changing between approval and apply (%d rounds): %s", round, res.Reason))
 		}
-		r.notify(ctx, "plan changed", res.Reason+"; planning again")
+		r.notify(ctx, notify.Event{Kind: notify.KindPlanChanged, Step: "plan changed", Detail: res.Reason + "; planning again"})
 		r.st.Plans, r.st.Applies, r.st.Decision = nil, nil, nil
 	}
-	r.notify(ctx, "applied", applySummary(r.st.Applies))
+	r.notify(ctx, notify.Event{Kind: notify.KindApplied, Step: "applied", Detail: applySummary(r.st.Applies)})
 
 	// 6. Verify.
 	r.enter(ctx, StateVerifying, fmt.Sprintf("Verifying %s…", strings.Join(r.st.Stacks, ", ")))
@@ -192,7 +192,7 @@ func (r *changeRun) plan(ctx workflow.Context) (ChangeResult, bool) {
 		}
 		r.st.Plans = append(r.st.Plans, plan)
 	}
-	r.notify(ctx, "plan ready", planSummary(r.st.Plans))
+	r.notify(ctx, notify.Event{Kind: notify.KindPlanned, Step: "plan ready", Detail: planSummary(r.st.Plans), Plans: notePlans(r.st.Plans)})
 	return ChangeResult{}, true
 }
 
@@ -202,7 +202,7 @@ func (r *changeRun) plan(ctx workflow.Context) (ChangeResult, bool) {
 func (r *changeRun) apply(ctx workflow.Context) (res ChangeResult, changed bool) {
 	short := shortSHA(r.in.Commit)
 	r.enter(ctx, StateApplying, fmt.Sprintf("Applying %s…", strings.Join(r.st.Stacks, ", ")))
-	r.notify(ctx, "applying", "")
+	r.notify(ctx, notify.Event{Kind: notify.KindApplying, Step: "applying"})
 	for i, s := range r.stacks {
 		r.detail(ctx, fmt.Sprintf("Applying %s at %s…", s.Name, short))
 		in := r.stackInput(s)
@@ -249,7 +249,7 @@ func (r *changeRun) approve(ctx workflow.Context) (ChangeResult, bool) {
 	ap := &r.st.Approval
 	if !ap.Required {
 		r.st.Decision = &Decision{Approve: true, User: "policy", Auto: true, At: workflow.Now(ctx)}
-		r.notify(ctx, "approved by policy", "")
+		r.notify(ctx, notify.Event{Kind: notify.KindDecision, Step: "approved by policy"})
 		return ChangeResult{}, true
 	}
 	if len(ap.Approvers) == 0 {
@@ -258,7 +258,11 @@ func (r *changeRun) approve(ctx workflow.Context) (ChangeResult, bool) {
 	}
 	ap.Deadline = workflow.Now(ctx).Add(ap.Timeout)
 	r.enter(ctx, StateAwaitingApproval, fmt.Sprintf("Waiting for %s until %s", strings.Join(ap.Approvers, " or "), ap.Deadline.Format(time.RFC3339)))
-	r.notify(ctx, "awaiting approval", fmt.Sprintf("approvers: %s; expires %s", strings.Join(ap.Approvers, ", "), ap.Deadline.Format(time.RFC3339)))
+	r.notify(ctx, notify.Event{
+		Kind: notify.KindApproval, Step: "awaiting approval",
+		Detail: fmt.Sprintf("approvers: %s; expires %s", strings.Join(ap.Approvers, ", "), ap.Deadline.Format(time.RFC3339)),
+		Ask:    &notify.Ask{Approvers: ap.Approvers, FourEyes: ap.FourEyes, Deadline: ap.Deadline},
+	})
 	decided, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
 		Timeout:      ap.Timeout,
 		TimerOptions: workflow.TimerOptions{Summary: "approval timeout"},
@@ -273,7 +277,7 @@ func (r *changeRun) approve(ctx workflow.Context) (ChangeResult, bool) {
 	if !d.Approve {
 		return r.finish(ctx, StateRejected, fmt.Sprintf("rejected by %s %s", d.User, quote(d.Comment))), false
 	}
-	r.notify(ctx, "approved by "+d.User, d.Comment)
+	r.notify(ctx, notify.Event{Kind: notify.KindDecision, Step: "approved by " + d.User, Detail: d.Comment})
 	return ChangeResult{}, true
 }
 
@@ -298,7 +302,7 @@ func (r *changeRun) verify(ctx workflow.Context, s config.Stack, commit string, 
 		}
 		r.st.Verifications[idx] = res
 		if res.Passed {
-			r.notify(ctx, "verified "+s.Name, checkSummary(res))
+			r.notify(ctx, notify.Event{Kind: notify.KindVerified, Step: "verified " + s.Name, Detail: checkSummary(res), Checks: noteChecks(res)})
 			return "", true
 		}
 		if !workflow.Now(ctx).Add(interval).Before(deadline) {
@@ -324,7 +328,7 @@ func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResu
 	r.st.Error = reason
 	short := shortSHA(r.in.Commit)
 	r.enter(ctx, StateRollingBack, fmt.Sprintf("Rolling back %s…", short))
-	r.notify(ctx, "rolling back", reason)
+	r.notify(ctx, notify.Event{Kind: notify.KindRollingBack, Step: "rolling back", Detail: reason})
 
 	// Restore the last good state of each stack, then verify it. This
 	// comes before the revert commit lands so that the revert's own run,
@@ -362,13 +366,13 @@ func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResu
 		problems = append(problems, "revert commit: "+errorMessage(err))
 	case len(rev.Conflicts) > 0:
 		problems = append(problems, fmt.Sprintf("the revert of %s conflicts in %s: revert it by hand", short, strings.Join(rev.Conflicts, ", ")))
-		r.notify(ctx, "revert conflicts", strings.Join(rev.Conflicts, "\n"))
+		r.notify(ctx, notify.Event{Kind: notify.KindRevertConflict, Step: "revert conflicts", Detail: strings.Join(rev.Conflicts, "\n")})
 	case rev.Revert != "":
 		r.st.RevertCommit = rev.Revert
 		if err := workflow.UpsertTypedSearchAttributes(ctx, ChangeRevertCommit.ValueSet(rev.Revert)); err != nil {
 			workflow.GetLogger(ctx).Warn("upsert revert commit", "error", err)
 		}
-		r.notify(ctx, "revert pushed", fmt.Sprintf("%s Revert %q", shortSHA(rev.Revert), r.st.Commit.Subject))
+		r.notify(ctx, notify.Event{Kind: notify.KindRevert, Step: "revert pushed", Detail: fmt.Sprintf("%s Revert %q", shortSHA(rev.Revert), r.st.Commit.Subject)})
 	}
 
 	// Report.
@@ -420,7 +424,7 @@ func (r *changeRun) restore(ctx workflow.Context, s config.Stack) Restore {
 	}
 	res.OK = true
 	res.Detail = fmt.Sprintf("restored to %s and verified", short)
-	r.notify(ctx, "restored "+s.Name, res.Detail)
+	r.notify(ctx, notify.Event{Kind: notify.KindRestored, Step: "restored " + s.Name, Detail: res.Detail})
 	return res
 }
 
@@ -450,23 +454,23 @@ func (r *changeRun) finish(ctx workflow.Context, state, reason string) ChangeRes
 		r.st.Error = reason
 	}
 	r.enter(ctx, state, reason)
-	r.notify(ctx, state, reason)
+	r.notify(ctx, notify.Event{Kind: notify.KindFinished, Step: state, Detail: reason})
 	return ChangeResult{State: state, Reason: reason}
 }
 
-// notify queues a step message; the outbox delivers it in order and a
+// notify queues a step message about the run; e says what happened and
+// notify adds who, what and where. The outbox delivers it in order and a
 // failure is logged, never fatal.
-func (r *changeRun) notify(ctx workflow.Context, step, detail string) {
-	e := notify.Event{
-		RunID:   r.st.ID,
-		Branch:  r.in.Branch,
-		Commit:  r.st.Commit.SHA,
-		Subject: r.st.Commit.Subject,
-		Author:  r.st.Commit.AuthorName,
-		Stacks:  r.st.Stacks,
-		State:   r.st.State,
-		Step:    step,
-		Detail:  detail,
+func (r *changeRun) notify(ctx workflow.Context, e notify.Event) {
+	e.RunID = r.st.ID
+	e.Branch = r.in.Branch
+	e.Commit = r.st.Commit.SHA
+	e.Subject = r.st.Commit.Subject
+	e.Author = r.st.Commit.AuthorName
+	e.Stacks = r.st.Stacks
+	e.State = r.st.State
+	if d := r.st.Decision; d != nil && (e.Kind == notify.KindDecision || e.Kind == notify.KindFinished) {
+		e.Decision = &notify.Decision{Approve: d.Approve, User: d.User, Comment: d.Comment, At: d.At, Auto: d.Auto}
 	}
 	if r.in.UIURL != "" {
 		e.URL = fmt.Sprintf("%s/namespaces/%s/workflows/%s", strings.TrimSuffix(r.in.UIURL, "/"),

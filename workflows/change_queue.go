@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/internal/notify"
 )
 
 // acquire enters the run's stacks' queues, waits until every one is granted
@@ -85,7 +86,7 @@ func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
 		for i, u := range eff.Undone {
 			shorts[i] = shortSHA(u)
 		}
-		r.notify(ctx, "effective tree", fmt.Sprintf("deploying %s without %s, reverted since", short, strings.Join(shorts, ", ")))
+		r.notify(ctx, notify.Event{Step: "effective tree", Detail: fmt.Sprintf("deploying %s without %s, reverted since", short, strings.Join(shorts, ", "))})
 	}
 	return ChangeResult{}, true
 }

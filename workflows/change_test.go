@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -25,8 +26,9 @@ type ChangeSuite struct {
 	testsuite.WorkflowTestSuite
 	env *testsuite.TestWorkflowEnvironment
 	// notes collects every notification step, in order.
-	mu    sync.Mutex
-	notes []string
+	mu     sync.Mutex
+	notes  []string
+	events []notify.Event
 	// lastGood is what the queues' grants carry; released collects the
 	// releases the run sent, by stack.
 	lastGood *activities.Deployed
@@ -41,12 +43,29 @@ const sha = "3f2a91c0aa0000000000000000000000000000aa"
 
 func (s *ChangeSuite) SetupTest() {
 	s.newEnv()
-	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, e notify.Event) error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.notes = append(s.notes, e.Step)
-		return nil
-	}).Maybe()
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(s.threadingNotifier).Maybe()
+}
+
+// threadingNotifier records each event and answers like a chat that keeps
+// a thread per run: the first event's message becomes the parent, and an
+// approval request's message holds the buttons until the run moves on.
+func (s *ChangeSuite) threadingNotifier(_ context.Context, e notify.Event) (notify.Thread, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notes = append(s.notes, e.Step)
+	s.events = append(s.events, e)
+	th := e.Thread
+	if th.ParentTS == "" {
+		th.ParentTS = fmt.Sprintf("parent-%d", len(s.events))
+	}
+	th.State = e.State
+	switch {
+	case e.Kind == notify.KindApproval:
+		th.ApprovalTS = fmt.Sprintf("approval-%d", len(s.events))
+	case e.Kind == notify.KindDecision:
+		th.ApprovalTS = ""
+	}
+	return th, nil
 }
 
 // newEnv makes a fresh environment whose stack queues answer: the watcher
@@ -55,8 +74,12 @@ func (s *ChangeSuite) SetupTest() {
 func (s *ChangeSuite) newEnv() {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterActivity(&activities.Activities{})
-	s.notes, s.asked, s.lastGood = nil, nil, nil
+	// A mock of the previous environment may still be running: reset
+	// under its lock.
+	s.mu.Lock()
+	s.notes, s.events, s.asked, s.lastGood = nil, nil, nil, nil
 	s.released = map[string]activities.Release{}
+	s.mu.Unlock()
 	s.env.OnSignalExternalWorkflow(mock.Anything, WatcherID("", "main"), "", EnqueueRunSignal, mock.Anything).Return(
 		func(_, _, _, _ string, arg any) error {
 			s.mu.Lock()
@@ -449,7 +472,7 @@ func (s *ChangeSuite) TestMissingCommitFails() {
 
 func (s *ChangeSuite) TestNotificationFailureNeverFailsTheRun() {
 	s.newEnv()
-	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(errors.New("slack is down"))
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(notify.Thread{}, errors.New("slack is down"))
 	s.inspect(stack("web", config.ApprovalAuto))
 	s.plan("web", activities.PlanResult{Update: 1})
 	s.apply("web")
@@ -464,12 +487,7 @@ func (s *ChangeSuite) TestNotificationFailureNeverFailsTheRun() {
 // the run completes.
 func (s *ChangeSuite) TestSlowNotificationsDelayNothing() {
 	s.newEnv()
-	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).After(10 * time.Minute).Return(func(_ context.Context, e notify.Event) error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.notes = append(s.notes, e.Step)
-		return nil
-	})
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).After(10 * time.Minute).Return(s.threadingNotifier)
 	s.inspect(stack("web", config.ApprovalAuto))
 	s.plan("web", activities.PlanResult{Update: 1})
 	s.apply("web")
@@ -537,7 +555,7 @@ func (s *ChangeSuite) TestWatcherStartedRunDoesNotEnqueueAgain() {
 func (s *ChangeSuite) TestWithoutWatcherEntersQueuesItself() {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterActivity(&activities.Activities{})
-	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(nil).Maybe()
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(notify.Thread{}, nil).Maybe()
 	s.env.OnSignalExternalWorkflow(mock.Anything, WatcherID("", "main"), "", EnqueueRunSignal, mock.Anything).
 		Return(errors.New("unknown external workflow execution")).Once()
 	s.env.OnSignalExternalWorkflow(mock.Anything, "queue/web", "", ReleaseSignal, mock.Anything).Return(nil).Once()
@@ -667,4 +685,113 @@ func (s *ChangeSuite) TestAutoApplyIsNotHeldToThePlan() {
 	s.verify("web", true).Once()
 
 	s.Equal(StateSucceeded, s.run().State)
+}
+
+// Each delivery gets the thread the one before returned: the parent made
+// by the first message, the approval buttons until the decision. The
+// events carry what a chat renders: the plan, who may decide, the
+// decision, the checks.
+func (s *ChangeSuite) TestNotificationsThreadThroughTheRun() {
+	s.inspect(stack("web", config.ApprovalManual, "bob"))
+	s.plan("web", activities.PlanResult{Update: 1, Diff: strings.Repeat("~ page\n", 1000)})
+	s.apply("web")
+	s.verify("web", true).Once()
+	var refused error
+	s.decide(time.Minute, DecisionRequest{Approve: true, User: "bob", Comment: "lgtm"}, &refused)
+
+	s.Equal(StateSucceeded, s.run().State)
+	s.Require().Len(s.events, 8)
+	s.Equal(notify.Thread{}, s.events[0].Thread, "the first event starts the thread")
+	var kinds []notify.Kind
+	for i, e := range s.events {
+		kinds = append(kinds, e.Kind)
+		if i > 0 {
+			s.Equal("parent-1", e.Thread.ParentTS, "event %d (%s) goes into the run's thread", i, e.Step)
+			s.Equal(s.events[i-1].State, e.Thread.State, "event %d knows what the parent shows", i)
+		}
+	}
+	s.Equal([]notify.Kind{notify.KindReceived, notify.KindPlanned, notify.KindApproval, notify.KindDecision,
+		notify.KindApplying, notify.KindApplied, notify.KindVerified, notify.KindFinished}, kinds)
+
+	planned, ask, decision := s.events[1], s.events[2], s.events[3]
+	s.Require().Len(planned.Plans, 1)
+	s.Equal(1, planned.Plans[0].Update)
+	s.Len([]rune(planned.Plans[0].Diff), notify.MaxDiff, "a notification carries only what a chat can show")
+	s.True(planned.Plans[0].DiffTruncated)
+	s.Require().NotNil(ask.Ask)
+	s.Equal([]string{"bob"}, ask.Ask.Approvers)
+	s.Equal("approval-3", decision.Thread.ApprovalTS, "the decision can close the message with the buttons")
+	s.Require().NotNil(decision.Decision)
+	s.Equal("bob", decision.Decision.User)
+	s.Equal("lgtm", decision.Decision.Comment)
+	s.Empty(s.events[4].Thread.ApprovalTS)
+	s.Require().Len(s.events[6].Checks, 1)
+	s.Equal("web", s.events[6].Checks[0].Stack)
+}
+
+// A failed delivery keeps the thread as it was, so the next message still
+// finds the run's parent.
+func (s *ChangeSuite) TestFailedNotificationKeepsTheThread() {
+	s.newEnv()
+	calls := 0
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(ctx context.Context, e notify.Event) (notify.Thread, error) {
+		s.mu.Lock()
+		calls++
+		fail := e.Kind == notify.KindPlanned
+		s.mu.Unlock()
+		if fail {
+			return notify.Thread{}, temporal.NewNonRetryableApplicationError("slack is down", "test", nil)
+		}
+		return s.threadingNotifier(ctx, e)
+	})
+	s.inspect(stack("web", config.ApprovalAuto))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+
+	s.Equal(StateSucceeded, s.run().State)
+	s.Greater(calls, len(s.events), "the plan notification failed")
+	for _, e := range s.events[1:] {
+		s.Equal("parent-1", e.Thread.ParentTS, "%s still goes into the thread", e.Step)
+	}
+}
+
+// A Slack user not listed by ID may decide through a listed user group the
+// Slack app found them in; a group that is not listed, or a name that is
+// not a group ID, does not let anyone in.
+func (s *ChangeSuite) TestApprovalThroughAUserGroup() {
+	s.inspect(stack("web", config.ApprovalManual, "U0BOB", "S0PLATFORM"))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+	var notListed, notGroup, ok error
+	s.decide(time.Minute, DecisionRequest{Approve: true, User: "U0CAROL", Via: "S0OTHER"}, &notListed)
+	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "U0CAROL", Via: "bob"}, &notGroup)
+	s.decide(3*time.Minute, DecisionRequest{Approve: true, User: "U0CAROL", Via: "S0PLATFORM"}, &ok)
+
+	s.Equal(StateSucceeded, s.run().State)
+	s.ErrorContains(notListed, "U0CAROL may not decide")
+	s.ErrorContains(notGroup, "U0CAROL may not decide")
+	s.NoError(ok)
+	st := s.status()
+	s.Equal("U0CAROL", st.Decision.User)
+	s.Equal("S0PLATFORM", st.Decision.Via)
+}
+
+// Under four eyes a Slack user is matched to the commit's author by email,
+// since a Slack user ID is not a git identity.
+func (s *ChangeSuite) TestFourEyesMatchesSlackEmail() {
+	web := stack("web", config.ApprovalManual, "U0ALICE", "U0BOB")
+	web.FourEyes = true
+	s.inspect(web)
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+	var author, other error
+	s.decide(time.Minute, DecisionRequest{Approve: true, User: "U0ALICE", Email: "Alice@Example.com"}, &author)
+	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "U0BOB", Email: "bob@example.com"}, &other)
+
+	s.Equal(StateSucceeded, s.run().State)
+	s.ErrorContains(author, "U0ALICE wrote commit 3f2a91c")
+	s.NoError(other)
 }

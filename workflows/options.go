@@ -55,15 +55,19 @@ func verifyOptions(summary string) workflow.ActivityOptions {
 	return o
 }
 
-// notifyOptions: a few quick tries, then the run moves on.
+// notifyOptions: a few tries, waiting as long as a rate limit asks (the
+// activity sets the next delay), bounded in all so that an outage of the
+// chat service never holds a run's ending for long.
 func notifyOptions(summary string) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		Summary:             summary,
-		StartToCloseTimeout: 15 * time.Second,
+		Summary:                summary,
+		StartToCloseTimeout:    15 * time.Second,
+		ScheduleToCloseTimeout: 3 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,
-			MaximumAttempts:    3,
+			MaximumInterval:    30 * time.Second,
+			MaximumAttempts:    5,
 		},
 	}
 }

@@ -14,6 +14,9 @@ type outbox struct {
 	async   bool
 	pending []notify.Event
 	busy    bool
+	// thread is where the run's messages went so far (the Slack parent
+	// message and approval buttons), handed to each next delivery.
+	thread notify.Thread
 }
 
 func newOutbox(ctx workflow.Context) *outbox {
@@ -27,7 +30,7 @@ func newOutbox(ctx workflow.Context) *outbox {
 // send queues e (or, on the old shape, delivers it now).
 func (o *outbox) send(ctx workflow.Context, e notify.Event) {
 	if !o.async {
-		deliver(ctx, e)
+		o.deliver(ctx, e)
 		return
 	}
 	o.pending = append(o.pending, e)
@@ -41,7 +44,7 @@ func (o *outbox) loop(ctx workflow.Context) {
 		e := o.pending[0]
 		o.pending = o.pending[1:]
 		o.busy = true
-		deliver(ctx, e)
+		o.deliver(ctx, e)
 		o.busy = false
 	}
 }
@@ -52,10 +55,22 @@ func (o *outbox) drain(ctx workflow.Context) {
 	_ = workflow.Await(ctx, func() bool { return len(o.pending) == 0 && !o.busy })
 }
 
-// deliver sends one notification, retried a few times by its activity
-// options; a failure is logged, never fatal.
-func deliver(ctx workflow.Context, e notify.Event) {
-	if err := workflow.ExecuteActivity(withOptions(ctx, notifyOptions("Notify: "+e.Step)), a.Notify, e).Get(ctx, nil); err != nil {
-		workflow.GetLogger(ctx).Warn("notification not delivered", "step", e.Step, "error", err)
+// deliver sends one of the run's notifications into its thread and keeps
+// where the thread now stands.
+func (o *outbox) deliver(ctx workflow.Context, e notify.Event) {
+	e.Thread = o.thread
+	if th, ok := deliver(ctx, e); ok {
+		o.thread = th
 	}
+}
+
+// deliver sends one notification, retried a few times by its activity
+// options; a failure is logged, never fatal. ok is false when it was not
+// delivered.
+func deliver(ctx workflow.Context, e notify.Event) (th notify.Thread, ok bool) {
+	if err := workflow.ExecuteActivity(withOptions(ctx, notifyOptions("Notify: "+e.Step)), a.Notify, e).Get(ctx, &th); err != nil {
+		workflow.GetLogger(ctx).Warn("notification not delivered", "step", e.Step, "error", err)
+		return e.Thread, false
+	}
+	return th, true
 }

@@ -178,6 +178,7 @@ func (q *stackQueue) skip(ctx workflow.Context, e activities.QueueEntry, why str
 		q.st.Skipped = q.st.Skipped[len(q.st.Skipped)-maxSkipped:]
 	}
 	deliver(ctx, notify.Event{
+		Kind:   notify.KindQueue,
 		RunID:  e.RunID,
 		Commit: e.Commit,
 		Stacks: []string{q.st.Stack},

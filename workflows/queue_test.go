@@ -37,8 +37,12 @@ func TestQueueSuite(t *testing.T) { suite.Run(t, new(QueueSuite)) }
 func (s *QueueSuite) SetupTest() {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterActivity(&activities.Activities{})
+	// A mock of the previous test's environment may still be running (an
+	// activity in flight when its workflow ended): reset under its lock.
+	s.mu.Lock()
 	s.grants, s.notes = nil, nil
 	s.got, s.gone, s.open = map[string]activities.Grant{}, map[string]bool{}, map[string]bool{}
+	s.mu.Unlock()
 	s.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", GrantSignal, mock.Anything).Return(
 		func(_, id, _, _ string, arg any) error {
 			s.mu.Lock()
@@ -56,11 +60,11 @@ func (s *QueueSuite) SetupTest() {
 		open, known := s.open[id]
 		return open || !known, nil
 	}).Maybe()
-	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, e notify.Event) error {
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, e notify.Event) (notify.Thread, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.notes = append(s.notes, e)
-		return nil
+		return notify.Thread{}, nil
 	}).Maybe()
 }
 

@@ -3,8 +3,10 @@ package workflows
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/internal/notify"
 )
 
 // Plain-text summaries for notifications and current details.
@@ -49,4 +51,28 @@ func failedChecks(v activities.VerifyResult) string {
 		}
 	}
 	return strings.Join(out, "; ")
+}
+
+// notePlans is the plans as a notification carries them: counts, and as
+// much of each diff as a chat message can show (the whole plan stays in
+// the run's status), so notification payloads stay small in history.
+func notePlans(plans []activities.PlanResult) []notify.Plan {
+	var out []notify.Plan
+	for _, p := range plans {
+		n := notify.Plan{Stack: p.Stack, Create: p.Create, Update: p.Update, Replace: p.Replace, Delete: p.Delete, Same: p.Same,
+			Diff: p.Diff, DiffTruncated: p.DiffTruncated}
+		if utf8.RuneCountInString(n.Diff) > notify.MaxDiff {
+			n.Diff, n.DiffTruncated = string([]rune(n.Diff)[:notify.MaxDiff]), true
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func noteChecks(v activities.VerifyResult) []notify.Check {
+	var out []notify.Check
+	for _, c := range v.Results {
+		out = append(out, notify.Check{Stack: v.Stack, Name: c.Check, Passed: c.Passed, Detail: c.Detail})
+	}
+	return out
 }

@@ -34,6 +34,13 @@ type DecisionRequest struct {
 	Approve bool
 	User    string
 	Comment string
+	// Via is the approvers entry (a Slack user group) through which User
+	// may decide, when User is not listed by name; the Slack app sets it
+	// after checking membership.
+	Via string `json:",omitempty"`
+	// Email is the deciding user's email, when known (Slack), compared
+	// with the commit's author under four eyes.
+	Email string `json:",omitempty"`
 }
 
 // DecisionResult answers an accepted decision (the Update's return value).
@@ -47,6 +54,8 @@ type Decision struct {
 	User    string
 	Comment string
 	At      time.Time
+	// Via is the user group that allowed User, if any.
+	Via string `json:",omitempty"`
 	// Auto is set when policy approved without a person.
 	Auto bool
 }

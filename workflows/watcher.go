@@ -199,6 +199,7 @@ func (w *watcher) waitForAck(ctx workflow.Context) {
 
 func (w *watcher) notify(ctx workflow.Context, step, commit, detail string) {
 	e := notify.Event{
+		Kind:   notify.KindBranch,
 		RunID:  workflow.GetInfo(ctx).WorkflowExecution.ID,
 		Branch: w.in.Branch,
 		Commit: commit,

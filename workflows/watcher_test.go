@@ -41,8 +41,12 @@ func (s *WatcherSuite) SetupTest() {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterActivity(&activities.Activities{})
 	s.env.RegisterWorkflowWithOptions(ChangeWorkflow, workflow.RegisterOptions{Name: ChangeWorkflowName})
+	// A mock of the previous test's environment may still be running:
+	// reset under its lock.
+	s.mu.Lock()
 	s.polls, s.errs, s.n, s.lastIn, s.started, s.notes = nil, map[int]error{}, 0, nil, nil, nil
 	s.inputs, s.queued = map[string]ChangeInput{}, nil
+	s.mu.Unlock()
 	s.env.OnActivity(a.Enqueue, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.EnqueueRequest) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -72,11 +76,11 @@ func (s *WatcherSuite) SetupTest() {
 		s.inputs[in.Commit] = in
 		return ChangeResult{State: StateSucceeded}, nil
 	})
-	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, e notify.Event) error {
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, e notify.Event) (notify.Thread, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.notes = append(s.notes, e.Step)
-		return nil
+		return notify.Thread{}, nil
 	}).Maybe()
 }
 

@@ -12,13 +12,18 @@ type Console struct {
 	Logger *slog.Logger
 }
 
-func (c Console) Notify(ctx context.Context, e Event) error {
-	c.Logger.InfoContext(ctx, e.Step,
+func (c Console) Notify(ctx context.Context, d *Delivery) error {
+	e := d.Event
+	attrs := []any{
 		"run", e.RunID,
 		"commit", ShortSHA(e.Commit),
 		"stacks", strings.Join(e.Stacks, ","),
 		"state", e.State,
 		"detail", e.Detail,
-	)
+	}
+	if d.Attempt > 1 {
+		attrs = append(attrs, "attempt", d.Attempt)
+	}
+	c.Logger.InfoContext(ctx, e.Step, attrs...)
 	return nil
 }

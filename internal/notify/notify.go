@@ -9,6 +9,31 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+)
+
+// Kind says what an event reports, so that a renderer can lay it out (a
+// plan as counts and a diff, an approval request with buttons).
+type Kind string
+
+const (
+	KindReceived       Kind = "received"        // the run saw its commit
+	KindPlanned        Kind = "planned"         // Plans holds each stack's preview
+	KindPlanChanged    Kind = "plan-changed"    // planning again after approval
+	KindApproval       Kind = "approval"        // Ask: waiting for a decision
+	KindDecision       Kind = "decision"        // Decision: approved or rejected
+	KindApplying       Kind = "applying"        // up is running
+	KindApplied        Kind = "applied"         // up finished on every stack
+	KindVerified       Kind = "verified"        // Checks of one stack passed
+	KindRollingBack    Kind = "rolling-back"    // a rollback started, Detail says why
+	KindRevert         Kind = "revert"          // a revert commit is on the branch
+	KindRevertConflict Kind = "revert-conflict" // the revert conflicts in Detail's paths
+	KindRestored       Kind = "restored"        // a stack is back at its last good state
+	KindFinished       Kind = "finished"        // the run ended; State says how
+	// Events that belong to no change run: a branch's watcher (rewrite,
+	// outage) or a stack's queue (a holder skipped).
+	KindBranch Kind = "branch"
+	KindQueue  Kind = "queue"
 )
 
 // Event is one step of a change run, as people should hear of it. It holds
@@ -21,12 +46,91 @@ type Event struct {
 	Author  string
 	Stacks  []string
 	State   string
+	Kind    Kind `json:",omitempty"`
 	// Step says what happened ("plan ready", "approved by alice").
 	Step string
-	// Detail is optional longer text (a plan summary, a failure reason).
+	// Detail is optional longer text (a failure reason, changed paths).
 	Detail string
 	// URL links to the run in the Temporal UI.
 	URL string
+	// Thread is where the run's earlier messages went; empty for its first
+	// event and for events that belong to no run.
+	Thread Thread `json:",omitzero"`
+	// Structured content for the kinds that have it.
+	Plans    []Plan    `json:",omitempty"`
+	Ask      *Ask      `json:",omitempty"`
+	Decision *Decision `json:",omitempty"`
+	Checks   []Check   `json:",omitempty"`
+}
+
+// MaxDiff bounds the characters of a plan's diff that a notification
+// carries: what a chat message can show. The whole plan stays in the run's
+// status.
+const MaxDiff = 3000
+
+// Plan is one stack's preview, as a notification shows it.
+type Plan struct {
+	Stack                                 string
+	Create, Update, Replace, Delete, Same int
+	Diff                                  string
+	DiffTruncated                         bool
+}
+
+// Destructive says whether the plan replaces or deletes anything.
+func (p Plan) Destructive() bool { return p.Replace > 0 || p.Delete > 0 }
+
+// Ask is a request for a decision.
+type Ask struct {
+	Approvers []string
+	FourEyes  bool
+	Deadline  time.Time
+}
+
+// Decision is who decided a run, and how.
+type Decision struct {
+	Approve bool
+	User    string
+	Comment string
+	At      time.Time
+	// Auto: policy approved, no person was asked.
+	Auto bool
+}
+
+// Check is one verification check's outcome.
+type Check struct {
+	Stack  string
+	Name   string
+	Passed bool
+	Detail string
+}
+
+// Thread is where a run's messages live in a chat: the parent message that
+// shows the run's state, and the message holding its approval buttons
+// while a decision is pending. The workflow keeps it between events.
+type Thread struct {
+	Channel    string `json:",omitempty"`
+	ParentTS   string `json:",omitempty"`
+	State      string `json:",omitempty"` // the state the parent shows
+	ApprovalTS string `json:",omitempty"`
+}
+
+// Delivery is one event on its way out. Thread starts as the event's and
+// notifiers that thread messages update it; Checkpoint, when set, records
+// progress durably so that a retried attempt never posts the run's parent
+// message twice.
+type Delivery struct {
+	Event  Event
+	Thread Thread
+	// Attempt counts the tries at this delivery, from 1.
+	Attempt    int
+	Checkpoint func(Thread) `json:"-"`
+}
+
+// Save records the delivery's progress (see Checkpoint).
+func (d *Delivery) Save() {
+	if d.Checkpoint != nil {
+		d.Checkpoint(d.Thread)
+	}
 }
 
 // ShortSHA returns the first 7 characters of a commit.
@@ -54,16 +158,16 @@ func (e Event) Text() string {
 
 // Notifier delivers events.
 type Notifier interface {
-	Notify(ctx context.Context, e Event) error
+	Notify(ctx context.Context, d *Delivery) error
 }
 
 // Multi sends to every notifier and joins their errors.
 type Multi []Notifier
 
-func (m Multi) Notify(ctx context.Context, e Event) error {
+func (m Multi) Notify(ctx context.Context, d *Delivery) error {
 	var errs []error
 	for _, n := range m {
-		if err := n.Notify(ctx, e); err != nil {
+		if err := n.Notify(ctx, d); err != nil {
 			errs = append(errs, err)
 		}
 	}

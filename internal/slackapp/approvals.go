@@ -1,0 +1,237 @@
+package slackapp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+	"go.temporal.io/sdk/client"
+
+	"github.com/changeops/changeops/internal/notify"
+	"github.com/changeops/changeops/internal/slackui"
+	"github.com/changeops/changeops/starter"
+	"github.com/changeops/changeops/workflows"
+)
+
+// maxInteractionBody bounds an interaction request; Slack's are a few KiB.
+const maxInteractionBody = 1 << 20
+
+// decideTimeout bounds the work a click starts after it was acknowledged.
+const decideTimeout = 30 * time.Second
+
+// Approvals turns clicks on a run's Approve and Reject buttons into
+// decisions. Every click is verified (HTTP: the signing secret; Socket
+// Mode: Slack's own connection), then answered at once, because Slack
+// waits three seconds only; the decision itself goes to the run through
+// the same validated Update as `changeops approve`, and the outcome goes
+// back to the clicking user through the interaction's response_url.
+type Approvals struct {
+	Temporal client.Client
+	// Slack reads user group members and users' emails.
+	Slack  *slack.Client
+	Logger *slog.Logger
+	// HTTP posts to response URLs.
+	HTTP *http.Client
+	// SigningSecret verifies HTTP requests.
+	SigningSecret string
+	// Directory caches who is in a user group and users' emails.
+	Directory *Directory
+
+	wg sync.WaitGroup
+}
+
+// ServeHTTP is the interactivity endpoint (POST /slack/interactions).
+// Answers: 200 acknowledged (the outcome follows through response_url),
+// 401 unsigned, badly signed or older than five minutes (nothing is
+// decided), 413 too large, 400 unreadable.
+func (a *Approvals) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInteractionBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		http.Error(w, "interaction too large", http.StatusRequestEntityTooLarge)
+		return
+	case err != nil:
+		http.Error(w, "read interaction: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := verify(r.Header, body, a.SigningSecret); err != nil {
+		a.Logger.Warn("slack interaction refused", "reason", err.Error(), "remote", r.RemoteAddr)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil || form.Get("payload") == "" {
+		http.Error(w, "want a form with a payload field", http.StatusBadRequest)
+		return
+	}
+	var cb slack.InteractionCallback
+	if err := json.Unmarshal([]byte(form.Get("payload")), &cb); err != nil {
+		http.Error(w, "unreadable payload: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	a.Dispatch(cb)
+}
+
+// verify checks Slack's request signature and its age. Its errors say
+// what was wrong without echoing the computed signature.
+func verify(h http.Header, body []byte, secret string) error {
+	sv, err := slack.NewSecretsVerifier(h, secret)
+	if errors.Is(err, slack.ErrExpiredTimestamp) {
+		return errors.New("request timestamp is more than five minutes away: refused as a possible replay")
+	}
+	if err != nil {
+		return errors.New("request is not signed by Slack (X-Slack-Signature, X-Slack-Request-Timestamp)")
+	}
+	if _, err := sv.Write(body); err != nil {
+		return err
+	}
+	if sv.Ensure() != nil {
+		return errors.New("bad signature: check slack.signing_secret_env")
+	}
+	return nil
+}
+
+// Dispatch starts the decision a verified interaction asks for, if any,
+// and returns at once.
+func (a *Approvals) Dispatch(cb slack.InteractionCallback) {
+	if cb.Type != slack.InteractionTypeBlockActions {
+		return
+	}
+	for _, act := range cb.ActionCallback.BlockActions {
+		if act.ActionID != slackui.ActionApprove && act.ActionID != slackui.ActionReject {
+			continue
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), decideTimeout)
+			defer cancel()
+			a.decide(ctx, cb, act.ActionID == slackui.ActionApprove, act.Value)
+		}()
+		return
+	}
+}
+
+// Wait waits for the decisions in flight (on shutdown).
+func (a *Approvals) Wait() { a.wg.Wait() }
+
+func (a *Approvals) decide(ctx context.Context, cb slack.InteractionCallback, approve bool, id string) {
+	user := cb.User.ID
+	log := a.Logger.With("run", id, "user", user, "approve", approve)
+	req, err := a.request(ctx, id, user, approve)
+	if err == nil {
+		_, err = starter.Decide(ctx, a.Temporal, id, req)
+	}
+	if err != nil {
+		log.Info("slack decision refused", "reason", err.Error())
+		a.reply(ctx, cb.ResponseURL, &slack.WebhookMessage{
+			ResponseType: slack.ResponseTypeEphemeral,
+			Text:         ":warning: " + err.Error(),
+		})
+		return
+	}
+	log.Info("slack decision accepted")
+	m := slackui.Decided(approve, user, "", time.Now())
+	a.reply(ctx, cb.ResponseURL, &slack.WebhookMessage{
+		ReplaceOriginal: true,
+		Text:            m.Text,
+		Blocks:          &slack.Blocks{BlockSet: m.Blocks},
+	})
+}
+
+// request builds the decision for a Slack user: by user ID when the run's
+// approvers list it, else through a listed user group the user is in;
+// with four eyes, with the user's email, which the run compares with the
+// commit's author.
+func (a *Approvals) request(ctx context.Context, id, user string, approve bool) (workflows.DecisionRequest, error) {
+	req := workflows.DecisionRequest{Approve: approve, User: user}
+	run, err := starter.Status(ctx, a.Temporal, id)
+	if err != nil {
+		return req, err
+	}
+	st := run.Status
+	if st == nil {
+		return req, fmt.Errorf("change %s cannot be read right now (%s): try again, or use changeops approve", id, run.Detail)
+	}
+	listed := slices.Contains(st.Approval.Approvers, user)
+	if !listed {
+		for _, g := range st.Approval.Approvers {
+			if !slackui.IsGroupID(g) {
+				continue
+			}
+			in, err := a.Directory.InGroup(ctx, g, user)
+			if err != nil {
+				return req, fmt.Errorf("cannot read user group %s to check your membership: %w", g, err)
+			}
+			if in {
+				req.Via = g
+				break
+			}
+		}
+	}
+	// Someone who may not decide hears so from the run itself; only an
+	// allowed approver's email matters.
+	if approve && st.Approval.FourEyes && (listed || req.Via != "") {
+		email, err := a.Directory.Email(ctx, user)
+		if err != nil || email == "" {
+			return req, fmt.Errorf("change %s needs four eyes, and changeops cannot read your Slack email to compare it with the commit's author (the app needs the users:read.email scope): use changeops approve instead", notify.ShortSHA(st.Commit.SHA))
+		}
+		req.Email = email
+	}
+	return req, nil
+}
+
+func (a *Approvals) reply(ctx context.Context, responseURL string, m *slack.WebhookMessage) {
+	if responseURL == "" {
+		return
+	}
+	if err := slack.PostWebhookCustomHTTPContext(ctx, responseURL, a.HTTP, m); err != nil {
+		a.Logger.Warn("reply to slack interaction", "error", err)
+	}
+}
+
+// RunSocketMode receives interactions over Socket Mode (for workspaces
+// that cannot reach changeops over HTTP) until ctx is done. api must carry
+// the app-level token (slack.OptionAppLevelToken).
+func (a *Approvals) RunSocketMode(ctx context.Context, api *slack.Client) error {
+	sm := socketmode.New(api)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case evt := <-sm.Events:
+				switch evt.Type {
+				case socketmode.EventTypeInteractive:
+					cb, ok := evt.Data.(slack.InteractionCallback)
+					if evt.Request != nil {
+						sm.Ack(*evt.Request)
+					}
+					if ok {
+						a.Dispatch(cb)
+					}
+				case socketmode.EventTypeConnectionError, socketmode.EventTypeInvalidAuth:
+					a.Logger.Warn("slack socket mode", "event", string(evt.Type), "detail", fmt.Sprint(evt.Data))
+				case socketmode.EventTypeConnected:
+					a.Logger.Info("slack socket mode connected")
+				}
+			}
+		}
+	}()
+	if err := sm.RunContext(ctx); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("slack socket mode: %w", err)
+	}
+	return nil
+}

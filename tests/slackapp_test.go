@@ -1,0 +1,246 @@
+package tests
+
+import (
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/slack-go/slack"
+
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/internal/slackui"
+	"github.com/changeops/changeops/workflows"
+)
+
+// slackSetup is a site stack decided in Slack: approvers U0BOB, U0ALICE
+// (who writes the commits) and the user group S0PLATFORM, with four eyes.
+func slackSetup(t *testing.T, branch string, timeout time.Duration) (*workspace, func(msg, content string) string, *config.Config) {
+	t.Helper()
+	remote := gittest.New(t, branch)
+	out := filepath.Join(t.TempDir(), "site.txt")
+	remote.Commit("Add the site stack", siteProject("stacks/site", out, "v1"))
+	cfg := testConfig(t, remote.Bare, branch, config.Stack{
+		Name: "site-" + branch, Path: "stacks/site", Stack: "test", Approval: config.ApprovalManual,
+		Approvers: []string{"U0ALICE", "U0BOB", "S0PLATFORM"}, FourEyes: true,
+		ApprovalTimeout: config.Duration(timeout),
+	})
+	ws := slackWorkspace(t, cfg)
+	ws.groups["S0PLATFORM"] = []string{"U0CAROL", "U0DAVE"}
+	ws.emails["U0ALICE"] = "Alice@Example.com"
+	ws.emails["U0CAROL"] = "carol@example.com"
+	ws.emails["U0BOB"] = "bob@example.com" // U0DAVE hides his
+	set := func(msg, content string) string {
+		return remote.Commit(msg, map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: " + content + "\n"})
+	}
+	return ws, set, cfg
+}
+
+// The buttons, end to end: Slack's requests reach the worker's endpoint
+// signed like Slack signs them. Forged and stale requests are refused with
+// 401 and decide nothing; a person who may not decide, the commit's author
+// under four eyes, and an approver whose email Slack hides (so four eyes
+// cannot be checked) hear why privately while the run keeps waiting;
+// a member of a listed user group approves, and a double click decides
+// once. The channel then reads as the run's story.
+func TestSlackButtonsDecide(t *testing.T) {
+	const branch = "e2e-slack"
+	ws, set, cfg := slackSetup(t, branch, time.Hour)
+	w := startWorkerFull(t, cfg)
+	c := w.Client()
+	endpoint := "http://" + w.Addr() + "/slack/interactions"
+	waitWatching(t, c, branch)
+
+	sha := set("Serve v2", "v2")
+	id := workflows.ChangeWorkflowID(branch, sha)
+	waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
+	th := ws.waitThread(t, sha[:7], workflows.StateAwaitingApproval, "received", "plan ready", "Waiting for a decision on "+sha[:7])
+	buttons := th[2].Blocks
+	for _, want := range []string{slackui.ActionApprove, slackui.ActionReject, `"value":"` + id + `"`, "<@U0BOB>", "<!subteam^S0PLATFORM>", "Four eyes"} {
+		if !strings.Contains(buttons, want) {
+			t.Errorf("approval message lacks %s: %s", want, buttons)
+		}
+	}
+
+	forged := approveClick("U0BOB", id, "/response/forged")
+	forged.secret = "not-the-secret"
+	if code := ws.send(t, endpoint, forged); code != http.StatusUnauthorized {
+		t.Errorf("forged click answered %d, want 401", code)
+	}
+	stale := approveClick("U0BOB", id, "/response/stale")
+	stale.at = time.Now().Add(-6 * time.Minute)
+	if code := ws.send(t, endpoint, stale); code != http.StatusUnauthorized {
+		t.Errorf("stale click answered %d, want 401", code)
+	}
+
+	for _, refused := range []struct{ user, path, why string }{
+		{"U0MALLORY", "/response/mallory", "U0MALLORY may not decide change " + sha[:7]},
+		{"U0ALICE", "/response/alice", "U0ALICE wrote commit " + sha[:7]},
+		{"U0DAVE", "/response/dave", "cannot read your Slack email"},
+	} {
+		if code := ws.send(t, endpoint, approveClick(refused.user, id, refused.path)); code != http.StatusOK {
+			t.Fatalf("click by %s answered %d, want 200", refused.user, code)
+		}
+		r := ws.replyTo(t, refused.path)
+		if r.ResponseType != slack.ResponseTypeEphemeral || r.ReplaceOriginal || !strings.Contains(r.Text, refused.why) {
+			t.Errorf("reply to %s = %+v, want an ephemeral %q", refused.user, r, refused.why)
+		}
+	}
+	if run := waitState(t, c, id, time.Second, workflows.StateAwaitingApproval); run.Status.Decision != nil {
+		t.Fatalf("refused clicks decided the run: %+v", run.Status.Decision)
+	}
+
+	// Carol is in S0PLATFORM; she clicks twice.
+	var wg sync.WaitGroup
+	for _, path := range []string{"/response/carol-1", "/response/carol-2"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code := ws.send(t, endpoint, approveClick("U0CAROL", id, path)); code != http.StatusOK {
+				t.Errorf("click by carol answered %d", code)
+			}
+		}()
+	}
+	wg.Wait()
+	r1, r2 := ws.replyTo(t, "/response/carol-1"), ws.replyTo(t, "/response/carol-2")
+	if r1.ReplaceOriginal == r2.ReplaceOriginal {
+		t.Fatalf("double click: replies %+v and %+v, want one accepted (replacing the buttons) and one refused", r1, r2)
+	}
+	accepted, refused := r1, r2
+	if r2.ReplaceOriginal {
+		accepted, refused = r2, r1
+	}
+	if !strings.Contains(accepted.Text, "Approved* by <@U0CAROL>") || !strings.Contains(refused.Text, "already decided by U0CAROL") {
+		t.Errorf("accepted %q, refused %q", accepted.Text, refused.Text)
+	}
+
+	run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
+	if run.State != workflows.StateSucceeded {
+		t.Fatalf("run ended %s: %s", run.State, run.Error)
+	}
+	if d := run.Status.Decision; d == nil || d.User != "U0CAROL" || d.Via != "S0PLATFORM" || !d.Approve {
+		t.Errorf("decision = %+v, want U0CAROL through S0PLATFORM", d)
+	}
+	th = ws.waitThread(t, sha[:7], workflows.StateSucceeded, "received", "plan ready", "Approved* by <@U0CAROL>",
+		"approved by U0CAROL", "applying", "applied", workflows.StateSucceeded)
+	if closed := th[2]; strings.Contains(closed.Blocks, slackui.ActionApprove) || !strings.Contains(closed.Blocks, "Approved* by <@U0CAROL>") {
+		t.Errorf("the approval message still has its buttons or does not say who approved: %s", closed.Blocks)
+	}
+	parent, _ := ws.parentOf(sha[:7])
+	if parent.Updates == 0 || !strings.Contains(parent.Blocks, ":white_check_mark: *succeeded*") {
+		t.Errorf("the parent message was not updated in place to succeeded (%d updates): %s", parent.Updates, parent.Blocks)
+	}
+	if n := len(ws.parents()); n != 1 {
+		t.Errorf("the channel holds %d top-level messages, want one per run", n)
+	}
+
+	// Reject, the other button.
+	sha2 := set("Serve v3", "v3")
+	id2 := workflows.ChangeWorkflowID(branch, sha2)
+	waitState(t, c, id2, time.Minute, workflows.StateAwaitingApproval)
+	reject := approveClick("U0BOB", id2, "/response/reject")
+	reject.action = slackui.ActionReject
+	if code := ws.send(t, endpoint, reject); code != http.StatusOK {
+		t.Fatalf("reject click answered %d", code)
+	}
+	waitState(t, c, id2, time.Minute, workflows.StateRejected)
+	th = ws.waitThread(t, sha2[:7], workflows.StateRejected, "received", "plan ready", "Rejected* by <@U0BOB>", workflows.StateRejected)
+	if !strings.Contains(th[2].Blocks, "Rejected* by <@U0BOB>") {
+		t.Errorf("the approval message does not say who rejected: %s", th[2].Blocks)
+	}
+}
+
+// No decision in time: the run expires, the buttons are replaced by why,
+// and a Slack that answers the first messages with 429 (Retry-After)
+// loses and repeats nothing.
+func TestSlackExpiryUnderRateLimits(t *testing.T) {
+	const branch = "e2e-slack-expiry"
+	ws, set, cfg := slackSetup(t, branch, 4*time.Second)
+	c := startWorker(t, cfg)
+	waitWatching(t, c, branch)
+
+	ws.mu.Lock()
+	ws.limited = 2
+	ws.mu.Unlock()
+	sha := set("Serve v2", "v2")
+	waitState(t, c, workflows.ChangeWorkflowID(branch, sha), time.Minute, workflows.StateExpired)
+	th := ws.waitThread(t, sha[:7], workflows.StateExpired, "received", "plan ready", "No longer waiting", workflows.StateExpired)
+	if !strings.Contains(th[2].Blocks, "No longer waiting for a decision: the run is *expired*") || strings.Contains(th[2].Blocks, slackui.ActionApprove) {
+		t.Errorf("the approval message after expiry: %s", th[2].Blocks)
+	}
+	ws.mu.Lock()
+	left, calls := ws.limited, strings.Join(ws.calls, " ")
+	ws.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("only %d of 2 rate-limited answers were used: %s", 2-left, calls)
+	}
+	if n := len(ws.parents()); n != 1 {
+		t.Errorf("%d parent messages after rate limits, want 1", n)
+	}
+	t.Log("slack calls:", calls)
+}
+
+// Socket Mode: changeops opens the websocket with the app-level token, and
+// a click Slack sends over it is acknowledged (envelope ID) and decides the
+// run, exactly like a click over HTTP; the HTTP endpoint is not served.
+func TestSlackSocketModeDecides(t *testing.T) {
+	const branch = "e2e-slack-socket"
+	ws, set, cfg := slackSetup(t, branch, time.Hour)
+	cfg.Slack.SocketMode, cfg.Slack.AppTokenEnv = true, "SLACK_APP_TOKEN"
+	cfg.Slack.SigningSecretEnv, cfg.Secrets.SlackSigningSecret = "", ""
+	cfg.Secrets.SlackAppToken = slackAppToken
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("socket mode without a signing secret: %v", err)
+	}
+	w := startWorkerFull(t, cfg)
+	c := w.Client()
+	waitWatching(t, c, branch)
+
+	var conn *websocket.Conn
+	select {
+	case conn = <-ws.sockets:
+		t.Cleanup(func() { conn.Close() })
+	case <-time.After(30 * time.Second):
+		t.Fatal("changeops opened no Socket Mode connection")
+	}
+	if err := conn.WriteJSON(map[string]any{"type": "hello", "num_connections": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if code := ws.send(t, "http://"+w.Addr()+"/slack/interactions", approveClick("U0BOB", "change/x", "/response/http")); code == http.StatusOK {
+		t.Errorf("the HTTP endpoint answers %d in socket mode; it should not be served", code)
+	}
+
+	sha := set("Serve v2", "v2")
+	id := workflows.ChangeWorkflowID(branch, sha)
+	waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
+	click := approveClick("U0BOB", id, "/response/socket")
+	if err := conn.WriteJSON(map[string]any{
+		"type": "interactive", "envelope_id": "env-1", "accepts_response_payload": false,
+		"payload": json.RawMessage(ws.payload(click)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		var ack struct {
+			EnvelopeID string `json:"envelope_id"`
+		}
+		if err := conn.ReadJSON(&ack); err != nil {
+			t.Fatalf("no acknowledgement of the interaction: %v", err)
+		}
+		if ack.EnvelopeID == "env-1" {
+			break
+		}
+	}
+	if r := ws.replyTo(t, "/response/socket"); !r.ReplaceOriginal || !strings.Contains(r.Text, "Approved* by <@U0BOB>") {
+		t.Errorf("reply = %+v, want the buttons replaced by the approval", r)
+	}
+	if run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded || run.Approver != "U0BOB" {
+		t.Fatalf("run ended %s, approved by %q: %s", run.State, run.Approver, run.Error)
+	}
+}
