@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/changeops/changeops/internal/gitrepo"
@@ -56,14 +55,7 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 		}
 	}
 	return InspectResult{
-		Commit: Commit{
-			SHA:         info.SHA,
-			Parent:      info.Parent,
-			Subject:     info.Subject,
-			AuthorName:  info.AuthorName,
-			AuthorEmail: info.AuthorEmail,
-			When:        info.Commit.Author.When.UTC(),
-		},
+		Commit:       commitOf(info),
 		ChangedPaths: paths,
 		ChangedCount: count,
 		Stacks:       stacks,
@@ -101,11 +93,11 @@ func (a *Activities) PollBranch(ctx context.Context, in PollInput) (PollResult, 
 	res.NewCommits = commits
 	res.Rewritten = !found
 	for _, sha := range commits {
-		c, err := repo.CommitObject(plumbing.NewHash(sha))
+		info, err := gitrepo.Lookup(repo, sha)
 		if err != nil {
 			return res, fmt.Errorf("read commit %s: %w", short(sha), err)
 		}
-		paths, err := gitrepo.ChangedPaths(c)
+		paths, err := gitrepo.ChangedPaths(info.Commit)
 		if err != nil {
 			return res, err
 		}
@@ -114,8 +106,21 @@ func (a *Activities) PollBranch(ctx context.Context, in PollInput) (PollResult, 
 			names = append(names, s.Name)
 		}
 		res.Stacks = append(res.Stacks, names)
+		res.Commits = append(res.Commits, commitOf(info))
 	}
 	return res, nil
+}
+
+// commitOf is a commit as runs record it.
+func commitOf(info *gitrepo.CommitInfo) Commit {
+	return Commit{
+		SHA:         info.SHA,
+		Parent:      info.Parent,
+		Subject:     info.Subject,
+		AuthorName:  info.AuthorName,
+		AuthorEmail: info.AuthorEmail,
+		When:        info.Commit.Author.When.UTC(),
+	}
 }
 
 func gitError(err error, sha, url string) error {

@@ -86,7 +86,7 @@ func (a *Activities) Apply(ctx context.Context, in StackInput) (ApplyResult, err
 	if err != nil {
 		return ApplyResult{}, pulumiError("apply", in.Stack, in.Commit, err)
 	}
-	out := ApplyResult{Stack: in.Stack.Name, UpdateVersion: res.Summary.Version}
+	out := ApplyResult{Stack: in.Stack.Name, UpdateVersion: res.Summary.Version, UpdateStarted: res.Summary.StartTime}
 	if rc := res.Summary.ResourceChanges; rc != nil {
 		ops := map[apitype.OpType]int{}
 		for k, v := range *rc {

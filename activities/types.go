@@ -101,8 +101,12 @@ type ApplyResult struct {
 	Replace int
 	Delete  int
 	Same    int
-	// UpdateVersion is the stack history version this up produced.
+	// UpdateVersion is the stack history version this up produced. DIY
+	// (file://, object store) backends do not number their updates and
+	// leave it 0; UpdateStarted, the update's start time as `pulumi stack
+	// history` shows it, names the update on every backend.
 	UpdateVersion int
+	UpdateStarted string `json:",omitempty"`
 }
 
 // VerifyInput runs a stack's checks once.
@@ -141,6 +145,9 @@ type PollResult struct {
 	// Stacks are the stacks each new commit touches (by index), so the
 	// watcher can put the runs it starts into their queues in merge order.
 	Stacks [][]string
+	// Commits describe NewCommits (by index): subject and author, for the
+	// runs' summaries in the Temporal UI.
+	Commits []Commit `json:",omitempty"`
 	// Rewritten is set when LastSeen is no longer on the branch (a force push).
 	Rewritten bool
 	// PollInterval, Initial and OnRewrite are the configured policies, read

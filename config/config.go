@@ -38,6 +38,7 @@ type Config struct {
 	Slack    Slack    `yaml:"slack"`
 	HTTP     HTTP     `yaml:"http"`
 	Webhooks Webhooks `yaml:"webhooks"`
+	Log      Log      `yaml:"log"`
 	// DataDir holds the git cache and workspaces. Relative paths in the file
 	// are resolved against the file's folder.
 	DataDir string `yaml:"data_dir"`
@@ -151,6 +152,13 @@ type Slack struct {
 	GroupCacheTTL Duration `yaml:"group_cache_ttl"`
 	// APIURL overrides Slack's API base (tests point it at slacktest).
 	APIURL string `yaml:"api_url"`
+}
+
+// Log says how the worker logs: format text or json, level debug, info,
+// warn or error (defaults text, info).
+type Log struct {
+	Format string `yaml:"format"`
+	Level  string `yaml:"level"`
 }
 
 // HTTP is the worker's listener for health, webhooks and Slack.
@@ -300,6 +308,8 @@ func (c *Config) ApplyDefaults(base string) {
 	c.Pulumi.Home = absFrom(base, c.Pulumi.Home)
 	c.Pulumi.Root = absFrom(base, c.Pulumi.Root)
 	setDefault(&c.HTTP.Listen, DefaultListen)
+	setDefault(&c.Log.Format, "text")
+	setDefault(&c.Log.Level, "info")
 	if c.Slack.GroupCacheTTL == 0 {
 		c.Slack.GroupCacheTTL = Duration(DefaultGroupCacheTTL)
 	}
@@ -419,6 +429,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Slack.SocketMode && c.Slack.AppTokenEnv == "" {
 		bad("slack.socket_mode is on but slack.app_token_env is empty: name the variable holding the app-level token (xapp-..., scope connections:write)")
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		bad("log.format %q is not a format: use text or json", c.Log.Format)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		bad("log.level %q is not a level: use debug, info, warn or error", c.Log.Level)
 	}
 	if len(c.Stacks) == 0 {
 		bad("stacks is empty: list at least one stack (name, path, stack)")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/serviceerror"
@@ -36,7 +37,11 @@ type Filter struct {
 	Stack        string
 	State        string
 	CommitPrefix string
-	Limit        int
+	// Author matches the commit author's email (ChangeAuthor).
+	Author string
+	// Since keeps runs started at or after it; zero keeps all.
+	Since time.Time
+	Limit int
 }
 
 func (f Filter) query() string {
@@ -49,6 +54,12 @@ func (f Filter) query() string {
 	}
 	if f.CommitPrefix != "" {
 		q = append(q, fmt.Sprintf("ChangeCommit STARTS_WITH '%s'", escape(f.CommitPrefix)))
+	}
+	if f.Author != "" {
+		q = append(q, fmt.Sprintf("ChangeAuthor = '%s'", escape(f.Author)))
+	}
+	if !f.Since.IsZero() {
+		q = append(q, fmt.Sprintf("StartTime >= '%s'", f.Since.UTC().Format(time.RFC3339)))
 	}
 	return strings.Join(q, " AND ")
 }

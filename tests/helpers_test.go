@@ -103,12 +103,19 @@ func startWorker(t *testing.T, cfg *config.Config) client.Client {
 // startWorkerFull is startWorker returning the worker itself.
 func startWorkerFull(t *testing.T, cfg *config.Config) *worker.Worker {
 	t.Helper()
+	var out io.Writer = io.Discard
+	if testing.Verbose() {
+		out = os.Stderr
+	}
+	return startWorkerLogging(t, cfg, out)
+}
+
+// startWorkerLogging runs a worker for cfg that logs to out, as JSON.
+func startWorkerLogging(t *testing.T, cfg *config.Config, out io.Writer) *worker.Worker {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
+	logger := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w, err := worker.Start(ctx, cfg, logger)
 	if err != nil {
 		t.Fatalf("start worker: %v", err)

@@ -17,15 +17,16 @@ import (
 
 // Dial connects to Temporal, waiting for it while ctx allows: at start-up
 // the server (the dev server started beside us, or a cluster restarting) may
-// not answer yet.
-func Dial(ctx context.Context, cfg config.Temporal, logger *slog.Logger) (client.Client, error) {
+// not answer yet. The client reports the SDK's metrics to mh (nil: none).
+func Dial(ctx context.Context, cfg config.Temporal, logger *slog.Logger, mh client.MetricsHandler) (client.Client, error) {
 	wait := 200 * time.Millisecond
 	warned := false
 	for {
 		c, err := client.DialContext(ctx, client.Options{
-			HostPort:  cfg.Address,
-			Namespace: cfg.Namespace,
-			Logger:    tlog.NewStructuredLogger(logger),
+			HostPort:       cfg.Address,
+			Namespace:      cfg.Namespace,
+			Logger:         tlog.NewStructuredLogger(logger),
+			MetricsHandler: mh,
 		})
 		if err == nil {
 			return c, nil

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/metrics"
 	"github.com/changeops/changeops/internal/notify"
 	"github.com/changeops/changeops/internal/pulumienv"
 	"github.com/changeops/changeops/internal/slackapp"
@@ -40,6 +42,9 @@ type Worker struct {
 	approvals *slackapp.Approvals
 	// stopSocket ends Socket Mode, when it runs.
 	stopSocket context.CancelFunc
+	metrics    *metrics.Metrics
+	// polling is set once the worker polls its task queue, cleared on Stop.
+	polling atomic.Bool
 }
 
 // Start connects, registers and starts everything, and returns once the
@@ -68,7 +73,8 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 		return nil, err
 	}
 
-	c, err := Dial(ctx, cfg.Temporal, logger)
+	m := metrics.New()
+	c, err := Dial(ctx, cfg.Temporal, logger, m.Handler)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +112,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 		c.Close()
 		return nil, fmt.Errorf("listen on http.listen %s: %w", cfg.HTTP.Listen, err)
 	}
-	wk := &Worker{cfg: cfg, logger: logger, client: c, worker: w, ln: ln, approvals: approvals}
+	wk := &Worker{cfg: cfg, logger: logger, client: c, worker: w, ln: ln, approvals: approvals, metrics: m}
 	wk.http = &http.Server{Handler: wk.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := wk.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -118,6 +124,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 		wk.Stop()
 		return nil, fmt.Errorf("start worker on task queue %s: %w", cfg.Temporal.TaskQueue, err)
 	}
+	wk.polling.Store(true)
 	if err := wk.startWatchers(ctx); err != nil {
 		wk.Stop()
 		return nil, err
@@ -153,6 +160,7 @@ func (w *Worker) Stop() {
 	if w.stopSocket != nil {
 		w.stopSocket()
 	}
+	w.polling.Store(false)
 	w.worker.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -161,6 +169,7 @@ func (w *Worker) Stop() {
 		w.approvals.Wait() // a click already acknowledged still gets its decision
 	}
 	w.client.Close()
+	_ = w.metrics.Close()
 }
 
 // checkSlack asks Slack about the bot token once, at start-up, and says
@@ -236,12 +245,22 @@ func (w *Worker) routes() http.Handler {
 	if w.approvals != nil && !w.cfg.Slack.SocketMode {
 		mux.Handle("POST /slack/interactions", w.approvals)
 	}
+	// healthz: the process is up and serving. readyz: it can do work
+	// (Temporal answers and the worker polls its task queue).
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) {
-		if _, err := w.client.CheckHealth(r.Context(), &client.CheckHealthRequest{}); err != nil {
-			http.Error(rw, "temporal unreachable", http.StatusServiceUnavailable)
-			return
-		}
 		fmt.Fprintln(rw, "ok")
 	})
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
+		if !w.polling.Load() {
+			http.Error(rw, "not ready: the worker is not polling task queue "+w.cfg.Temporal.TaskQueue, http.StatusServiceUnavailable)
+			return
+		}
+		if _, err := w.client.CheckHealth(r.Context(), &client.CheckHealthRequest{}); err != nil {
+			http.Error(rw, "not ready: temporal at "+w.cfg.Temporal.Address+" does not answer", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(rw, "ready")
+	})
+	mux.Handle("GET /metrics", w.metrics.HTTP)
 	return mux
 }

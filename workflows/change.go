@@ -213,8 +213,10 @@ func (r *changeRun) apply(ctx workflow.Context) (res ChangeResult, changed bool)
 			in.Approved = r.st.Plans[i].Steps
 		}
 		var out activities.ApplyResult
+		started := workflow.Now(ctx)
 		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Apply %s at %s", s.Name, short), 2*time.Hour)),
 			a.Apply, in).Get(ctx, &out)
+		observe(ctx, MetricApplyDuration, started, map[string]string{"stack": s.Name})
 		var appErr *temporal.ApplicationError
 		if errors.As(err, &appErr) && appErr.Type() == activities.ErrPlanChanged {
 			return ChangeResult{Reason: appErr.Message()}, true
@@ -263,6 +265,7 @@ func (r *changeRun) approve(ctx workflow.Context) (ChangeResult, bool) {
 		Detail: fmt.Sprintf("approvers: %s; expires %s", strings.Join(ap.Approvers, ", "), ap.Deadline.Format(time.RFC3339)),
 		Ask:    &notify.Ask{Approvers: ap.Approvers, FourEyes: ap.FourEyes, Deadline: ap.Deadline},
 	})
+	asked := workflow.Now(ctx)
 	decided, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
 		Timeout:      ap.Timeout,
 		TimerOptions: workflow.TimerOptions{Summary: "approval timeout"},
@@ -271,9 +274,15 @@ func (r *changeRun) approve(ctx workflow.Context) (ChangeResult, bool) {
 		return r.finish(ctx, StateFailed, "waiting for approval: "+err.Error()), false
 	}
 	if !decided {
+		observe(ctx, MetricApprovalWait, asked, map[string]string{"outcome": StateExpired})
 		return r.finish(ctx, StateExpired, fmt.Sprintf("no decision within %s", ap.Timeout)), false
 	}
 	d := r.st.Decision
+	outcome := "approved"
+	if !d.Approve {
+		outcome = StateRejected
+	}
+	observe(ctx, MetricApprovalWait, asked, map[string]string{"outcome": outcome})
 	if !d.Approve {
 		return r.finish(ctx, StateRejected, fmt.Sprintf("rejected by %s %s", d.User, quote(d.Comment))), false
 	}
@@ -292,6 +301,7 @@ func (r *changeRun) verify(ctx workflow.Context, s config.Stack, commit string, 
 	interval := min(max(s.VerifyTimeout.D()/10, time.Second), 30*time.Second)
 	idx := len(r.st.Verifications)
 	r.st.Verifications = append(r.st.Verifications, activities.VerifyResult{Stack: s.Name})
+	defer observe(ctx, MetricVerifyDuration, workflow.Now(ctx), map[string]string{"stack": s.Name})
 	for round := 1; ; round++ {
 		r.detail(ctx, fmt.Sprintf("Verifying %s at %s (round %d)…", s.Name, short, round))
 		var res activities.VerifyResult
@@ -455,7 +465,18 @@ func (r *changeRun) finish(ctx workflow.Context, state, reason string) ChangeRes
 	}
 	r.enter(ctx, state, reason)
 	r.notify(ctx, notify.Event{Kind: notify.KindFinished, Step: state, Detail: reason})
+	m := workflow.GetMetricsHandler(ctx)
+	m.WithTags(map[string]string{"state": state}).Counter(MetricRunsFinished).Inc(1)
+	if state == StateRolledBack || state == StateRollbackFailed {
+		m.WithTags(map[string]string{"outcome": state}).Counter(MetricRollbacks).Inc(1)
+	}
 	return ChangeResult{State: state, Reason: reason}
+}
+
+// observe records how long a step took on the run's metrics handler, which
+// stays silent while a history is replayed.
+func observe(ctx workflow.Context, name string, since time.Time, tags map[string]string) {
+	workflow.GetMetricsHandler(ctx).WithTags(tags).Timer(name).Record(workflow.Now(ctx).Sub(since))
 }
 
 // notify queues a step message about the run; e says what happened and

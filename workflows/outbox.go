@@ -70,6 +70,7 @@ func (o *outbox) deliver(ctx workflow.Context, e notify.Event) {
 func deliver(ctx workflow.Context, e notify.Event) (th notify.Thread, ok bool) {
 	if err := workflow.ExecuteActivity(withOptions(ctx, notifyOptions("Notify: "+e.Step)), a.Notify, e).Get(ctx, &th); err != nil {
 		workflow.GetLogger(ctx).Warn("notification not delivered", "step", e.Step, "error", err)
+		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(e.Kind)}).Counter(MetricNotificationFailures).Inc(1)
 		return e.Thread, false
 	}
 	return th, true

@@ -26,7 +26,7 @@ func planSummary(plans []activities.PlanResult) string {
 func applySummary(applies []activities.ApplyResult) string {
 	var b strings.Builder
 	for _, p := range applies {
-		fmt.Fprintf(&b, "%s: +%d ~%d ±%d -%d (=%d), update #%d\n", p.Stack, p.Create, p.Update, p.Replace, p.Delete, p.Same, p.UpdateVersion)
+		fmt.Fprintf(&b, "%s: +%d ~%d ±%d -%d (=%d), %s\n", p.Stack, p.Create, p.Update, p.Replace, p.Delete, p.Same, updateName(p))
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }
@@ -75,4 +75,13 @@ func noteChecks(v activities.VerifyResult) []notify.Check {
 		out = append(out, notify.Check{Stack: v.Stack, Name: c.Check, Passed: c.Passed, Detail: c.Detail})
 	}
 	return out
+}
+
+// updateName names the Pulumi update an apply made: by number where the
+// backend numbers updates, else by its start time (DIY backends).
+func updateName(p activities.ApplyResult) string {
+	if p.UpdateVersion > 0 || p.UpdateStarted == "" {
+		return fmt.Sprintf("update #%d", p.UpdateVersion)
+	}
+	return "update of " + p.UpdateStarted
 }

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -119,7 +120,7 @@ func (w *watcher) poll(ctx workflow.Context) (activities.PollResult, bool) {
 	case w.st.LastSeen == "":
 		// First poll: the head is the baseline, or deployed once.
 		if res.Initial == config.InitialDeploy && res.Head != "" {
-			if err := startChange(ctx, w.in, res.Head, nil); err != nil {
+			if err := startChange(ctx, w.in, res.Head, nil, nil); err != nil {
 				workflow.GetLogger(ctx).Error("start change run", "commit", res.Head, "error", err)
 				return res, false // retried at the next poll
 			}
@@ -138,7 +139,11 @@ func (w *watcher) poll(ctx workflow.Context) (activities.PollResult, bool) {
 		if queues && i < len(res.Stacks) {
 			stacks = res.Stacks[i]
 		}
-		if err := startChange(ctx, w.in, sha, stacks); err != nil {
+		var about *activities.Commit
+		if i < len(res.Commits) {
+			about = &res.Commits[i]
+		}
+		if err := startChange(ctx, w.in, sha, stacks, about); err != nil {
 			workflow.GetLogger(ctx).Error("start change run", "commit", sha, "error", err)
 			return res, false // retried from this commit at the next poll
 		}
@@ -228,14 +233,22 @@ func waitForPoll(ctx workflow.Context, pokes, requests workflow.ReceiveChannel, 
 
 // startChange starts the commit's run as an abandoned child: it outlives the
 // watcher's continue-as-new. A run that already exists (started by hand, or
-// before a restart) is the run for that commit.
-func startChange(ctx workflow.Context, in WatcherInput, sha string, enqueued []string) error {
+// before a restart) is the run for that commit. about, when known, names
+// the commit in the run's summary and details in the Temporal UI.
+func startChange(ctx workflow.Context, in WatcherInput, sha string, enqueued []string, about *activities.Commit) error {
 	id := ChangeID(in.Repo, in.Branch, sha)
+	summary, details := fmt.Sprintf("Change %s on %s", shortSHA(sha), in.Branch), ""
+	if about != nil {
+		summary += ": " + about.Subject
+		details = fmt.Sprintf("**Commit** %s\n\n**Author** %s <%s>\n\n**Stacks** %s",
+			sha, about.AuthorName, about.AuthorEmail, strings.Join(enqueued, ", "))
+	}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:            id,
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		StaticSummary:         fmt.Sprintf("Change %s on %s", shortSHA(sha), in.Branch),
+		StaticSummary:         summary,
+		StaticDetails:         details,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			ChangeCommit.ValueSet(sha),
 			ChangeBranch.ValueSet(in.Branch),

@@ -50,12 +50,23 @@ func Main(ctx context.Context, args []string, env Env) int {
 	root.PersistentFlags().StringVar(&g.configPath, "config", "", "changeops.yaml to use")
 	root.PersistentFlags().StringVar(&g.address, "address", "", "Temporal frontend host:port (default: from the config, else "+config.DefaultTemporalAddress+")")
 	root.PersistentFlags().StringVar(&g.namespace, "namespace", "", "Temporal namespace (default: from the config, else "+config.DefaultNamespace+")")
-	root.AddCommand(devCmd(g), workerCmd(g), startCmd(g), decideCmd(g, true), decideCmd(g, false), statusCmd(g), listCmd(g), ackRewriteCmd(g))
+	root.AddCommand(devCmd(g), workerCmd(g), startCmd(g), decideCmd(g, true), decideCmd(g, false), statusCmd(g), listCmd(g), auditCmd(g), ackRewriteCmd(g))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(env.Stderr, "changeops:", err)
 		return 1
 	}
 	return 0
+}
+
+// newLogger logs as the config's log block says.
+func newLogger(l config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(l.Level)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // loadConfig reads the config named by --config, filling the toolchain
@@ -68,6 +79,7 @@ func (g *globals) loadConfig(path string, getenv func(string) string) (*config.C
 	if cfg.Pulumi.Root == "" {
 		cfg.Pulumi.Root = g.env.Tools
 	}
+	g.logger = newLogger(cfg.Log, g.env.Stderr)
 	if g.address != "" {
 		cfg.Temporal.Address = g.address
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -162,10 +163,53 @@ func listCmd(g *globals) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	filterFlags(cmd, &f, 50, 0)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per run")
+	return cmd
+}
+
+// filterFlags adds the visibility filters list and audit share; --since
+// is a duration back from now (0: all runs).
+func filterFlags(cmd *cobra.Command, f *starter.Filter, limit int, sinceDefault time.Duration) {
+	since := new(time.Duration)
 	cmd.Flags().StringVar(&f.Stack, "stack", "", "only runs touching this stack")
 	cmd.Flags().StringVar(&f.State, "state", "", "only runs in this state")
-	cmd.Flags().IntVar(&f.Limit, "limit", 50, "at most this many runs")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per run")
+	cmd.Flags().StringVar(&f.Author, "author", "", "only runs of commits by this author email")
+	cmd.Flags().DurationVar(since, "since", sinceDefault, "only runs started within this long, like 720h (0: all)")
+	cmd.Flags().IntVar(&f.Limit, "limit", limit, "at most this many runs")
+	cmd.PreRun = func(*cobra.Command, []string) {
+		if *since > 0 {
+			f.Since = time.Now().Add(-*since)
+		}
+	}
+}
+
+func auditCmd(g *globals) *cobra.Command {
+	var f starter.Filter
+	var format string
+	cmd := &cobra.Command{
+		Use:   "audit [--since 720h] [--format jsonl|csv]",
+		Short: "Export the audit records of change runs (commit, author, approver, plan digest, updates, checks, reverts)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			write := map[string]func(io.Writer, []starter.Record) error{"jsonl": starter.WriteJSONL, "csv": starter.WriteCSV}[format]
+			if write == nil {
+				return fmt.Errorf("--format %q is not a format: use jsonl or csv", format)
+			}
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			recs, err := starter.Audit(cmd.Context(), c, f)
+			if err != nil {
+				return err
+			}
+			return write(cmd.OutOrStdout(), recs)
+		},
+	}
+	filterFlags(cmd, &f, 1000, 720*time.Hour)
+	cmd.Flags().StringVar(&format, "format", "jsonl", "jsonl (one JSON object per run) or csv")
 	return cmd
 }
 
