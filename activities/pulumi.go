@@ -16,6 +16,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/changeops/changeops/config"
@@ -35,7 +37,21 @@ func (a *Activities) Preview(ctx context.Context, in StackInput) (PlanResult, er
 	}
 	progress := startHeartbeat(ctx, a.HeartbeatEvery, "preview "+in.Stack.Name)
 	defer progress.Stop()
-	return preview(ctx, stack, in, progress)
+	plan, err := preview(ctx, stack, in, progress)
+	if err != nil {
+		stackLog(ctx, in).Warn("preview failed", "error", err)
+		return plan, err
+	}
+	plan.Artifacts = artifacts(stack.Workspace().WorkDir(), in.Stack.Stack)
+	stackLog(ctx, in).Info("previewed", "create", plan.Create, "update", plan.Update, "replace", plan.Replace,
+		"delete", plan.Delete, "digest", plan.Digest[:12])
+	return plan, nil
+}
+
+// stackLog is the activity's logger (workflow and activity IDs) with the
+// run, the commit and the stack on every line.
+func stackLog(ctx context.Context, in StackInput) log.Logger {
+	return log.With(activity.GetLogger(ctx), "run", in.RunID, "commit", short(in.Commit), "stack", in.Stack.Name)
 }
 
 func preview(ctx context.Context, stack auto.Stack, in StackInput, progress io.Writer) (PlanResult, error) {
@@ -84,6 +100,7 @@ func (a *Activities) Apply(ctx context.Context, in StackInput) (ApplyResult, err
 	}
 	res, err := stack.Up(ctx, optup.Color("never"), optup.ProgressStreams(progress))
 	if err != nil {
+		stackLog(ctx, in).Warn("apply failed", "error", err)
 		return ApplyResult{}, pulumiError("apply", in.Stack, in.Commit, err)
 	}
 	out := ApplyResult{Stack: in.Stack.Name, UpdateVersion: res.Summary.Version, UpdateStarted: res.Summary.StartTime}
@@ -94,6 +111,8 @@ func (a *Activities) Apply(ctx context.Context, in StackInput) (ApplyResult, err
 		}
 		countOps(ops, &out.Create, &out.Update, &out.Replace, &out.Delete, &out.Same)
 	}
+	stackLog(ctx, in).Info("applied", "create", out.Create, "update", out.Update, "replace", out.Replace,
+		"delete", out.Delete, "same", out.Same, "pulumi_update", out.UpdateStarted)
 	return out, nil
 }
 

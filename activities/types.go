@@ -85,6 +85,9 @@ type PlanResult struct {
 	Steps string
 	// Digest is the SHA-256 of the whole rendered preview.
 	Digest string
+	// Artifacts are the stack config values that pin an artifact (an
+	// image tag or digest), "key=value", for the audit.
+	Artifacts []string `json:",omitempty"`
 }
 
 // Destructive says whether the plan replaces or deletes anything.

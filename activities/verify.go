@@ -33,6 +33,8 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 		return VerifyResult{}, err
 	}
 	res := VerifyResult{Stack: in.Stack.Name, Passed: true}
+	logger := stackLog(ctx, StackInput{RunID: in.RunID, Stack: in.Stack, Commit: in.Commit})
+	defer func() { logger.Info("verified", "passed", res.Passed, "checks", len(res.Results)) }()
 	for _, c := range in.Stack.Verify {
 		activity.RecordHeartbeat(ctx, "verify "+in.Stack.Name+": "+c.Name())
 		cctx, cancel := context.WithTimeout(ctx, checkTimeout)

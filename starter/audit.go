@@ -45,13 +45,16 @@ type Record struct {
 
 // Plan is a stack's approved plan: its digests and counts.
 type Plan struct {
-	Stack   string `json:"stack"`
-	Digest  string `json:"digest"` // SHA-256 of the rendered preview
-	Steps   string `json:"steps"`  // SHA-256 of the engine's steps
-	Create  int    `json:"create"`
-	Update  int    `json:"update"`
-	Replace int    `json:"replace"`
-	Delete  int    `json:"delete"`
+	Stack  string `json:"stack"`
+	Digest string `json:"digest"` // SHA-256 of the rendered preview
+	// Artifacts are the stack's config values that pin an artifact
+	// (image tags and digests), "key=value".
+	Artifacts []string `json:"artifacts"`
+	Steps     string   `json:"steps"` // SHA-256 of the engine's steps
+	Create    int      `json:"create"`
+	Update    int      `json:"update"`
+	Replace   int      `json:"replace"`
+	Delete    int      `json:"delete"`
 }
 
 // Update is what Pulumi's up did to a stack.
@@ -109,7 +112,7 @@ func record(r Run) Record {
 		rec.Approver, rec.ApprovedVia, rec.DecidedAt, rec.Comment = d.User, d.Via, d.At, d.Comment
 	}
 	for _, p := range st.Plans {
-		rec.Plans = append(rec.Plans, Plan{Stack: p.Stack, Digest: p.Digest, Steps: p.Steps,
+		rec.Plans = append(rec.Plans, Plan{Stack: p.Stack, Digest: p.Digest, Steps: p.Steps, Artifacts: append([]string{}, p.Artifacts...),
 			Create: p.Create, Update: p.Update, Replace: p.Replace, Delete: p.Delete})
 	}
 	for _, a := range st.Applies {
@@ -149,7 +152,7 @@ func WriteJSONL(w io.Writer, recs []Record) error {
 
 // csvHeader names WriteCSV's columns; lists are joined with ';'.
 var csvHeader = []string{"id", "commit", "parent", "branch", "subject", "author_name", "author_email", "stacks", "state",
-	"approver", "approved_via", "decided_at", "plan_digests", "creates", "updates", "replaces", "deletes",
+	"approver", "approved_via", "decided_at", "plan_digests", "artifacts", "creates", "updates", "replaces", "deletes",
 	"updates", "checks", "revert_commit", "restored", "started_at", "finished_at", "error"}
 
 // WriteCSV writes a header and one row per record.
@@ -159,10 +162,13 @@ func WriteCSV(w io.Writer, recs []Record) error {
 		return err
 	}
 	for _, r := range recs {
-		var digests, versions, checks []string
+		var digests, artifacts, versions, checks []string
 		var cr, up, rp, del int
 		for _, p := range r.Plans {
 			digests = append(digests, p.Stack+"="+p.Digest)
+			for _, a := range p.Artifacts {
+				artifacts = append(artifacts, p.Stack+":"+a)
+			}
 			cr, up, rp, del = cr+p.Create, up+p.Update, rp+p.Replace, del+p.Delete
 		}
 		for _, u := range r.Updates {
@@ -177,7 +183,7 @@ func WriteCSV(w io.Writer, recs []Record) error {
 		}
 		row := []string{r.ID, r.Commit, r.Parent, r.Branch, r.Subject, r.AuthorName, r.AuthorEmail,
 			strings.Join(r.Stacks, ";"), r.State, r.Approver, r.ApprovedVia, stamp(r.DecidedAt),
-			strings.Join(digests, ";"), strconv.Itoa(cr), strconv.Itoa(up), strconv.Itoa(rp), strconv.Itoa(del),
+			strings.Join(digests, ";"), strings.Join(artifacts, ";"), strconv.Itoa(cr), strconv.Itoa(up), strconv.Itoa(rp), strconv.Itoa(del),
 			strings.Join(versions, ";"), strings.Join(checks, ";"), r.RevertCommit, strings.Join(r.Restored, ";"),
 			started, finished, r.Error}
 		if err := cw.Write(row); err != nil {

@@ -52,7 +52,12 @@ func TestRunsAreTracedAndAudited(t *testing.T) {
 	const branch, stack = "e2e-audit", "site-audit"
 	remote := gittest.New(t, branch)
 	out := filepath.Join(t.TempDir(), "site.txt")
-	remote.Commit("Add the site stack", siteProject("stacks/site", out, "v1"))
+	// The stack's config pins the image it deploys: an artifact the audit
+	// records.
+	site := siteProject("stacks/site", out, "v1")
+	site["stacks/site/Pulumi.yaml"] = siteProgram([]string{"image"}, fileResource("page", "${outFile}", "${content}"))
+	remote.Commit("Add the site stack", site)
+	const image = "registry.example.com/site/web:2.0.1"
 	cfg := testConfig(t, remote.Bare, branch, config.Stack{
 		Name: stack, Path: "stacks/site", Stack: "test", Approval: config.ApprovalManual, Approvers: []string{"bob"},
 		Verify: []config.Check{{Command: []string{"sh", "-c",
@@ -66,7 +71,7 @@ func TestRunsAreTracedAndAudited(t *testing.T) {
 	waitWatching(t, c, branch)
 	ctx := context.Background()
 	set := func(msg, content string) string {
-		return remote.Commit(msg, map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: " + content + "\n"})
+		return remote.Commit(msg, map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: " + content + "\n  site:image: " + image + "\n"})
 	}
 	decide := func(sha string, approve bool) string {
 		id := workflows.ChangeWorkflowID(branch, sha)
@@ -141,6 +146,7 @@ func TestRunsAreTracedAndAudited(t *testing.T) {
 		{"good: commit, parent, author", g.Commit == good && g.Parent != "" && g.AuthorEmail == "alice@example.com" && g.AuthorName == "alice"},
 		{"good: approver and time", g.Approver == "bob" && !g.DecidedAt.IsZero() && g.Comment == "audited"},
 		{"good: plan digest and counts", len(g.Plans) == 1 && len(g.Plans[0].Digest) == 64 && g.Plans[0].Update+g.Plans[0].Create > 0},
+		{"good: the image it deployed", len(g.Plans) == 1 && len(g.Plans[0].Artifacts) == 1 && g.Plans[0].Artifacts[0] == "site:image="+image},
 		{"good: Pulumi update", len(g.Updates) == 1 && g.Updates[0].Started != "" && g.Updates[0].Create == 2},
 		{"good: checks", len(g.Checks) == 1 && g.Checks[0].Passed},
 		{"good: steps timed", len(g.Steps) >= 5 && g.Steps[len(g.Steps)-1].State == workflows.StateSucceeded},
@@ -165,7 +171,7 @@ func TestRunsAreTracedAndAudited(t *testing.T) {
 			t.Errorf("CSV header %q lacks %s", header, col)
 		}
 	}
-	if !strings.Contains(stdout, badRun.RevertCommit) || !strings.Contains(stdout, stack+"="+g.Plans[0].Digest) {
+	if !strings.Contains(stdout, badRun.RevertCommit) || !strings.Contains(stdout, stack+"="+g.Plans[0].Digest) || !strings.Contains(stdout, stack+":site:image="+image) {
 		t.Errorf("CSV lacks the revert commit or the plan digest:\n%s", stdout)
 	}
 
