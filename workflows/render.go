@@ -9,12 +9,14 @@ import (
 	"github.com/changeops/changeops/internal/notify"
 )
 
-// Plain-text summaries for notifications and current details.
+// Plain-text summaries for notifications and current details. They build
+// strings with Sprintf, not Fprintf: workflowcheck cannot tell a
+// strings.Builder from a file, and CI runs it on this package.
 
 func planSummary(plans []activities.PlanResult) string {
 	var b strings.Builder
 	for _, p := range plans {
-		fmt.Fprintf(&b, "%s: +%d ~%d ±%d -%d (=%d)", p.Stack, p.Create, p.Update, p.Replace, p.Delete, p.Same)
+		b.WriteString(fmt.Sprintf("%s: +%d ~%d ±%d -%d (=%d)", p.Stack, p.Create, p.Update, p.Replace, p.Delete, p.Same))
 		if p.Destructive() {
 			b.WriteString(" destructive")
 		}
@@ -26,7 +28,7 @@ func planSummary(plans []activities.PlanResult) string {
 func applySummary(applies []activities.ApplyResult) string {
 	var b strings.Builder
 	for _, p := range applies {
-		fmt.Fprintf(&b, "%s: +%d ~%d ±%d -%d (=%d), %s\n", p.Stack, p.Create, p.Update, p.Replace, p.Delete, p.Same, updateName(p))
+		b.WriteString(fmt.Sprintf("%s: +%d ~%d ±%d -%d (=%d), %s\n", p.Stack, p.Create, p.Update, p.Replace, p.Delete, p.Same, updateName(p)))
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }
@@ -38,7 +40,7 @@ func checkSummary(v activities.VerifyResult) string {
 		if !c.Passed {
 			mark = "FAILED"
 		}
-		fmt.Fprintf(&b, "%s %s: %s\n", mark, c.Check, c.Detail)
+		b.WriteString(fmt.Sprintf("%s %s: %s\n", mark, c.Check, c.Detail))
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -262,23 +262,32 @@ func (m *merger) mergeText(b, o, t plumbing.Hash) (plumbing.Hash, bool, error) {
 		}
 		texts[i] = data
 	}
-	// diff3 takes (a, o, b): ours, base, theirs.
-	// LCS alignment, not Myers: where repeated lines make the alignment
-	// ambiguous, this library's Myers can merge differently from git's
-	// xdiff (a silently different file), while LCS at worst reports a
-	// conflict git would not (a person decides).
-	blocks := diff3.Diff3Merge(splitLines(texts[1]), splitLines(texts[0]), splitLines(texts[2]), true)
+	merged, ok := mergeLines(texts[0], texts[1], texts[2])
+	if !ok {
+		return plumbing.ZeroHash, false, nil
+	}
+	h, err := writeBlob(m.repo.Storer, merged)
+	return h, err == nil, err
+}
+
+// mergeLines merges two texts line by line against their base; ok is false
+// on a conflict. diff3 takes (a, o, b): ours, base, theirs. LCS alignment,
+// not Myers: where repeated lines make the alignment ambiguous, this
+// library's Myers can merge differently from git's xdiff (a silently
+// different file), while LCS at worst reports a conflict git would not (a
+// person decides).
+func mergeLines(base, ours, theirs []byte) (merged []byte, ok bool) {
+	blocks := diff3.Diff3Merge(splitLines(ours), splitLines(base), splitLines(theirs), true)
 	var out bytes.Buffer
 	for _, blk := range blocks {
 		if blk.Conflict != nil {
-			return plumbing.ZeroHash, false, nil
+			return nil, false
 		}
 		for _, line := range blk.Ok {
 			out.WriteString(line)
 		}
 	}
-	h, err := writeBlob(m.repo.Storer, out.Bytes())
-	return h, err == nil, err
+	return out.Bytes(), true
 }
 
 // splitLines keeps each line's newline, so a missing final newline merges

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,18 +71,26 @@ func (a *Approvals) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
 	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil || form.Get("payload") == "" {
-		http.Error(w, "want a form with a payload field", http.StatusBadRequest)
-		return
-	}
-	var cb slack.InteractionCallback
-	if err := json.Unmarshal([]byte(form.Get("payload")), &cb); err != nil {
-		http.Error(w, "unreadable payload: "+err.Error(), http.StatusBadRequest)
+	cb, err := parseInteraction(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
 	a.Dispatch(cb)
+}
+
+// parseInteraction reads Slack's form-encoded interaction request.
+func parseInteraction(body []byte) (slack.InteractionCallback, error) {
+	var cb slack.InteractionCallback
+	form, err := url.ParseQuery(string(body))
+	if err != nil || form.Get("payload") == "" {
+		return cb, errors.New("want a form with a payload field")
+	}
+	if err := json.Unmarshal([]byte(form.Get("payload")), &cb); err != nil {
+		return cb, fmt.Errorf("unreadable payload: %w", err)
+	}
+	return cb, nil
 }
 
 // verify checks Slack's request signature and its age. Its errors say
@@ -106,22 +115,35 @@ func verify(h http.Header, body []byte, secret string) error {
 // Dispatch starts the decision a verified interaction asks for, if any,
 // and returns at once.
 func (a *Approvals) Dispatch(cb slack.InteractionCallback) {
-	if cb.Type != slack.InteractionTypeBlockActions {
+	id, approve, ok := decisionOf(cb)
+	if !ok {
 		return
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), decideTimeout)
+		defer cancel()
+		a.decide(ctx, cb, approve, id)
+	}()
+}
+
+// decisionOf is the decision an interaction asks for: a click on one of
+// our buttons, whose value names a change run.
+func decisionOf(cb slack.InteractionCallback) (id string, approve, ok bool) {
+	if cb.Type != slack.InteractionTypeBlockActions || cb.User.ID == "" {
+		return "", false, false
 	}
 	for _, act := range cb.ActionCallback.BlockActions {
-		if act.ActionID != slackui.ActionApprove && act.ActionID != slackui.ActionReject {
+		if act == nil || (act.ActionID != slackui.ActionApprove && act.ActionID != slackui.ActionReject) {
 			continue
 		}
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), decideTimeout)
-			defer cancel()
-			a.decide(ctx, cb, act.ActionID == slackui.ActionApprove, act.Value)
-		}()
-		return
+		if !strings.HasPrefix(act.Value, "change/") {
+			return "", false, false
+		}
+		return act.Value, act.ActionID == slackui.ActionApprove, true
 	}
+	return "", false, false
 }
 
 // Wait waits for the decisions in flight (on shutdown).
