@@ -75,6 +75,10 @@ type Temporal struct {
 	TaskQueue string `yaml:"task_queue"`
 	// UIURL is the Temporal Web UI base, used for links in notifications.
 	UIURL string `yaml:"ui_url"`
+	// WorkerStopTimeout is the grace period of a stopping worker (SIGTERM,
+	// Ctrl-C): it stops polling at once and lets running activities (an
+	// up, a verification) finish for this long before cancelling them.
+	WorkerStopTimeout Duration `yaml:"worker_stop_timeout"`
 }
 
 // Pulumi configures the engine the Automation API drives.
@@ -235,6 +239,7 @@ const (
 	DefaultAuthorEmail     = "changeops@localhost"
 	DefaultMaxBody         = 5 << 20
 	DefaultGroupCacheTTL   = time.Minute
+	DefaultStopTimeout     = time.Minute
 
 	InitialBaseline = "baseline"
 	InitialDeploy   = "deploy"
@@ -300,6 +305,9 @@ func (c *Config) ApplyDefaults(base string) {
 	setDefault(&c.Temporal.Namespace, DefaultNamespace)
 	setDefault(&c.Temporal.TaskQueue, DefaultTaskQueue)
 	setDefault(&c.Temporal.UIURL, DefaultUIURL)
+	if c.Temporal.WorkerStopTimeout == 0 {
+		c.Temporal.WorkerStopTimeout = Duration(DefaultStopTimeout)
+	}
 	setDefault(&c.DataDir, ".changeops/data")
 	c.DataDir = absFrom(base, c.DataDir)
 	setDefault(&c.Pulumi.BackendURL, "file://"+filepath.Join(c.DataDir, "pulumi-state"))

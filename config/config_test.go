@@ -46,6 +46,9 @@ func TestDefaults(t *testing.T) {
 		{"stacks[0].approval_timeout", s.ApprovalTimeout.D(), 24 * time.Hour},
 		{"stacks[0].verify_timeout", s.VerifyTimeout.D(), 5 * time.Minute},
 		{"stacks[0].verify[0].http.status", s.Verify[0].HTTP.Status, 200},
+		{"temporal.worker_stop_timeout", cfg.Temporal.WorkerStopTimeout.D(), time.Minute},
+		{"log.format", cfg.Log.Format, "text"},
+		{"slack.group_cache_ttl", cfg.Slack.GroupCacheTTL.D(), time.Minute},
 		{"secret", cfg.Secrets.PulumiPassphrase, "s3cret"},
 	}
 	for _, c := range checks {

@@ -99,7 +99,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 		}
 	}
 
-	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{})
+	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{WorkerStopTimeout: cfg.Temporal.WorkerStopTimeout.D()})
 	w.RegisterWorkflowWithOptions(workflows.ChangeWorkflow, workflow.RegisterOptions{Name: workflows.ChangeWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.WatcherWorkflow, workflow.RegisterOptions{Name: workflows.WatcherWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.StackQueueWorkflow, workflow.RegisterOptions{Name: workflows.StackQueueWorkflowName})
@@ -154,8 +154,9 @@ func (w *Worker) Client() client.Client { return w.client }
 // Addr is where the HTTP endpoints listen.
 func (w *Worker) Addr() string { return w.ln.Addr().String() }
 
-// Stop stops polling, lets running activities finish, closes the HTTP
-// server and the client.
+// Stop stops polling, lets running activities finish within
+// temporal.worker_stop_timeout (then cancels them: a retry elsewhere takes
+// over), closes the HTTP server and the client.
 func (w *Worker) Stop() {
 	if w.stopSocket != nil {
 		w.stopSocket()
