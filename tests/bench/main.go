@@ -48,6 +48,8 @@ func main() {
 	pairs := flag.Int("pairs", 5, "orchestrated/bare pairs per size")
 	check := flag.Bool("check", false, "exit non-zero when a target is missed")
 	flag.BoolVar(&showSteps, "steps", false, "print where the last changeops run of each size spent its time")
+	flag.IntVar(&gitCommits, "git-commits", 10000, "commits of the synthetic repository for the git figure (0: skip it)")
+	flag.IntVar(&gitFiles, "git-files", 5000, "files of the synthetic repository for the git figure")
 	flag.Parse()
 	tools := os.Getenv("CHANGEOPS_TOOLS")
 	if tools == "" {
@@ -138,8 +140,23 @@ func run(ctx context.Context, tools, sizes string, pairs int) (missed int, err e
 		missed++
 	}
 	fmt.Printf("%-34s %9.3fs %10s %7s %8s\n", "webhook → run started (median/20)", median(lat), "-", "-", target)
+
+	if gitCommits > 0 {
+		ours, cli, err := gitPerChange(ctx, dir, gitCommits, gitFiles, pairs)
+		if err != nil {
+			return 0, fmt.Errorf("git per change: %w", err)
+		}
+		ratio := median(ours) / median(cli)
+		if ratio > 1.5 {
+			missed++
+		}
+		fmt.Printf("%-34s %9.3fs %9.3fs %7.2f %8s\n", "git per change (fetch + paths)", median(ours), median(cli), ratio, "≤ 1.50")
+	}
 	return missed, nil
 }
+
+// The synthetic repository of the git figure.
+var gitCommits, gitFiles int
 
 const webhookSecret = "bench-webhook-secret"
 
