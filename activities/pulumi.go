@@ -37,7 +37,7 @@ func (a *Activities) Preview(ctx context.Context, in StackInput) (PlanResult, er
 	}
 	progress := startHeartbeat(ctx, a.HeartbeatEvery, "preview "+in.Stack.Name)
 	defer progress.Stop()
-	plan, err := preview(ctx, stack, in, progress)
+	plan, err := previewWith(ctx, stack, in, progress, recordSteps())
 	if err != nil {
 		stackLog(ctx, in).Warn("preview failed", "error", err)
 		return plan, err
@@ -54,10 +54,15 @@ func stackLog(ctx context.Context, in StackInput) log.Logger {
 	return log.With(activity.GetLogger(ctx), "run", in.RunID, "commit", short(in.Commit), "stack", in.Stack.Name)
 }
 
-func preview(ctx context.Context, stack auto.Stack, in StackInput, progress io.Writer) (PlanResult, error) {
-	steps := recordSteps()
-	res, err := stack.Preview(ctx, optpreview.Diff(), optpreview.Color("never"),
-		optpreview.ProgressStreams(progress), optpreview.EventStreams(steps.events))
+// previewWith previews the stack, refreshing first when in.Refresh is set,
+// with steps recording what the engine would do.
+func previewWith(ctx context.Context, stack auto.Stack, in StackInput, progress io.Writer, steps *stepRecorder) (PlanResult, error) {
+	opts := []optpreview.Option{optpreview.Diff(), optpreview.Color("never"),
+		optpreview.ProgressStreams(progress), optpreview.EventStreams(steps.events)}
+	if in.Refresh {
+		opts = append(opts, optpreview.Refresh())
+	}
+	res, err := stack.Preview(ctx, opts...)
 	if err != nil {
 		return PlanResult{}, pulumiError("preview", in.Stack, in.Commit, err)
 	}
@@ -86,7 +91,7 @@ func (a *Activities) Apply(ctx context.Context, in StackInput) (ApplyResult, err
 	progress := startHeartbeat(ctx, a.HeartbeatEvery, "up "+in.Stack.Name)
 	defer progress.Stop()
 	if in.Approved != "" {
-		now, err := preview(ctx, stack, in, progress)
+		now, err := previewWith(ctx, stack, in, progress, recordSteps())
 		if err != nil {
 			return ApplyResult{}, err
 		}
@@ -98,7 +103,13 @@ func (a *Activities) Apply(ctx context.Context, in StackInput) (ApplyResult, err
 				ErrPlanChanged, nil, now)
 		}
 	}
-	res, err := stack.Up(ctx, optup.Color("never"), optup.ProgressStreams(progress))
+	opts := []optup.Option{optup.Color("never"), optup.ProgressStreams(progress)}
+	if in.Refresh {
+		// Re-applying git over drift: up must see the live state, or it
+		// would find nothing to change.
+		opts = append(opts, optup.Refresh())
+	}
+	res, err := stack.Up(ctx, opts...)
 	if err != nil {
 		stackLog(ctx, in).Warn("apply failed", "error", err)
 		return ApplyResult{}, pulumiError("apply", in.Stack, in.Commit, err)

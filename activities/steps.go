@@ -18,6 +18,9 @@ type stepRecorder struct {
 	events chan events.EngineEvent
 	done   chan struct{}
 	lines  []string
+	// drifted lists the resources with a step, in the engine's order;
+	// read it after digest.
+	drifted []Drifted
 }
 
 func recordSteps() *stepRecorder {
@@ -30,9 +33,16 @@ func recordSteps() *stepRecorder {
 				continue
 			}
 			m := e.ResourcePreEvent.Metadata
-			if m.Op == apitype.OpSame || m.Op == apitype.OpRead {
+			// A refresh step only reads what is live; what it found shows
+			// in the steps that follow it.
+			if m.Op == apitype.OpSame || m.Op == apitype.OpRead || m.Op == apitype.OpRefresh {
 				continue
 			}
+			props := m.Diffs
+			if len(props) == 0 {
+				props = m.Keys
+			}
+			r.drifted = append(r.drifted, Drifted{URN: m.URN, Op: string(m.Op), Properties: props})
 			var inputs map[string]any
 			if m.New != nil {
 				inputs = m.New.Inputs

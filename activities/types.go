@@ -66,6 +66,9 @@ type StackInput struct {
 	// Approved, for Apply, is the Steps digest of the approved plan: up
 	// runs only if a fresh preview still matches it.
 	Approved string
+	// Refresh makes previews and up read the live state first: a drift
+	// check, and re-applying git over drift.
+	Refresh bool `json:",omitempty"`
 }
 
 // PlanResult is a preview of one stack.

@@ -110,6 +110,22 @@ type Stack struct {
 	ApprovalTimeout Duration `yaml:"approval_timeout"`
 	Verify          []Check  `yaml:"verify"`
 	VerifyTimeout   Duration `yaml:"verify_timeout"`
+	// DriftInterval is how often a scheduled drift check compares the
+	// stack's live resources with its last good commit; nil means the
+	// default (1h), 0 turns the schedule off.
+	DriftInterval *Duration `yaml:"drift_interval"`
+	// Drift is what a check that finds drift does: notify, approve (ask
+	// the stack's approvers to re-apply git or accept) or heal (re-apply
+	// git at once).
+	Drift string `yaml:"drift"`
+}
+
+// DriftEvery is the stack's drift schedule interval; 0 means none.
+func (s Stack) DriftEvery() time.Duration {
+	if s.DriftInterval == nil {
+		return DefaultDriftInterval
+	}
+	return s.DriftInterval.D()
 }
 
 // Check is one verification step; exactly one of its fields is set.
@@ -240,11 +256,20 @@ const (
 	DefaultMaxBody         = 5 << 20
 	DefaultGroupCacheTTL   = time.Minute
 	DefaultStopTimeout     = time.Minute
+	DefaultDriftInterval   = time.Hour
+	// MinDriftInterval keeps a schedule from refreshing a stack back to
+	// back: each check is a full refresh of every resource.
+	MinDriftInterval = 10 * time.Second
 
 	InitialBaseline = "baseline"
 	InitialDeploy   = "deploy"
 	RewriteHold     = "hold"
 	RewriteContinue = "continue"
+
+	// Drift policies.
+	DriftNotify  = "notify"
+	DriftApprove = "approve"
+	DriftHeal    = "heal"
 )
 
 // Load reads path, applies defaults, resolves secrets through getenv and
@@ -324,6 +349,7 @@ func (c *Config) ApplyDefaults(base string) {
 	for i := range c.Stacks {
 		s := &c.Stacks[i]
 		setDefault(&s.Approval, ApprovalManual)
+		setDefault(&s.Drift, DriftNotify)
 		if r, ok := c.RepoByName(s.Repo); ok {
 			setDefault(&s.Branch, r.Branch)
 		}
@@ -475,6 +501,18 @@ func (c *Config) Validate() error {
 		}
 		if s.Approval != ApprovalAuto && len(s.Approvers) == 0 {
 			bad("%s.approvers is empty but approval is %s: list who may approve (Slack user IDs or names given to --as)", at, s.Approval)
+		}
+		switch s.Drift {
+		case DriftNotify, DriftHeal:
+		case DriftApprove:
+			if len(s.Approvers) == 0 {
+				bad("%s.approvers is empty but drift is approve: list who may re-apply git or accept drift", at)
+			}
+		default:
+			bad("%s.drift %q is not a policy: use notify, approve or heal", at, s.Drift)
+		}
+		if d := s.DriftEvery(); d < 0 || (d > 0 && d < MinDriftInterval) {
+			bad("%s.drift_interval %s: use 0 (no schedule) or %s or more", at, d, MinDriftInterval)
 		}
 		for j, ch := range s.Verify {
 			n := 0

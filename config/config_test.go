@@ -50,6 +50,8 @@ func TestDefaults(t *testing.T) {
 		{"log.format", cfg.Log.Format, "text"},
 		{"slack.group_cache_ttl", cfg.Slack.GroupCacheTTL.D(), time.Minute},
 		{"secret", cfg.Secrets.PulumiPassphrase, "s3cret"},
+		{"stacks[0].drift", s.Drift, DriftNotify},
+		{"stacks[0].drift_interval", s.DriftEvery(), time.Hour},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -86,6 +88,12 @@ func TestRefusals(t *testing.T) {
 			[]string{"stacks[0] (web).stack is empty"}},
 		{"two checks in one", strings.Replace(good, "- http: {url: \"http://127.0.0.1:8080/healthz\"}", "- no_changes: true\n        command: [true]", 1), withPassphrase,
 			[]string{"stacks[0] (web).verify[0] must set exactly one of http, command, no_changes"}},
+		{"bad drift policy", strings.Replace(good, "stack: prod", "stack: prod\n    drift: fix", 1), withPassphrase,
+			[]string{`stacks[0] (web).drift "fix" is not a policy: use notify, approve or heal`}},
+		{"drift interval too short", strings.Replace(good, "stack: prod", "stack: prod\n    drift_interval: 1s", 1), withPassphrase,
+			[]string{"stacks[0] (web).drift_interval 1s: use 0 (no schedule) or 10s or more"}},
+		{"drift approve without approvers", strings.Replace(strings.Replace(good, "    approvers: [bob]\n", "", 1), "stack: prod", "stack: prod\n    approval: auto\n    drift: approve", 1), withPassphrase,
+			[]string{"stacks[0] (web).approvers is empty but drift is approve"}},
 		{"no repo", "stacks: []\n", withPassphrase,
 			[]string{"repo.url is empty", "stacks is empty"}},
 		{"quote in a name", strings.Replace(good, "name: web", "name: \"web'x\"", 1), withPassphrase,
@@ -122,6 +130,20 @@ func TestRefusals(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// drift_interval: 0 turns the schedule off; absent means the default.
+func TestDriftIntervalZeroIsOff(t *testing.T) {
+	cfg, err := Parse([]byte(strings.Replace(good, "stack: prod", "stack: prod\n    drift_interval: 0\n    drift: heal", 1)), "/etc", withPassphrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Stacks[0].DriftEvery(); got != 0 {
+		t.Errorf("drift_interval 0: DriftEvery = %s, want 0 (no schedule)", got)
+	}
+	if cfg.Stacks[0].Drift != DriftHeal {
+		t.Errorf("drift = %q, want heal", cfg.Stacks[0].Drift)
 	}
 }
 

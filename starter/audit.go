@@ -21,7 +21,10 @@ import (
 // Pulumi did, how it was verified, whether it was reverted, and when each
 // step happened.
 type Record struct {
-	ID           string           `json:"id"`
+	ID string `json:"id"`
+	// Kind is "change" or "drift": a drift record is a state change (or
+	// a decision about one) that no commit made.
+	Kind         string           `json:"kind"`
 	Commit       string           `json:"commit"`
 	Parent       string           `json:"parent"`
 	Branch       string           `json:"branch"`
@@ -40,7 +43,10 @@ type Record struct {
 	RevertCommit string           `json:"revert_commit"`
 	Restored     []string         `json:"restored"` // stack@commit put back by a rollback
 	Steps        []workflows.Step `json:"steps"`
-	Error        string           `json:"error,omitempty"`
+	// Drifted names, for a drift run, each resource that differed from
+	// git: "op urn (properties)".
+	Drifted []string `json:"drifted,omitempty"`
+	Error   string   `json:"error,omitempty"`
 }
 
 // Plan is a stack's approved plan: its digests and counts.
@@ -97,7 +103,7 @@ func Audit(ctx context.Context, c client.Client, f Filter) ([]Record, error) {
 }
 
 func record(r Run) Record {
-	rec := Record{ID: r.ID, Commit: r.Commit, Stacks: r.Stacks, State: r.State, Approver: r.Approver,
+	rec := Record{ID: r.ID, Kind: r.Kind, Commit: r.Commit, Stacks: r.Stacks, State: r.State, Approver: r.Approver,
 		RevertCommit: r.RevertCommit, AuthorEmail: r.Author, Subject: r.Subject, Error: r.Error,
 		Plans: []Plan{}, Updates: []Update{}, Checks: []Checked{}, Restored: []string{}, Steps: []workflows.Step{}}
 	st := r.Status
@@ -128,6 +134,15 @@ func record(r Run) Record {
 		}
 	}
 	rec.Steps = append(rec.Steps, st.Steps...)
+	if st.Drift != nil {
+		for _, d := range st.Drift.Resources {
+			line := d.Op + " " + d.URN
+			if len(d.Properties) > 0 {
+				line += " (" + strings.Join(d.Properties, ", ") + ")"
+			}
+			rec.Drifted = append(rec.Drifted, line)
+		}
+	}
 	return rec
 }
 
@@ -153,7 +168,7 @@ func WriteJSONL(w io.Writer, recs []Record) error {
 // csvHeader names WriteCSV's columns; lists are joined with ';'.
 var csvHeader = []string{"id", "commit", "parent", "branch", "subject", "author_name", "author_email", "stacks", "state",
 	"approver", "approved_via", "decided_at", "plan_digests", "artifacts", "creates", "updates", "replaces", "deletes",
-	"updates", "checks", "revert_commit", "restored", "started_at", "finished_at", "error"}
+	"pulumi_updates", "checks", "revert_commit", "restored", "started_at", "finished_at", "error", "kind", "drifted"}
 
 // WriteCSV writes a header and one row per record.
 func WriteCSV(w io.Writer, recs []Record) error {
@@ -185,7 +200,7 @@ func WriteCSV(w io.Writer, recs []Record) error {
 			strings.Join(r.Stacks, ";"), r.State, r.Approver, r.ApprovedVia, stamp(r.DecidedAt),
 			strings.Join(digests, ";"), strings.Join(artifacts, ";"), strconv.Itoa(cr), strconv.Itoa(up), strconv.Itoa(rp), strconv.Itoa(del),
 			strings.Join(versions, ";"), strings.Join(checks, ";"), r.RevertCommit, strings.Join(r.Restored, ";"),
-			started, finished, r.Error}
+			started, finished, r.Error, r.Kind, strings.Join(r.Drifted, ";")}
 		if err := cw.Write(row); err != nil {
 			return err
 		}

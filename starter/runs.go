@@ -18,7 +18,9 @@ import (
 
 // Run is one change run as `list` and `status --json` print it.
 type Run struct {
-	ID           string   `json:"id"`
+	ID string `json:"id"`
+	// Kind is "change" (a merged commit's run) or "drift" (a drift check).
+	Kind         string   `json:"kind"`
 	Commit       string   `json:"commit"`
 	Stacks       []string `json:"stacks"`
 	State        string   `json:"state"`
@@ -41,11 +43,28 @@ type Filter struct {
 	Author string
 	// Since keeps runs started at or after it; zero keeps all.
 	Since time.Time
+	// Kind keeps only change runs ("change") or drift runs ("drift");
+	// empty keeps both.
+	Kind  string
 	Limit int
 }
 
+// Kinds of run, as Run.Kind and Filter.Kind name them.
+const (
+	KindChange = "change"
+	KindDrift  = "drift"
+)
+
 func (f Filter) query() string {
-	q := []string{fmt.Sprintf("WorkflowType = '%s'", workflows.ChangeWorkflowName)}
+	var q []string
+	switch f.Kind {
+	case KindChange:
+		q = append(q, fmt.Sprintf("WorkflowType = '%s'", workflows.ChangeWorkflowName))
+	case KindDrift:
+		q = append(q, fmt.Sprintf("WorkflowType = '%s'", workflows.DriftWorkflowName))
+	default:
+		q = append(q, fmt.Sprintf("WorkflowType IN ('%s', '%s')", workflows.ChangeWorkflowName, workflows.DriftWorkflowName))
+	}
 	if f.Stack != "" {
 		q = append(q, fmt.Sprintf("ChangeStacks = '%s'", escape(f.Stack)))
 	}
@@ -71,6 +90,9 @@ func List(ctx context.Context, c client.Client, f Filter) ([]Run, error) {
 	if f.Limit <= 0 {
 		f.Limit = 50
 	}
+	if f.Kind != "" && f.Kind != KindChange && f.Kind != KindDrift {
+		return nil, fmt.Errorf("kind %q: use change or drift (or leave it out for both)", f.Kind)
+	}
 	var out []Run
 	var token []byte
 	for len(out) < f.Limit {
@@ -83,7 +105,9 @@ func List(ctx context.Context, c client.Client, f Filter) ([]Run, error) {
 			return nil, fmt.Errorf("list change runs (%s): %w", f.query(), err)
 		}
 		for _, e := range resp.GetExecutions() {
-			out = append(out, runFromAttributes(e.GetExecution().GetWorkflowId(), e.GetSearchAttributes().GetIndexedFields()))
+			r := runFromAttributes(e.GetExecution().GetWorkflowId(), e.GetSearchAttributes().GetIndexedFields())
+			r.Kind = kindOf(e.GetType().GetName())
+			out = append(out, r)
 		}
 		token = resp.GetNextPageToken()
 		if len(token) == 0 {
@@ -114,6 +138,13 @@ func runFromAttributes(id string, fields map[string]*commonpb.Payload) Run {
 	return r
 }
 
+func kindOf(workflowType string) string {
+	if workflowType == workflows.DriftWorkflowName {
+		return KindDrift
+	}
+	return KindChange
+}
+
 // Status asks a run for its full status; a run whose worker is gone is still
 // described from its search attributes.
 func Status(ctx context.Context, c client.Client, id string) (Run, error) {
@@ -126,6 +157,7 @@ func Status(ctx context.Context, c client.Client, id string) (Run, error) {
 		return Run{}, fmt.Errorf("describe %s: %w", id, err)
 	}
 	run := runFromAttributes(id, desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields())
+	run.Kind = kindOf(desc.GetWorkflowExecutionInfo().GetType().GetName())
 	resp, err := c.QueryWorkflow(ctx, id, "", workflows.StatusQuery)
 	if err != nil {
 		run.Detail = "status query unavailable (is a worker running?): " + err.Error()

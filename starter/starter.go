@@ -117,13 +117,13 @@ func refusal(id string, err error) error {
 // Resolve turns a workflow ID or a unique prefix of a commit SHA into a
 // change run's workflow ID.
 func Resolve(ctx context.Context, c client.Client, ref string) (string, error) {
-	if strings.HasPrefix(ref, "change/") {
+	if strings.HasPrefix(ref, "change/") || strings.HasPrefix(ref, "drift/") {
 		return ref, nil
 	}
 	if len(ref) < 4 || strings.Trim(ref, "0123456789abcdef") != "" {
-		return "", fmt.Errorf("%q is neither a workflow ID (change/<branch>/<sha>) nor a commit SHA prefix of 4+ hex digits", ref)
+		return "", fmt.Errorf("%q is neither a workflow ID (change/<branch>/<sha>) nor a commit SHA prefix of 4+ hex digits (drift runs are named drift/<stack>/...)", ref)
 	}
-	runs, err := List(ctx, c, Filter{CommitPrefix: ref, Limit: 10})
+	runs, err := List(ctx, c, Filter{CommitPrefix: ref, Kind: KindChange, Limit: 10})
 	if err != nil {
 		return "", err
 	}

@@ -71,6 +71,12 @@ func testConfig(t *testing.T, url, branch string, stacks ...config.Stack) *confi
 		if s.VerifyTimeout == 0 {
 			s.VerifyTimeout = config.Duration(30 * time.Second)
 		}
+		if s.DriftInterval == nil {
+			// No schedule unless a test asks: an hourly check firing
+			// mid-suite would enter the queues other tests watch.
+			off := config.Duration(0)
+			s.DriftInterval = &off
+		}
 	}
 	cfg := &config.Config{
 		Repo: config.Repo{URL: url, Branch: branch, PollInterval: config.Duration(time.Second)},

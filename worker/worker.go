@@ -103,6 +103,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 	w.RegisterWorkflowWithOptions(workflows.ChangeWorkflow, workflow.RegisterOptions{Name: workflows.ChangeWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.WatcherWorkflow, workflow.RegisterOptions{Name: workflows.WatcherWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.StackQueueWorkflow, workflow.RegisterOptions{Name: workflows.StackQueueWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.DriftWorkflow, workflow.RegisterOptions{Name: workflows.DriftWorkflowName})
 	acts := activities.New(cfg, repos, env, notifier)
 	acts.Temporal = c
 	w.RegisterActivity(acts)
@@ -126,6 +127,10 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 	}
 	wk.polling.Store(true)
 	if err := wk.startWatchers(ctx); err != nil {
+		wk.Stop()
+		return nil, err
+	}
+	if err := ReconcileDriftSchedules(ctx, c, cfg, logger); err != nil {
 		wk.Stop()
 		return nil, err
 	}

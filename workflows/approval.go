@@ -64,12 +64,12 @@ func validateDecision(st *Status, req DecisionRequest) error {
 	case strings.TrimSpace(req.User) == "":
 		return fmt.Errorf("a decision needs a user: pass --as USER")
 	case st.Decision != nil:
-		return fmt.Errorf("change %s was already decided by %s", short, st.Decision.User)
+		return fmt.Errorf("%s was already decided by %s", st.Subject(), st.Decision.User)
 	case st.State != StateAwaitingApproval:
-		return fmt.Errorf("change %s is %s, not awaiting approval", short, st.State)
+		return fmt.Errorf("%s is %s, not awaiting approval", st.Subject(), st.State)
 	case !allowed(st.Approval.Approvers, req):
-		return fmt.Errorf("%s may not decide change %s: approvers for %s are %s",
-			req.User, short, strings.Join(st.Approval.Stacks, ", "), strings.Join(st.Approval.Approvers, ", "))
+		return fmt.Errorf("%s may not decide %s: approvers for %s are %s",
+			req.User, st.Subject(), strings.Join(st.Approval.Stacks, ", "), strings.Join(st.Approval.Approvers, ", "))
 	case req.Approve && st.Approval.FourEyes && (isAuthor(req.User, st.Commit) || isAuthor(req.Email, st.Commit)):
 		return fmt.Errorf("%s wrote commit %s and %s four eyes: another approver must approve",
 			req.User, short, stacksRequire(st.Approval.Stacks))

@@ -258,36 +258,51 @@ func (r *changeRun) approve(ctx workflow.Context) (ChangeResult, bool) {
 		return r.finish(ctx, StateFailed, fmt.Sprintf(
 			"no approver is allowed on all of %s: give these stacks a common approver in the config", strings.Join(ap.Stacks, ", "))), false
 	}
-	ap.Deadline = workflow.Now(ctx).Add(ap.Timeout)
-	r.enter(ctx, StateAwaitingApproval, fmt.Sprintf("Waiting for %s until %s", strings.Join(ap.Approvers, " or "), ap.Deadline.Format(time.RFC3339)))
-	r.notify(ctx, notify.Event{
-		Kind: notify.KindApproval, Step: "awaiting approval",
-		Detail: fmt.Sprintf("approvers: %s; expires %s", strings.Join(ap.Approvers, ", "), ap.Deadline.Format(time.RFC3339)),
-		Ask:    &notify.Ask{Approvers: ap.Approvers, FourEyes: ap.FourEyes, Deadline: ap.Deadline},
-	})
-	asked := workflow.Now(ctx)
-	decided, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
-		Timeout:      ap.Timeout,
-		TimerOptions: workflow.TimerOptions{Summary: "approval timeout"},
-	}, func() bool { return r.st.Decision != nil })
+	decided, err := r.ask(ctx, notify.Ask{})
 	if err != nil {
 		return r.finish(ctx, StateFailed, "waiting for approval: "+err.Error()), false
 	}
 	if !decided {
-		observe(ctx, MetricApprovalWait, asked, map[string]string{"outcome": StateExpired})
 		return r.finish(ctx, StateExpired, fmt.Sprintf("no decision within %s", ap.Timeout)), false
 	}
 	d := r.st.Decision
-	outcome := "approved"
-	if !d.Approve {
-		outcome = StateRejected
-	}
-	observe(ctx, MetricApprovalWait, asked, map[string]string{"outcome": outcome})
 	if !d.Approve {
 		return r.finish(ctx, StateRejected, fmt.Sprintf("rejected by %s %s", d.User, quote(d.Comment))), false
 	}
 	r.notify(ctx, notify.Event{Kind: notify.KindDecision, Step: "approved by " + d.User, Detail: d.Comment})
 	return ChangeResult{}, true
+}
+
+// ask waits for a decision on r.st.Approval until its timeout: the run is
+// awaiting-approval, and the approvers hear so with buttons labelled as
+// labels says (Approve and Reject when empty). decided is false when the
+// time ran out.
+func (r *changeRun) ask(ctx workflow.Context, labels notify.Ask) (decided bool, err error) {
+	ap := &r.st.Approval
+	ap.Deadline = workflow.Now(ctx).Add(ap.Timeout)
+	r.enter(ctx, StateAwaitingApproval, fmt.Sprintf("Waiting for %s until %s", strings.Join(ap.Approvers, " or "), ap.Deadline.Format(time.RFC3339)))
+	labels.Approvers, labels.FourEyes, labels.Deadline = ap.Approvers, ap.FourEyes, ap.Deadline
+	r.notify(ctx, notify.Event{
+		Kind: notify.KindApproval, Step: "awaiting approval",
+		Detail: fmt.Sprintf("approvers: %s; expires %s", strings.Join(ap.Approvers, ", "), ap.Deadline.Format(time.RFC3339)),
+		Ask:    &labels,
+	})
+	asked := workflow.Now(ctx)
+	decided, err = workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+		Timeout:      ap.Timeout,
+		TimerOptions: workflow.TimerOptions{Summary: "approval timeout"},
+	}, func() bool { return r.st.Decision != nil })
+	switch {
+	case err != nil:
+		return false, err
+	case !decided:
+		observe(ctx, MetricApprovalWait, asked, map[string]string{"outcome": StateExpired})
+	case r.st.Decision.Approve:
+		observe(ctx, MetricApprovalWait, asked, map[string]string{"outcome": "approved"})
+	default:
+		observe(ctx, MetricApprovalWait, asked, map[string]string{"outcome": StateRejected})
+	}
+	return decided, nil
 }
 
 // verify runs a stack's checks until a round passes or verify_timeout is

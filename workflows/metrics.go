@@ -13,6 +13,8 @@ const (
 	MetricVerifyDuration = "changeops_verify_duration"
 	// MetricRollbacks counts rollbacks by outcome (rolled-back, rollback-failed).
 	MetricRollbacks = "changeops_rollbacks"
+	// MetricDriftChecks counts drift checks by stack and result (none, found).
+	MetricDriftChecks = "changeops_drift_checks"
 	// MetricNotificationFailures counts notifications given up on (tag step kind).
 	MetricNotificationFailures = "changeops_notification_failures"
 )

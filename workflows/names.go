@@ -4,6 +4,8 @@
 package workflows
 
 import (
+	"time"
+
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -13,6 +15,7 @@ import (
 const (
 	ChangeWorkflowName  = "ChangeWorkflow"
 	WatcherWorkflowName = "WatcherWorkflow"
+	DriftWorkflowName   = "DriftWorkflow"
 
 	// DecisionSignal carries an approval or rejection (Slack buttons).
 	DecisionSignal = "decision"
@@ -50,6 +53,21 @@ const (
 	StateRolledBack       = "rolled-back"
 	StateRollbackFailed   = "rollback-failed"
 	StateFailed           = "failed"
+
+	// States of a drift run (a drift run also passes through queued,
+	// awaiting-approval, applying and verifying, and can end no-op or
+	// failed).
+	StateDriftChecking = "drift-checking"
+	StateDriftNone     = "drift-none"     // the stack matches git
+	StateDriftFound    = "drift-found"    // it does not, and was left as it is
+	StateDriftHealed   = "drift-healed"   // git was re-applied and verified
+	StateDriftAccepted = "drift-accepted" // a person accepted the difference
+)
+
+// Kinds of run, in Status.Kind.
+const (
+	KindChange = "" // a merged commit's change run
+	KindDrift  = "drift"
 )
 
 // Search attributes the design names, typed once. Keyword kinds for IDs: the
@@ -84,6 +102,15 @@ func ChangeID(repo, branch, sha string) string {
 		return "change/" + branch + "/" + sha
 	}
 	return "change/" + repo + "/" + branch + "/" + sha
+}
+
+// DriftScheduleID names a stack's drift schedule; the runs it starts are
+// named after it with the time appended.
+func DriftScheduleID(stack string) string { return "drift/" + stack }
+
+// DriftID names a drift run started by hand.
+func DriftID(stack string, at time.Time) string {
+	return "drift/" + stack + "/" + at.UTC().Format("20060102T150405Z")
 }
 
 // WatcherWorkflowID names the watcher of a branch of the repo block.

@@ -17,6 +17,9 @@ type outbox struct {
 	// thread is where the run's messages went so far (the Slack parent
 	// message and approval buttons), handed to each next delivery.
 	thread notify.Thread
+	// quiet drops what is sent from now on: a run with nothing to report
+	// (a drift check that found none) stays out of the channel.
+	quiet bool
 }
 
 func newOutbox(ctx workflow.Context) *outbox {
@@ -29,6 +32,9 @@ func newOutbox(ctx workflow.Context) *outbox {
 
 // send queues e (or, on the old shape, delivers it now).
 func (o *outbox) send(ctx workflow.Context, e notify.Event) {
+	if o.quiet {
+		return
+	}
 	if !o.async {
 		o.deliver(ctx, e)
 		return

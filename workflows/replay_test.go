@@ -17,8 +17,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 12 {
-		t.Fatalf("found %d recorded histories in testdata, want each shape of the change run, the watcher and a stack queue, before and after each versioned change", len(files))
+	if len(files) < 16 {
+		t.Fatalf("found %d recorded histories in testdata, want each shape of the change run, the watcher, a stack queue and a drift run, before and after each versioned change", len(files))
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
@@ -26,6 +26,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflowWithOptions(ChangeWorkflow, workflow.RegisterOptions{Name: ChangeWorkflowName})
 			r.RegisterWorkflowWithOptions(WatcherWorkflow, workflow.RegisterOptions{Name: WatcherWorkflowName})
 			r.RegisterWorkflowWithOptions(StackQueueWorkflow, workflow.RegisterOptions{Name: StackQueueWorkflowName})
+			r.RegisterWorkflowWithOptions(DriftWorkflow, workflow.RegisterOptions{Name: DriftWorkflowName})
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"strings"
 	"time"
 
 	"github.com/changeops/changeops/activities"
@@ -77,8 +78,21 @@ type Step struct {
 	At    time.Time
 }
 
+// DriftInput starts a drift run of one stack.
+type DriftInput struct {
+	Stack string
+	UIURL string
+	// Policy overrides the stack's drift policy for this run (changeops
+	// drift --heal); empty keeps it.
+	Policy string `json:",omitempty"`
+	// By is who started the run by hand; empty for the schedule.
+	By string `json:",omitempty"`
+}
+
 // Status is everything the run knows, returned by StatusQuery.
 type Status struct {
+	// Kind is KindChange or KindDrift.
+	Kind          string `json:",omitempty"`
 	ID            string
 	Branch        string
 	Commit        activities.Commit
@@ -102,6 +116,17 @@ type Status struct {
 	Restored []Restore
 	Error    string
 	Steps    []Step
+	// Drift is what a drift run's check found.
+	Drift *activities.DriftResult `json:",omitempty"`
+}
+
+// Subject names the run for people: "change abc1234" or "the drift check
+// of stack web".
+func (st *Status) Subject() string {
+	if st.Kind == KindDrift {
+		return "the drift check of stack " + strings.Join(st.Stacks, ", ")
+	}
+	return "change " + shortSHA(st.Commit.SHA)
 }
 
 // Restore is one stack put back by a rollback.

@@ -1,5 +1,5 @@
 // Package cli is the `changeops` command line: dev, worker, start, approve,
-// reject, status and list.
+// reject, status, list, audit, ack-rewrite and drift.
 package cli
 
 import (
@@ -50,7 +50,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 	root.PersistentFlags().StringVar(&g.configPath, "config", "", "changeops.yaml to use")
 	root.PersistentFlags().StringVar(&g.address, "address", "", "Temporal frontend host:port (default: from the config, else "+config.DefaultTemporalAddress+")")
 	root.PersistentFlags().StringVar(&g.namespace, "namespace", "", "Temporal namespace (default: from the config, else "+config.DefaultNamespace+")")
-	root.AddCommand(devCmd(g), workerCmd(g), startCmd(g), decideCmd(g, true), decideCmd(g, false), statusCmd(g), listCmd(g), auditCmd(g), ackRewriteCmd(g))
+	root.AddCommand(devCmd(g), workerCmd(g), startCmd(g), decideCmd(g, true), decideCmd(g, false), statusCmd(g), listCmd(g), auditCmd(g), ackRewriteCmd(g), driftCmd(g))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(env.Stderr, "changeops:", err)
 		return 1
@@ -114,6 +114,12 @@ func (g *globals) dial(ctx context.Context) (client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return dialTemporal(ctx, t)
+}
+
+// dialTemporal connects to the Temporal t names (loadConfig has applied
+// --address and --namespace to it).
+func dialTemporal(ctx context.Context, t config.Temporal) (client.Client, error) {
 	c, err := client.DialContext(ctx, client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: quietLogger()})
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (set --address or temporal.address): %w", t.Address, err)

@@ -133,7 +133,7 @@ func listCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List change runs, newest first",
+		Short: "List change runs and drift checks, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.dial(cmd.Context())
@@ -177,6 +177,7 @@ func filterFlags(cmd *cobra.Command, f *starter.Filter, limit int, sinceDefault 
 	cmd.Flags().StringVar(&f.Author, "author", "", "only runs of commits by this author email")
 	cmd.Flags().DurationVar(since, "since", sinceDefault, "only runs started within this long, like 720h (0: all)")
 	cmd.Flags().IntVar(&f.Limit, "limit", limit, "at most this many runs")
+	cmd.Flags().StringVar(&f.Kind, "kind", "", "only change runs (change) or drift checks (drift); default both")
 	cmd.PreRun = func(*cobra.Command, []string) {
 		if *since > 0 {
 			f.Since = time.Now().Add(-*since)
@@ -235,6 +236,11 @@ func printStatus(w io.Writer, r starter.Run) {
 		}
 		for _, p := range st.Plans {
 			fmt.Fprintf(tw, "plan\t%s: +%d ~%d ±%d -%d (digest %.12s)\n", p.Stack, p.Create, p.Update, p.Replace, p.Delete, p.Digest)
+		}
+		if st.Drift != nil {
+			for _, d := range st.Drift.Resources {
+				fmt.Fprintf(tw, "drifted\t%s %s (%s)\n", d.Op, d.URN, strings.Join(d.Properties, ", "))
+			}
 		}
 		if st.Approval.Required && st.Decision == nil {
 			fmt.Fprintf(tw, "approvers\t%s (until %s)\n", strings.Join(st.Approval.Approvers, ", "), st.Approval.Deadline.Format("2006-01-02 15:04:05Z07:00"))

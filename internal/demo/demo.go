@@ -220,4 +220,8 @@ stacks:
       - http: {url: "http://{{.SiteAddr}}/index.html", status: 200}
       - no_changes: true
     verify_timeout: 1m
+    # Every 10 minutes, compare the live site with git; ask alice or bob
+    # whether to re-apply git or accept what changed.
+    drift_interval: 10m
+    drift: approve
 `

@@ -30,6 +30,7 @@ const (
 	KindRevertConflict Kind = "revert-conflict" // the revert conflicts in Detail's paths
 	KindRestored       Kind = "restored"        // a stack is back at its last good state
 	KindFinished       Kind = "finished"        // the run ended; State says how
+	KindDrift          Kind = "drift"           // a drift check found differences: Plans
 	// Events that belong to no change run: a branch's watcher (rewrite,
 	// outage) or a stack's queue (a holder skipped).
 	KindBranch Kind = "branch"
@@ -84,6 +85,12 @@ type Ask struct {
 	Approvers []string
 	FourEyes  bool
 	Deadline  time.Time
+	// Question, ApproveLabel and RejectLabel word the request when it is
+	// not about a change (drift: "Re-apply git" or "Accept"); empty means
+	// the change run's wording.
+	Question     string `json:",omitempty"`
+	ApproveLabel string `json:",omitempty"`
+	RejectLabel  string `json:",omitempty"`
 }
 
 // Decision is who decided a run, and how.

@@ -129,7 +129,7 @@ func (a *Approvals) Dispatch(cb slack.InteractionCallback) {
 }
 
 // decisionOf is the decision an interaction asks for: a click on one of
-// our buttons, whose value names a change run.
+// our buttons, whose value names a change run or a drift run.
 func decisionOf(cb slack.InteractionCallback) (id string, approve, ok bool) {
 	if cb.Type != slack.InteractionTypeBlockActions || cb.User.ID == "" {
 		return "", false, false
@@ -138,7 +138,7 @@ func decisionOf(cb slack.InteractionCallback) (id string, approve, ok bool) {
 		if act == nil || (act.ActionID != slackui.ActionApprove && act.ActionID != slackui.ActionReject) {
 			continue
 		}
-		if !strings.HasPrefix(act.Value, "change/") {
+		if !strings.HasPrefix(act.Value, "change/") && !strings.HasPrefix(act.Value, "drift/") {
 			return "", false, false
 		}
 		return act.Value, act.ActionID == slackui.ActionApprove, true

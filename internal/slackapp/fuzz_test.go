@@ -33,7 +33,7 @@ func FuzzInteraction(f *testing.F) {
 		if !ok {
 			return
 		}
-		if cb.User.ID == "" || !strings.HasPrefix(id, "change/") {
+		if cb.User.ID == "" || (!strings.HasPrefix(id, "change/") && !strings.HasPrefix(id, "drift/")) {
 			t.Fatalf("a decision from %+v: user %q, run %q", cb, cb.User.ID, id)
 		}
 	})

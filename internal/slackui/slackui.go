@@ -58,6 +58,11 @@ var emoji = map[string]string{
 	"expired":           ":alarm_clock:",
 	"rolling-back":      ":rewind:",
 	"rolled-back":       ":leftwards_arrow_with_hook:",
+	"drift-checking":    ":mag:",
+	"drift-none":        ":white_check_mark:",
+	"drift-found":       ":warning:",
+	"drift-healed":      ":adhesive_bandage:",
+	"drift-accepted":    ":ok_hand:",
 	"rollback-failed":   ":rotating_light:",
 	"failed":            ":x:",
 }
@@ -108,7 +113,9 @@ func Step(e notify.Event, attempt int) Message {
 	case notify.KindReceived:
 		blocks = received(e)
 	case notify.KindPlanned:
-		blocks = plans(e)
+		blocks = plans(e, ":clipboard: *Plan ready*")
+	case notify.KindDrift:
+		blocks = drift(e)
 	case notify.KindApproval:
 		blocks = approval(e)
 		text = "Waiting for a decision on " + notify.ShortSHA(e.Commit)
@@ -193,8 +200,20 @@ func received(e notify.Event) []slack.Block {
 	return blocks
 }
 
-func plans(e notify.Event) []slack.Block {
-	blocks := []slack.Block{section(":clipboard: *Plan ready*")}
+// drift shows what differs from git: the summary line and each resource,
+// then the plan that would put it back.
+func drift(e notify.Event) []slack.Block {
+	head, resources, _ := strings.Cut(strings.TrimSpace(e.Detail), "\n")
+	blocks := []slack.Block{section(truncate(":warning: *Drift found*: "+esc(head), maxSectionText))}
+	if resources != "" {
+		list, _ := codeBlock(resources, maxSectionText)
+		blocks = append(blocks, section(list))
+	}
+	return append(blocks, plans(e, "*What re-applying git would do*")...)
+}
+
+func plans(e notify.Event, title string) []slack.Block {
+	blocks := []slack.Block{section(title)}
 	truncated := false
 	ps := e.Plans
 	if len(ps) > maxPlans {
@@ -240,12 +259,16 @@ func approval(e notify.Event) []slack.Block {
 	if ask.FourEyes {
 		line += "\nFour eyes: the commit's author cannot approve it."
 	}
-	approve := slack.NewButtonBlockElement(ActionApprove, e.RunID, plain("Approve")).WithStyle(slack.StylePrimary)
-	approve.Confirm = slack.NewConfirmationBlockObject(
-		plain("Apply this change?"),
-		plain(truncate(fmt.Sprintf("%s %s will be applied to %s.", notify.ShortSHA(e.Commit), e.Subject, strings.Join(e.Stacks, ", ")), 300)),
-		plain("Approve"), plain("Cancel"))
-	reject := slack.NewButtonBlockElement(ActionReject, e.RunID, plain("Reject")).WithStyle(slack.StyleDanger)
+	yes, no := orElse(ask.ApproveLabel, "Approve"), orElse(ask.RejectLabel, "Reject")
+	title := "Apply this change?"
+	confirm := fmt.Sprintf("%s %s will be applied to %s.", notify.ShortSHA(e.Commit), e.Subject, strings.Join(e.Stacks, ", "))
+	if ask.Question != "" {
+		line += "\n" + esc(ask.Question)
+		title, confirm = yes+"?", ask.Question
+	}
+	approve := slack.NewButtonBlockElement(ActionApprove, e.RunID, plain(yes)).WithStyle(slack.StylePrimary)
+	approve.Confirm = slack.NewConfirmationBlockObject(plain(truncate(title, 100)), plain(truncate(confirm, 300)), plain(yes), plain("Cancel"))
+	reject := slack.NewButtonBlockElement(ActionReject, e.RunID, plain(no)).WithStyle(slack.StyleDanger)
 	return []slack.Block{section(line), slack.NewActionBlock(decisionBlockID, approve, reject)}
 }
 
@@ -390,6 +413,13 @@ func truncate(s string, n int) string {
 	}
 	r := []rune(s)
 	return string(r[:n-1]) + "…"
+}
+
+func orElse(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
 }
 
 func orDash(s string) string {

@@ -51,7 +51,19 @@ func TestGolden(t *testing.T) {
 	rewrite := notify.Event{RunID: "watcher/main", Branch: "main", Commit: "9c1e0d2", Kind: notify.KindBranch, State: "history rewritten",
 		Step: "history rewritten", Detail: "main no longer holds 3f2a91c: held until changeops ack-rewrite main"}
 
+	found := run(notify.KindDrift, "drift-checking", "drift found", "web differs from 1a2b3c4: re-applying git would take 1 to update\nupdate urn:pulumi:prod::site::changeops:index:File::page (content)")
+	found.Subject = "Drift check of stack web"
+	found.Plans = []notify.Plan{{Stack: "web", Update: 1, Same: 2, Diff: "  ~ changeops:index:File: (update)\n    ~ content: \"edited\" => \"hello\"\n"}}
+	askDrift := run(notify.KindApproval, "awaiting-approval", "awaiting approval", "")
+	askDrift.Subject = "Drift check of stack web"
+	askDrift.Ask = &notify.Ask{Approvers: []string{"U01BOB"}, Deadline: at.Add(24 * time.Hour),
+		Question:     "Stack web differs from git (1 to update). Re-apply 1a2b3c4, or accept the difference until the next check?",
+		ApproveLabel: "Re-apply git", RejectLabel: "Accept"}
+
 	cases := map[string]Message{
+		"drift_found":       Step(found, 1),
+		"drift_approval":    Step(askDrift, 1),
+		"parent_drift":      Parent(run(notify.KindFinished, "drift-healed", "drift-healed", "re-applied 1a2b3c4 to web and verified")),
 		"parent_awaiting":   Parent(ask),
 		"parent_succeeded":  Parent(run(notify.KindFinished, "succeeded", "succeeded", "applied and verified")),
 		"received":          Step(run(notify.KindReceived, "planning", "received", "stacks/web/index.html\nstacks/web/Pulumi.yaml"), 1),

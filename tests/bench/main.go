@@ -6,7 +6,11 @@
 //     by the bare Automation API doing the same (select, preview, up,
 //     preview), alternately, in pairs;
 //   - merge noticed: push → change run started, with polling at 1 s, and
-//     webhook delivery → change run started (GitHub-signed, 20 deliveries).
+//     webhook delivery → change run started (GitHub-signed, 20 deliveries);
+//   - a drift check that finds none (N=10), against the bare `pulumi
+//     refresh --preview-only` of the same stack;
+//   - git per change: incremental fetch and changed paths on a synthetic
+//     repository, against the git CLI.
 //
 // Run it with `make bench` or `go run ./tests/bench [-n 1,10] [-pairs 5] [-check]`.
 package main
@@ -109,6 +113,10 @@ func run(ctx context.Context, tools, sizes string, pairs int) (missed int, err e
 		if err == nil && showSteps {
 			err = b.printSteps(ctx)
 		}
+		var driftOurs, driftBare []float64
+		if err == nil && n == 10 {
+			driftOurs, driftBare, err = b.driftCheck(ctx, pairs)
+		}
 		b.worker.Stop()
 		if err != nil {
 			return 0, err
@@ -123,6 +131,10 @@ func run(ctx context.Context, tools, sizes string, pairs int) (missed int, err e
 		}
 		fmt.Printf("%-34s %9.2fs %9.2fs %7.2f %8s\n", fmt.Sprintf("change run, N=%d", n), median(orch), median(bare), ratio, target)
 		fmt.Printf("%-34s %9.2fs %10s %7s %8s\n", fmt.Sprintf("push → run started (poll 1s), N=%d", n), median(noticed), "-", "-", "-")
+		if len(driftOurs) > 0 {
+			fmt.Printf("%-34s %9.2fs %9.2fs %7.2f %8s\n", fmt.Sprintf("drift check, no drift, N=%d", n), median(driftOurs), median(driftBare),
+				median(driftOurs)/median(driftBare), "reported")
+		}
 	}
 	// Webhook → run started: the watcher polls every 10 minutes, so only
 	// the delivery can have started the run.

@@ -1,0 +1,259 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/notify"
+)
+
+// DriftWorkflow checks one stack for drift: the live resources compared
+// with the stack's last good state in git (its effective tree), inside the
+// stack's queue so that it never races a change. A stack that matches git
+// ends drift-none without a word; drift is reported with what differs and
+// then, by the stack's drift policy, left (notify), put to the approvers
+// (approve: Re-apply git or Accept) or re-applied at once (heal). A
+// re-apply is the change run's apply and verification of the last good
+// state, with a refresh so that up sees what changed.
+//
+// A drift run is a changeRun with another path through it: the same
+// status query, decisions, notifications and queue handling, so the CLI,
+// the Slack app and the audit read it as they read a change.
+func DriftWorkflow(ctx workflow.Context, in DriftInput) (ChangeResult, error) {
+	r := &changeRun{in: ChangeInput{UIURL: in.UIURL}}
+	if err := r.setup(ctx); err != nil {
+		return ChangeResult{}, err
+	}
+	r.st.Kind = KindDrift
+	res := r.drift(ctx, in)
+	r.releaseQueues(ctx, res)
+	r.out.drain(ctx)
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func (r *changeRun) drift(ctx workflow.Context, in DriftInput) ChangeResult {
+	r.st.Stacks = []string{in.Stack}
+	r.st.Commit.Subject = "Drift check of stack " + in.Stack
+	if in.By != "" {
+		r.st.Commit.Subject += " (asked by " + in.By + ")"
+	}
+	r.enter(ctx, StateDriftChecking, fmt.Sprintf("Checking %s for drift…", in.Stack))
+	var s config.Stack
+	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Configuration of stack "+in.Stack)),
+		a.StackConfig, in.Stack).Get(ctx, &s)
+	if err != nil {
+		return r.fail(ctx, "read the configuration of stack "+in.Stack, err)
+	}
+	r.stacks = []config.Stack{s}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, ChangeStacks.ValueSet(r.st.Stacks)); err != nil {
+		workflow.GetLogger(ctx).Warn("upsert search attributes", "error", err)
+	}
+	policy := s.Drift
+	if in.Policy != "" {
+		policy = in.Policy
+	}
+
+	// 1. Wait for the stack, and learn its last good state.
+	good, res, ok := r.holdStack(ctx, s)
+	if !ok {
+		return res
+	}
+	if good == nil {
+		r.out.quiet = true // nothing to tell: there is no deployment to drift from
+		return r.finish(ctx, StateNoOp, fmt.Sprintf("stack %s has no successful change yet: there is no git state to compare with", s.Name))
+	}
+	r.st.Commit.SHA, r.st.Undone = good.Commit, good.Undone
+	short := shortSHA(good.Commit)
+
+	// 2. Check: refresh and preview at the last good state.
+	r.enter(ctx, StateDriftChecking, fmt.Sprintf("Checking %s against %s…", s.Name, short))
+	var found activities.DriftResult
+	err = workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Drift check of %s at %s", s.Name, short), 30*time.Minute)),
+		a.DriftCheck, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit, Undone: good.Undone, Refresh: true}).Get(ctx, &found)
+	if err != nil {
+		return r.fail(ctx, "drift check of "+s.Name, err)
+	}
+	r.st.Drift = &found
+	r.st.Plans = []activities.PlanResult{found.Plan}
+	result := "none"
+	if found.Drifted() {
+		result = "found"
+	}
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"stack": s.Name, "result": result}).Counter(MetricDriftChecks).Inc(1)
+	if !found.Drifted() {
+		r.out.quiet = true // recorded in the run and the metric; no message
+		return r.finish(ctx, StateDriftNone, fmt.Sprintf("%s matches %s", s.Name, short))
+	}
+
+	// 3. Drift. The stack goes back to the queue while people look.
+	r.releaseHeld(ctx)
+	r.notify(ctx, notify.Event{
+		Kind: notify.KindDrift, Step: "drift found",
+		Detail: driftSummary(s.Name, good.Commit, found),
+		Plans:  notePlans(r.st.Plans),
+	})
+	switch policy {
+	case config.DriftHeal:
+		r.st.Decision = &Decision{Approve: true, User: "policy", Auto: true, At: workflow.Now(ctx)}
+		return r.heal(ctx, s, good, "")
+	case config.DriftApprove:
+		return r.askDrift(ctx, s, good, found)
+	}
+	return r.finish(ctx, StateDriftFound, fmt.Sprintf(
+		"%s differs from %s (%s); policy notify: nothing was changed. To restore git, run changeops drift %s --heal",
+		s.Name, short, driftCounts(found.Plan), s.Name))
+}
+
+// askDrift puts the drift to the stack's approvers: Re-apply git heals,
+// Accept leaves the stack as it is until the next check.
+func (r *changeRun) askDrift(ctx workflow.Context, s config.Stack, good *activities.Deployed, found activities.DriftResult) ChangeResult {
+	approvers := slices.Clone(s.Approvers)
+	slices.Sort(approvers)
+	r.st.Approval = Approval{Required: true, Stacks: []string{s.Name}, Approvers: approvers, Timeout: s.ApprovalTimeout.D()}
+	decided, err := r.ask(ctx, notify.Ask{
+		Question:     fmt.Sprintf("Stack %s differs from git (%s). Re-apply %s, or accept the difference until the next check?", s.Name, driftCounts(found.Plan), shortSHA(good.Commit)),
+		ApproveLabel: "Re-apply git",
+		RejectLabel:  "Accept",
+	})
+	if err != nil {
+		return r.finish(ctx, StateFailed, "waiting for a decision: "+err.Error())
+	}
+	if !decided {
+		return r.finish(ctx, StateDriftFound, fmt.Sprintf("no decision within %s: %s stays as it is, and the next check asks again", s.ApprovalTimeout.D(), s.Name))
+	}
+	d := r.st.Decision
+	if !d.Approve {
+		return r.finish(ctx, StateDriftAccepted, fmt.Sprintf("accepted by %s %s: %s stays as it is until the next check", d.User, quote(d.Comment), s.Name))
+	}
+	r.notify(ctx, notify.Event{Kind: notify.KindDecision, Step: "re-apply approved by " + d.User, Detail: d.Comment})
+	return r.heal(ctx, s, good, found.Plan.Steps)
+}
+
+// heal re-applies the stack's last good state over the drift and verifies
+// it. With approved set (a person approved a plan), the stack must still
+// be at the commit that was checked and up must take the approved steps;
+// otherwise nothing is applied and the run says why.
+func (r *changeRun) heal(ctx workflow.Context, s config.Stack, checked *activities.Deployed, approved string) ChangeResult {
+	good, res, ok := r.holdStack(ctx, s)
+	if !ok {
+		return res
+	}
+	if good == nil || good.Commit != checked.Commit || !slices.Equal(good.Undone, checked.Undone) {
+		return r.finish(ctx, StateDriftFound, fmt.Sprintf(
+			"a change deployed %s while the drift waited, so the check no longer holds: nothing was re-applied; run changeops drift %s to check again",
+			s.Name, s.Name))
+	}
+	short := shortSHA(good.Commit)
+	r.enter(ctx, StateApplying, fmt.Sprintf("Re-applying %s to %s…", short, s.Name))
+	r.notify(ctx, notify.Event{Kind: notify.KindApplying, Step: "re-applying " + short})
+	var out activities.ApplyResult
+	started := workflow.Now(ctx)
+	err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Re-apply %s to %s", short, s.Name), 2*time.Hour)),
+		a.Apply, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit, Undone: good.Undone, Refresh: true, Approved: approved}).Get(ctx, &out)
+	observe(ctx, MetricApplyDuration, started, map[string]string{"stack": s.Name})
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == activities.ErrPlanChanged {
+		return r.finish(ctx, StateDriftFound, fmt.Sprintf(
+			"%s drifted further after the decision (%s): nothing was re-applied; run changeops drift %s to check again", s.Name, appErr.Message(), s.Name))
+	}
+	if err != nil {
+		r.st.Error = fmt.Sprintf("re-apply %s to %s: %s", short, s.Name, errorMessage(err))
+		return r.finish(ctx, StateFailed, r.st.Error)
+	}
+	r.st.Applies = append(r.st.Applies, out)
+	r.notify(ctx, notify.Event{Kind: notify.KindApplied, Step: "re-applied", Detail: applySummary(r.st.Applies)})
+	r.enter(ctx, StateVerifying, fmt.Sprintf("Verifying %s…", s.Name))
+	if reason, ok := r.verify(ctx, s, good.Commit, good.Undone); !ok {
+		return r.finish(ctx, StateFailed, reason+fmt.Sprintf("; %s holds git's last good state %s again, which does not verify: look at it by hand", s.Name, short))
+	}
+	return r.finish(ctx, StateDriftHealed, fmt.Sprintf("re-applied %s to %s and verified", short, s.Name))
+}
+
+// holdStack enters the stack's queue and waits for it. good is the stack's
+// last good state (from the queue, or from visibility on a queue that has
+// not seen a success); nil when there is none. ok is false when the run
+// ends here.
+func (r *changeRun) holdStack(ctx workflow.Context, s config.Stack) (good *activities.Deployed, res ChangeResult, ok bool) {
+	r.queued = true
+	r.enter(ctx, StateQueued, "Waiting for "+s.Name)
+	req := activities.EnqueueRequest{Entries: []activities.QueueRequest{{Stack: s.Name, RunID: r.st.ID}}}
+	if err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Enter the queue of "+s.Name)), a.Enqueue, req).Get(ctx, nil); err != nil {
+		return nil, r.fail(ctx, "enter the queue of "+s.Name, err), false
+	}
+	grants := workflow.GetSignalChannel(ctx, GrantSignal)
+	for {
+		var g activities.Grant
+		if !grants.Receive(ctx, &g) {
+			return nil, r.finish(ctx, StateFailed, "cancelled while queued"), false
+		}
+		if g.Stack != s.Name {
+			r.releaseQueue(ctx, g.Stack, nil) // not asked for: give it back
+			continue
+		}
+		good = g.LastGood
+		break
+	}
+	r.st.Held = []string{s.Name}
+	if good != nil {
+		return good, ChangeResult{}, true
+	}
+	var found activities.LastGoodResult
+	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Find the last good commit of "+s.Name)),
+		a.LastGood, activities.LastGoodInput{Stack: s.Name}).Get(ctx, &found)
+	if err != nil {
+		return nil, r.fail(ctx, "find the last good commit of "+s.Name, err), false
+	}
+	if !found.Found {
+		return nil, ChangeResult{}, true
+	}
+	return &activities.Deployed{Commit: found.Commit, RunID: found.RunID}, ChangeResult{}, true
+}
+
+// releaseHeld gives the stack back before a long wait.
+func (r *changeRun) releaseHeld(ctx workflow.Context) {
+	for _, name := range r.st.Held {
+		r.releaseQueue(ctx, name, nil)
+	}
+	r.st.Held, r.queued = nil, false
+}
+
+func driftCounts(p activities.PlanResult) string {
+	var parts []string
+	for _, c := range []struct {
+		n    int
+		verb string
+	}{{p.Create, "to create"}, {p.Update, "to update"}, {p.Replace, "to replace"}, {p.Delete, "to delete"}} {
+		if c.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.verb))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// driftSummary names what differs: each resource, the step that would put
+// it back, and the properties Pulumi reports as changed.
+func driftSummary(stack, commit string, d activities.DriftResult) string {
+	lines := []string{fmt.Sprintf("%s differs from %s: re-applying git would take %s", stack, shortSHA(commit), driftCounts(d.Plan))}
+	for _, res := range d.Resources {
+		line := fmt.Sprintf("%s %s", res.Op, res.URN)
+		if len(res.Properties) > 0 {
+			line += " (" + strings.Join(res.Properties, ", ") + ")"
+		}
+		lines = append(lines, line)
+	}
+	if n := d.Plan.Changes() - len(d.Resources); n > 0 && len(d.Resources) == activities.MaxDrifted {
+		lines = append(lines, fmt.Sprintf("… and %d more", n))
+	}
+	return strings.Join(lines, "\n")
+}
