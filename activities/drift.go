@@ -56,6 +56,9 @@ func (a *Activities) DriftCheck(ctx context.Context, in StackInput) (DriftResult
 	}
 	progress := startHeartbeat(ctx, a.HeartbeatEvery, "drift check "+in.Stack.Name)
 	defer progress.Stop()
+	if _, _, err := recoverIfDied(ctx, stack, in, "a drift check"); err != nil {
+		return DriftResult{}, err
+	}
 	in.Refresh = true
 	rec := recordSteps()
 	plan, err := previewWith(ctx, stack, in, progress, rec)

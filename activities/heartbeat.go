@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -13,12 +14,30 @@ import (
 // the activity in the UI sees what it is doing, and Temporal learns quickly
 // when the worker running it has died.
 type heartbeat struct {
-	lines chan string
-	done  chan struct{}
+	ctx      context.Context
+	lines    chan string
+	done     chan struct{}
+	what     string
+	updating atomic.Bool
+}
+
+// Progress is what a long Pulumi activity heartbeats: the engine's last
+// line, for people watching in the UI, and InFlight, set while the
+// attempt runs and cleared when it returns, so that the next attempt can
+// tell an attempt that ended (and released what it held) from one that
+// died in the middle of an engine operation (and left the stack locked).
+type Progress struct {
+	Line     string
+	InFlight bool
+	// Updating is set once up started changing resources.
+	Updating bool `json:",omitempty"`
 }
 
 func startHeartbeat(ctx context.Context, every time.Duration, what string) *heartbeat {
-	h := &heartbeat{lines: make(chan string, 64), done: make(chan struct{})}
+	h := &heartbeat{ctx: ctx, lines: make(chan string, 64), done: make(chan struct{}), what: what}
+	// The first heartbeat goes out at once, so a retry can always tell
+	// that this attempt started.
+	activity.RecordHeartbeat(ctx, Progress{Line: what + ": starting", InFlight: true})
 	go h.run(ctx, every, what)
 	return h
 }
@@ -27,7 +46,6 @@ func (h *heartbeat) run(ctx context.Context, every time.Duration, what string) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	last := "starting"
-	activity.RecordHeartbeat(ctx, what+": "+last)
 	for {
 		select {
 		case <-h.done:
@@ -37,7 +55,7 @@ func (h *heartbeat) run(ctx context.Context, every time.Duration, what string) {
 		case line := <-h.lines:
 			last = line
 		case <-t.C:
-			activity.RecordHeartbeat(ctx, what+": "+last)
+			activity.RecordHeartbeat(ctx, Progress{Line: what + ": " + last, InFlight: true, Updating: h.updating.Load()})
 		}
 	}
 }
@@ -55,5 +73,43 @@ func (h *heartbeat) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Stop ends the heartbeats.
-func (h *heartbeat) Stop() { close(h.done) }
+// Updating records that up started: from now on, a retry after this
+// attempt dies is resuming an update already under way.
+func (h *heartbeat) Updating() {
+	h.updating.Store(true)
+	activity.RecordHeartbeat(h.ctx, Progress{Line: h.what + ": updating", InFlight: true, Updating: true})
+}
+
+// Stop ends the heartbeats and records that the attempt returned: a
+// failed attempt's last details reach the next attempt with its failure.
+func (h *heartbeat) Stop() {
+	close(h.done)
+	activity.RecordHeartbeat(h.ctx, Progress{Line: h.what + ": returned"})
+}
+
+// previousDied says whether the attempt before this one died in the
+// middle of an engine operation: it heartbeat InFlight and never
+// returned (its worker was killed, or lost). Temporal only starts this
+// attempt once that one's heartbeat timed out, so it is not running.
+func previousDied(ctx context.Context) (died, updating bool) {
+	if activity.GetInfo(ctx).Attempt < 2 || !activity.HasHeartbeatDetails(ctx) {
+		return false, false
+	}
+	var p Progress
+	if err := activity.GetHeartbeatDetails(ctx, &p); err != nil {
+		return false, false // an older worker's details: nothing known
+	}
+	return diedIn(activity.GetInfo(ctx).Attempt, p)
+}
+
+// diedIn reads the previous attempt's last progress: only an attempt that
+// was in flight when its heartbeats stopped died in the middle; one that
+// returned (an error, say "the stack is locked" by a person's own `pulumi
+// up`) cleared InFlight on its way out, and what holds the stack then is
+// alive and left alone.
+func diedIn(attempt int32, last Progress) (died, updating bool) {
+	if attempt < 2 || !last.InFlight {
+		return false, false
+	}
+	return true, last.Updating
+}

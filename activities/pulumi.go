@@ -37,6 +37,9 @@ func (a *Activities) Preview(ctx context.Context, in StackInput) (PlanResult, er
 	}
 	progress := startHeartbeat(ctx, a.HeartbeatEvery, "preview "+in.Stack.Name)
 	defer progress.Stop()
+	if _, _, err := recoverIfDied(ctx, stack, in, "a preview"); err != nil {
+		return PlanResult{}, err
+	}
 	plan, err := previewWith(ctx, stack, in, progress, recordSteps())
 	if err != nil {
 		stackLog(ctx, in).Warn("preview failed", "error", err)
@@ -90,7 +93,14 @@ func (a *Activities) Apply(ctx context.Context, in StackInput) (ApplyResult, err
 	}
 	progress := startHeartbeat(ctx, a.HeartbeatEvery, "up "+in.Stack.Name)
 	defer progress.Stop()
-	if in.Approved != "" {
+	resumed, recovered, err := recoverIfDied(ctx, stack, in, "an update")
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	// The approved plan binds the update it approved. An update that a
+	// dead attempt began has applied part of that plan already, so a fresh
+	// preview shows only the rest: it finishes without a second check.
+	if in.Approved != "" && !resumed {
 		now, err := previewWith(ctx, stack, in, progress, recordSteps())
 		if err != nil {
 			return ApplyResult{}, err
@@ -109,12 +119,13 @@ func (a *Activities) Apply(ctx context.Context, in StackInput) (ApplyResult, err
 		// would find nothing to change.
 		opts = append(opts, optup.Refresh())
 	}
+	progress.Updating()
 	res, err := stack.Up(ctx, opts...)
 	if err != nil {
 		stackLog(ctx, in).Warn("apply failed", "error", err)
 		return ApplyResult{}, pulumiError("apply", in.Stack, in.Commit, err)
 	}
-	out := ApplyResult{Stack: in.Stack.Name, UpdateVersion: res.Summary.Version, UpdateStarted: res.Summary.StartTime}
+	out := ApplyResult{Stack: in.Stack.Name, UpdateVersion: res.Summary.Version, UpdateStarted: res.Summary.StartTime, Recovered: recovered}
 	if rc := res.Summary.ResourceChanges; rc != nil {
 		ops := map[apitype.OpType]int{}
 		for k, v := range *rc {

@@ -22,6 +22,10 @@ func (a *Activities) Revert(ctx context.Context, in RevertInput) (RevertResult, 
 		return RevertResult{}, err
 	}
 	repo, _ := a.Config.RepoByName(in.Repo)
+	// Heartbeats let Temporal notice a dead worker within the heartbeat
+	// timeout and retry elsewhere; the retry finds a pushed revert.
+	progress := startHeartbeat(ctx, a.HeartbeatEvery, "revert "+short(in.Commit))
+	defer progress.Stop()
 	res, err := gitrevert.RevertAndPush(ctx, cache, gitrevert.Request{
 		Branch:     in.Branch,
 		Commit:     in.Commit,
@@ -32,6 +36,9 @@ func (a *Activities) Revert(ctx context.Context, in RevertInput) (RevertResult, 
 	})
 	if err != nil {
 		return RevertResult{}, gitError(err, in.Commit, cache.URL())
+	}
+	if res.Revert != "" && !res.Reused {
+		a.pause(ctx, PauseAfterRevertPush)
 	}
 	return RevertResult{Revert: res.Revert, Reused: res.Reused, NoChange: res.NoChange, Conflicts: res.Conflicts}, nil
 }

@@ -113,6 +113,10 @@ type ApplyResult struct {
 	// history` shows it, names the update on every backend.
 	UpdateVersion int
 	UpdateStarted string `json:",omitempty"`
+	// Recovered names what an attempt that died mid-update had left on
+	// the stack and this one cleared before up (its lock, pending
+	// operations); empty normally.
+	Recovered []string `json:",omitempty"`
 }
 
 // VerifyInput runs a stack's checks once.

@@ -13,7 +13,6 @@ import (
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"gopkg.in/yaml.v3"
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
@@ -291,17 +290,9 @@ func TestDriftSchedule(t *testing.T) {
 // it names in its environment.
 func changeopsWith(t *testing.T, cfg *config.Config, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	data, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "changeops.yaml")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	env := map[string]string{cfg.Pulumi.PassphraseEnv: cfg.Secrets.PulumiPassphrase}
 	var out, errOut bytes.Buffer
-	code = cli.Main(context.Background(), append(args, "--config", path, "--address", temporalURL), cli.Env{
+	code = cli.Main(context.Background(), append(args, "--config", writeConfig(t, cfg), "--address", temporalURL), cli.Env{
 		Getenv: func(k string) string { return env[k] },
 		Stdout: &out, Stderr: &errOut, Tools: tools,
 	})

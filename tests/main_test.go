@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -18,6 +19,7 @@ import (
 // Shared by every test of the package; set up once in TestMain.
 var (
 	tools       string // toolchain root (bin/pulumi, bin/temporal, ...)
+	binary      string // the changeops command, built for the tests that run it as a process
 	temporalURL string // host:port of the dev server's frontend
 	pulumiHome  string // one PULUMI_HOME: the provider is installed once
 )
@@ -49,6 +51,11 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	pulumiHome = filepath.Join(dir, "pulumi-home")
+	binary = filepath.Join(dir, "changeops")
+	if out, err := exec.Command("go", "build", "-o", binary, "..").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build changeops: %v\n%s", err, out)
+		return 1
+	}
 
 	srv, err := devserver.Start(context.Background(), devserver.Options{
 		Bin:     filepath.Join(tools, "bin", "temporal"),

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -47,9 +48,29 @@ type Worker struct {
 	polling atomic.Bool
 }
 
+// Option changes how Start runs the worker.
+type Option func(*options)
+
+type options struct {
+	pauseAt    []string
+	pauseMarks string
+}
+
+// WithPause makes the activities stop at the named points (see
+// activities.PausePoints) until they are cancelled, after appending the
+// point's name to the file marks: fault-injection tests kill the worker
+// there. Never for production use.
+func WithPause(points []string, marks string) Option {
+	return func(o *options) { o.pauseAt, o.pauseMarks = points, marks }
+}
+
 // Start connects, registers and starts everything, and returns once the
 // worker polls and the HTTP endpoints listen. Stop it with Stop.
-func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worker, error) {
+func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ...Option) (*Worker, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	env := pulumienv.Env{
 		Root:       cfg.Pulumi.Root,
 		Home:       cfg.Pulumi.Home,
@@ -106,6 +127,9 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 	w.RegisterWorkflowWithOptions(workflows.DriftWorkflow, workflow.RegisterOptions{Name: workflows.DriftWorkflowName})
 	acts := activities.New(cfg, repos, env, notifier)
 	acts.Temporal = c
+	if len(o.pauseAt) > 0 {
+		acts.PauseAt = pauser(o.pauseAt, o.pauseMarks, logger)
+	}
 	w.RegisterActivity(acts)
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
@@ -143,14 +167,31 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Worke
 }
 
 // Run starts the worker and blocks until ctx is done.
-func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
-	w, err := Start(ctx, cfg, logger)
+func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ...Option) error {
+	w, err := Start(ctx, cfg, logger, opts...)
 	if err != nil {
 		return err
 	}
 	<-ctx.Done()
 	w.Stop()
 	return nil
+}
+
+// pauser blocks the activities at the given points: it records the point
+// in marks, then waits until the activity is cancelled (or the process is
+// killed, which is what the test does).
+func pauser(points []string, marks string, logger *slog.Logger) func(context.Context, string) {
+	return func(ctx context.Context, point string) {
+		if !slices.Contains(points, point) {
+			return
+		}
+		logger.Warn("paused for fault injection", "point", point)
+		if f, err := os.OpenFile(marks, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintln(f, point)
+			f.Close()
+		}
+		<-ctx.Done()
+	}
 }
 
 // Client is the worker's Temporal client.

@@ -383,7 +383,7 @@ func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResu
 	// The revert commit, pushed whatever the restore's outcome: git must
 	// not keep the bad change.
 	var rev activities.RevertResult
-	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Revert "+short)), a.Revert, activities.RevertInput{
+	err := workflow.ExecuteActivity(withOptions(ctx, revertOptions("Revert "+short)), a.Revert, activities.RevertInput{
 		Repo: r.in.Repo, Branch: r.in.Branch, Commit: r.in.Commit, Subject: r.st.Commit.Subject, RunID: r.st.ID,
 	}).Get(ctx, &rev)
 	switch {

@@ -32,6 +32,14 @@ func gitOptions(summary string) workflow.ActivityOptions {
 	}
 }
 
+// revertOptions: git's retries, and a heartbeat timeout, so that a worker
+// that dies after pushing is noticed quickly; the retry finds its revert.
+func revertOptions(summary string) workflow.ActivityOptions {
+	o := gitOptions(summary)
+	o.HeartbeatTimeout = 30 * time.Second
+	return o
+}
+
 // pulumiOptions: previews and ups heartbeat; a worker that dies is noticed
 // within the heartbeat timeout and the call runs again elsewhere.
 func pulumiOptions(summary string, timeout time.Duration) workflow.ActivityOptions {

@@ -142,7 +142,9 @@ func abs(p string) string {
 }
 
 func workerCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var pauseAt []string
+	var pauseMarks string
+	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run the worker and HTTP endpoints against an existing Temporal",
 		Args:  cobra.NoArgs,
@@ -154,7 +156,17 @@ func workerCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return worker.Run(cmd.Context(), cfg, g.logger)
+			var opts []worker.Option
+			if len(pauseAt) > 0 {
+				opts = append(opts, worker.WithPause(pauseAt, pauseMarks))
+			}
+			return worker.Run(cmd.Context(), cfg, g.logger, opts...)
 		},
 	}
+	// Fault injection for changeops' own tests; hidden from users.
+	cmd.Flags().StringSliceVar(&pauseAt, "pause-at", nil, "stop activities at these points (tests only)")
+	cmd.Flags().StringVar(&pauseMarks, "pause-marks", "", "file recording the points reached (tests only)")
+	_ = cmd.Flags().MarkHidden("pause-at")
+	_ = cmd.Flags().MarkHidden("pause-marks")
+	return cmd
 }

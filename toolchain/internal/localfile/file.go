@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	p "github.com/pulumi/pulumi-go-provider"
 	"github.com/pulumi/pulumi-go-provider/infer"
@@ -84,11 +85,36 @@ func write(path, content string) error {
 	return nil
 }
 
+// pause is a fault-injection hook for changeops' end-to-end tests: when
+// CHANGEOPS_FILE_PAUSE is set and a file's path contains it, creating or
+// updating that file (in a preview too) first appends "<op> <path>" to the
+// file CHANGEOPS_FILE_MARKS names, then waits until ctx ends, so a test
+// can kill the worker in the middle of a preview or an up. Unset, it does
+// nothing. CHANGEOPS_FILE_PAUSE_OP, when set, limits it to one operation
+// (create, update, preview-create, preview-update).
+func pause(ctx context.Context, op, path string) {
+	match := os.Getenv("CHANGEOPS_FILE_PAUSE")
+	if match == "" || !strings.Contains(path, match) {
+		return
+	}
+	if only := os.Getenv("CHANGEOPS_FILE_PAUSE_OP"); only != "" && only != op {
+		return
+	}
+	if marks := os.Getenv("CHANGEOPS_FILE_MARKS"); marks != "" {
+		if f, err := os.OpenFile(marks, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintf(f, "%s %s\n", op, path)
+			f.Close()
+		}
+	}
+	<-ctx.Done()
+}
+
 func (File) Create(ctx context.Context, req infer.CreateRequest[FileArgs]) (infer.CreateResponse[FileState], error) {
 	in := req.Inputs
 	if err := check(in); err != nil {
 		return infer.CreateResponse[FileState]{}, err
 	}
+	pause(ctx, opName("create", req.DryRun), in.Path)
 	state := FileState{FileArgs: in, SHA256: digest(in.Content)}
 	if req.DryRun {
 		return infer.CreateResponse[FileState]{ID: in.Path, Output: state}, nil
@@ -121,6 +147,7 @@ func (File) Update(ctx context.Context, req infer.UpdateRequest[FileArgs, FileSt
 	if err := check(in); err != nil {
 		return infer.UpdateResponse[FileState]{}, err
 	}
+	pause(ctx, opName("update", req.DryRun), in.Path)
 	state := FileState{FileArgs: in, SHA256: digest(in.Content)}
 	if req.DryRun {
 		return infer.UpdateResponse[FileState]{Output: state}, nil
@@ -129,6 +156,13 @@ func (File) Update(ctx context.Context, req infer.UpdateRequest[FileArgs, FileSt
 		return infer.UpdateResponse[FileState]{}, err
 	}
 	return infer.UpdateResponse[FileState]{Output: state}, nil
+}
+
+func opName(op string, dryRun bool) string {
+	if dryRun {
+		return "preview-" + op
+	}
+	return op
 }
 
 func (File) Delete(ctx context.Context, req infer.DeleteRequest[FileState]) (infer.DeleteResponse, error) {
