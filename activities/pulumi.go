@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -198,12 +200,27 @@ func pulumiError(op string, s config.Stack, sha string, err error) error {
 		return err
 	}
 	msg := fmt.Sprintf("%s stack %s (%s) at %s: %s", op, s.Name, s.Stack, short(sha), summarize(err.Error()))
+	// The CLI itself did not start (removed, or broken, since the worker
+	// checked it): not the program's fault, and it may be put back.
+	if cliDidNotStart(err) {
+		return temporal.NewApplicationError(fmt.Sprintf("%s stack %s at %s: the pulumi CLI could not start (%s): reinstall it with scripts/toolchain",
+			op, s.Name, short(sha), err.Error()), ErrPulumiUnavailable)
+	}
 	// Another update holds the stack (Pulumi Cloud's 409, or a DIY
 	// backend's lock file): wait and retry.
 	if auto.IsConcurrentUpdateError(err) || strings.Contains(err.Error(), "the stack is currently locked") {
 		return temporal.NewApplicationError(msg, "PulumiConcurrentUpdate")
 	}
 	return temporal.NewNonRetryableApplicationError(msg, ErrPulumiProgram, nil)
+}
+
+func cliDidNotStart(err error) bool {
+	var execErr *exec.Error
+	if errors.As(err, &execErr) || errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	m := err.Error()
+	return strings.Contains(m, "fork/exec ") || strings.Contains(m, "exec format error")
 }
 
 // summarize keeps the lines of an engine failure a person needs: those that

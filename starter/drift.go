@@ -50,7 +50,9 @@ func Drift(ctx context.Context, c client.Client, cfg *config.Config, req DriftRe
 		ID:                    id,
 		TaskQueue:             cfg.Temporal.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		StaticSummary:         summary,
+		// Never hand back another check's run as if it were this one.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            summary,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.ChangeStacks.ValueSet([]string{s.Name}),
 			workflows.ChangeState.ValueSet(workflows.StateDriftChecking),

@@ -30,6 +30,10 @@ type Run struct {
 	Subject      string   `json:"subject,omitempty"`
 	Detail       string   `json:"detail,omitempty"`
 	Error        string   `json:"error,omitempty"`
+	// Retrying names each activity of the run that Temporal is retrying,
+	// with its attempt and the last failure: an outage (a remote, the
+	// Pulumi CLI, a full disk) that the run is waiting out.
+	Retrying []string `json:"retrying,omitempty"`
 	// Status is the full query answer when the run could be queried.
 	Status *workflows.Status `json:"status,omitempty"`
 }
@@ -158,6 +162,11 @@ func Status(ctx context.Context, c client.Client, id string) (Run, error) {
 	}
 	run := runFromAttributes(id, desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields())
 	run.Kind = kindOf(desc.GetWorkflowExecutionInfo().GetType().GetName())
+	for _, pa := range desc.GetPendingActivities() {
+		if f := pa.GetLastFailure(); pa.GetAttempt() > 1 && f != nil {
+			run.Retrying = append(run.Retrying, fmt.Sprintf("%s (attempt %d): %s", pa.GetActivityType().GetName(), pa.GetAttempt(), f.GetMessage()))
+		}
+	}
 	resp, err := c.QueryWorkflow(ctx, id, "", workflows.StatusQuery)
 	if err != nil {
 		run.Detail = "status query unavailable (is a worker running?): " + err.Error()

@@ -461,3 +461,105 @@ func TestFaultTemporalRestart(t *testing.T) {
 	fileIs(t, filepath.Join(f.dir, "page.txt"), "v2")
 	f.expectNotes(c, id, []*workerProcess{w}, "awaiting approval", "approved by bob", "applied", workflows.StateSucceeded)
 }
+
+// Outages on the worker's own machine: the Pulumi CLI failing to start,
+// then the workspace disk full. Each is retried with backoff, shown in the
+// run's status with the reason, and once it is over the run carries on
+// from where it was: nothing lost, and no half-written workspace trusted.
+func TestOutagePulumiCLIAndFullDisk(t *testing.T) {
+	t.Parallel()
+	const branch = "e2e-outage-local"
+	remote := gittest.New(t, branch)
+	out := filepath.Join(t.TempDir(), "page.txt")
+	remote.Commit("Add the site stack", siteProject("stacks/site", out, "v1"))
+	// A toolchain of links to the real one, whose pulumi can be broken.
+	root := t.TempDir()
+	bin := filepath.Join(root, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"pulumi", "pulumi-language-yaml", "pulumi-resource-changeops"} {
+		if err := os.Symlink(filepath.Join(tools, "bin", b), filepath.Join(bin, b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := testConfig(t, remote.Bare, branch, config.Stack{Name: "site-outage", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
+	cfg.Pulumi.Root = root
+	c := startWorker(t, cfg)
+	waitWatching(t, c, branch)
+	ctx := context.Background()
+
+	retrying := func(id, reason string) {
+		t.Helper()
+		waitFor(t, time.Minute, id+" retrying because "+reason, func() (bool, string) {
+			r, err := starter.Status(ctx, c, id)
+			if err != nil {
+				return false, err.Error()
+			}
+			if r.State != workflows.StatePlanning {
+				return false, "state " + r.State
+			}
+			for _, a := range r.Retrying {
+				if strings.Contains(a, reason) {
+					return true, ""
+				}
+			}
+			return false, strings.Join(r.Retrying, "; ")
+		})
+	}
+
+	// 1. The CLI fails to start.
+	pulumi := filepath.Join(bin, "pulumi")
+	if err := os.Remove(pulumi); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pulumi, []byte("#!/bin/sh\necho 'pulumi: cannot start' >&2\nexit 127\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sha := remote.Commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
+	id := workflows.ChangeWorkflowID(branch, sha)
+	retrying(id, "pulumi CLI")
+	if err := os.Remove(pulumi); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(tools, "bin", "pulumi"), pulumi); err != nil {
+		t.Fatal(err)
+	}
+	if run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded {
+		t.Fatalf("after the CLI came back the run ended %s: %s", run.State, run.Error)
+	}
+	fileIs(t, out, "v2")
+
+	// 2. The workspace disk is full (a 1 MiB tmpfs, filled).
+	ws := filepath.Join(cfg.DataDir, "workspaces")
+	if err := os.MkdirAll(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", ws).CombinedOutput(); err != nil {
+		t.Fatalf("mount a small tmpfs on %s (the suite runs as root on this machine kind): %v: %s", ws, err, b)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", ws).Run() })
+	filler := filepath.Join(ws, "filler")
+	if err := os.WriteFile(filler, make([]byte, 2<<20), 0o644); err == nil {
+		t.Fatal("wrote 2 MiB into a 1 MiB tmpfs")
+	}
+	sha = remote.Commit("Serve v3", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v3\n"})
+	id = workflows.ChangeWorkflowID(branch, sha)
+	retrying(id, "no space left on device")
+	entries, _ := os.ReadDir(ws)
+	for _, e := range entries {
+		if e.Name() != "filler" {
+			t.Errorf("the full disk kept %s: a failed export must leave nothing behind", e.Name())
+		}
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded {
+		t.Fatalf("after space was freed the run ended %s: %s", run.State, run.Error)
+	}
+	fileIs(t, out, "v3")
+	if n := resourcesOfType(t, cfg, "stacks/site", "test", "changeops:index:File"); n != 1 {
+		t.Errorf("%d files in the state, want 1", n)
+	}
+}

@@ -108,9 +108,10 @@ func ChangeID(repo, branch, sha string) string {
 // named after it with the time appended.
 func DriftScheduleID(stack string) string { return "drift/" + stack }
 
-// DriftID names a drift run started by hand.
+// DriftID names a drift run started by hand, to the millisecond: two
+// checks asked for in one second are two runs.
 func DriftID(stack string, at time.Time) string {
-	return "drift/" + stack + "/" + at.UTC().Format("20060102T150405Z")
+	return "drift/" + stack + "/" + at.UTC().Format("20060102T150405.000Z")
 }
 
 // WatcherWorkflowID names the watcher of a branch of the repo block.

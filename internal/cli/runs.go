@@ -230,6 +230,9 @@ func printStatus(w io.Writer, r starter.Run) {
 	if r.Detail != "" {
 		fmt.Fprintf(tw, "detail\t%s\n", r.Detail)
 	}
+	for _, a := range r.Retrying {
+		fmt.Fprintf(tw, "retrying\t%s\n", a)
+	}
 	if st := r.Status; st != nil {
 		for _, u := range st.Undone {
 			fmt.Fprintf(tw, "without	%.7s (reverted on the branch since; not deployed)\n", u)
