@@ -35,6 +35,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,21 +63,36 @@ func main() {
 	flag.IntVar(&gitFiles, "git-files", 5000, "files of the synthetic repository for the git figure")
 	flag.IntVar(&parkedRuns, "parked", 200, "runs parked at their approval on one worker for the memory figure (0: skip it)")
 	flag.IntVar(&queueRuns, "queue", 30, "changes pushed at once to one stack for the queue throughput figure (0: skip it)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole harness to this file (go tool pprof)")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	tools := os.Getenv("CHANGEOPS_TOOLS")
 	if tools == "" {
 		cache, _ := os.UserCacheDir()
 		tools = filepath.Join(cache, "changeops")
 	}
 	missed, err := run(context.Background(), tools, *sizes, *pairs)
-	if err != nil {
+	code := 0
+	switch {
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
-	if *check && missed > 0 {
+		code = 1
+	case *check && missed > 0:
 		fmt.Fprintf(os.Stderr, "bench: %d target(s) missed\n", missed)
-		os.Exit(2)
+		code = 2
 	}
+	pprof.StopCPUProfile() // os.Exit skips deferred calls
+	os.Exit(code)
 }
 
 type bench struct {
@@ -117,6 +133,9 @@ func run(ctx context.Context, tools, sizes string, pairs int) (missed int, err e
 	}
 	fmt.Printf("%-34s %9.2fs %10s %7s %8s\n", "toolchain, warm (scripts/toolchain)", time.Since(t0).Seconds(), "-", "-", "reported")
 	for _, s := range strings.Split(sizes, ",") {
+		if strings.TrimSpace(s) == "" {
+			continue // -n "": no change-run figures
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
 			return 0, fmt.Errorf("-n %q: %w", s, err)
