@@ -41,14 +41,11 @@ type Activities struct {
 	cache stackCache
 	// beforePush, in tests, runs between building a revert and pushing it.
 	beforePush func(attempt int)
-	// PauseAt, when set, is called at named points of the activities (see
-	// PausePoints); fault-injection tests make it block so that they can
+	// PauseAt, when set, is called at named points of the activities
+	// (PauseAfterRevertPush); fault-injection tests make it block so that they can
 	// kill the worker exactly there. Nil in production.
 	PauseAt func(ctx context.Context, point string)
 }
-
-// PausePoints are the points PauseAt is called at.
-var PausePoints = []string{PauseAfterRevertPush}
 
 // PauseAfterRevertPush: the revert commit is on the remote, and the Revert
 // activity has not returned yet.

@@ -57,7 +57,7 @@ type options struct {
 }
 
 // WithPause makes the activities stop at the named points (see
-// activities.PausePoints) until they are cancelled, after appending the
+// activities.PauseAfterRevertPush) until they are cancelled, after appending the
 // point's name to the file marks: fault-injection tests kill the worker
 // there. Never for production use.
 func WithPause(points []string, marks string) Option {

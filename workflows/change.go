@@ -420,18 +420,15 @@ func (r *changeRun) restore(ctx workflow.Context, s config.Stack) Restore {
 	res := Restore{Stack: s.Name}
 	good := r.lastGood[s.Name]
 	if good == nil {
-		var found activities.LastGoodResult
-		err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Find the last good commit of "+s.Name)),
-			a.LastGood, activities.LastGoodInput{Stack: s.Name}).Get(ctx, &found)
-		switch {
+		var err error
+		switch good, err = lastGoodInVisibility(ctx, s.Name); {
 		case err != nil:
 			res.Detail = "find the last good commit: " + errorMessage(err)
 			return res
-		case !found.Found:
+		case good == nil:
 			res.Detail = "no earlier successful change: nothing to restore to"
 			return res
 		}
-		good = &activities.Deployed{Commit: found.Commit, RunID: found.RunID}
 	}
 	res.Commit, res.Undone = good.Commit, good.Undone
 	short := shortSHA(good.Commit)
@@ -451,6 +448,19 @@ func (r *changeRun) restore(ctx workflow.Context, s config.Stack) Restore {
 	res.Detail = fmt.Sprintf("restored to %s and verified", short)
 	r.notify(ctx, notify.Event{Kind: notify.KindRestored, Step: "restored " + s.Name, Detail: res.Detail})
 	return res
+}
+
+// lastGoodInVisibility finds a stack's last good state among the finished
+// runs, for a stack whose queue has not seen a success; nil when there is
+// none.
+func lastGoodInVisibility(ctx workflow.Context, stack string) (*activities.Deployed, error) {
+	var found activities.LastGoodResult
+	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Find the last good commit of "+stack)),
+		a.LastGood, activities.LastGoodInput{Stack: stack}).Get(ctx, &found)
+	if err != nil || !found.Found {
+		return nil, err
+	}
+	return &activities.Deployed{Commit: found.Commit, RunID: found.RunID}, nil
 }
 
 // enter moves the run to a state: status, search attribute, UI details.

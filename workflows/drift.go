@@ -208,16 +208,11 @@ func (r *changeRun) holdStack(ctx workflow.Context, s config.Stack) (good *activ
 	if good != nil {
 		return good, ChangeResult{}, true
 	}
-	var found activities.LastGoodResult
-	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Find the last good commit of "+s.Name)),
-		a.LastGood, activities.LastGoodInput{Stack: s.Name}).Get(ctx, &found)
+	good, err := lastGoodInVisibility(ctx, s.Name)
 	if err != nil {
 		return nil, r.fail(ctx, "find the last good commit of "+s.Name, err), false
 	}
-	if !found.Found {
-		return nil, ChangeResult{}, true
-	}
-	return &activities.Deployed{Commit: found.Commit, RunID: found.RunID}, ChangeResult{}, true
+	return good, ChangeResult{}, true
 }
 
 // releaseHeld gives the stack back before a long wait.
