@@ -20,7 +20,8 @@ func (a *Activities) Effective(ctx context.Context, in EffectiveInput) (Effectiv
 	if err != nil {
 		return EffectiveResult{}, err
 	}
-	repo, err := cache.Fetch(ctx)
+	repo, release, err := cache.Fetch(ctx)
+	defer release()
 	if err != nil {
 		return EffectiveResult{}, gitError(err, in.Commit, cache.URL())
 	}

@@ -22,7 +22,8 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 	if err != nil {
 		return InspectResult{}, err
 	}
-	repo, err := cache.EnsureCommit(ctx, in.Commit)
+	repo, release, err := cache.EnsureCommit(ctx, in.Commit)
+	defer release()
 	if err != nil {
 		return InspectResult{}, gitError(err, in.Commit, cache.URL())
 	}
@@ -74,7 +75,8 @@ func (a *Activities) PollBranch(ctx context.Context, in PollInput) (PollResult, 
 		Initial:      cfg.Initial,
 		OnRewrite:    cfg.OnRewrite,
 	}
-	repo, err := cache.Fetch(ctx)
+	repo, release, err := cache.Fetch(ctx)
+	defer release()
 	if err != nil {
 		return res, gitError(err, "", cache.URL())
 	}

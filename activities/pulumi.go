@@ -156,7 +156,8 @@ func (a *Activities) openStack(ctx context.Context, in StackInput) (auto.Stack, 
 	if err != nil {
 		return auto.Stack{}, err
 	}
-	repo, err := cache.EnsureCommit(ctx, sha)
+	repo, release, err := cache.EnsureCommit(ctx, sha)
+	defer release()
 	if err != nil {
 		return auto.Stack{}, gitError(err, sha, cache.URL())
 	}

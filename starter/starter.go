@@ -44,7 +44,8 @@ func Start(ctx context.Context, c client.Client, cfg *config.Config, cache *gitr
 	if t.Branch == "" {
 		t.Branch = repo.Branch
 	}
-	g, err := cache.Fetch(ctx)
+	g, release, err := cache.Fetch(ctx)
+	defer release()
 	if err != nil {
 		return Started{}, err
 	}

@@ -20,31 +20,41 @@ import (
 func CheckStacks(ctx context.Context, cfg *config.Config, repos map[string]*gitrepo.Repo, logger *slog.Logger) error {
 	var errs []error
 	for _, r := range cfg.AllRepos() {
-		field := "repo"
-		if r.Name != "" {
-			field = fmt.Sprintf("repos (%s)", r.Name)
+		if err := checkRepo(ctx, cfg, r, repos[r.Name], logger); err != nil {
+			errs = append(errs, err)
 		}
-		g, err := repos[r.Name].Fetch(ctx)
-		if gitrepo.IsAuthError(err) {
-			return fmt.Errorf("%s.url %s refused the credentials: check %s.username_env and %s.password_env", field, r.URL, field, field)
-		}
-		if err != nil {
-			logger.Warn("cannot check stack folders now; each run checks its commit", "repo", r.URL, "error", err)
+	}
+	return errors.Join(errs...)
+}
+
+// checkRepo checks the stacks of one repository at its branch heads.
+func checkRepo(ctx context.Context, cfg *config.Config, r config.Repo, cache *gitrepo.Repo, logger *slog.Logger) error {
+	field := "repo"
+	if r.Name != "" {
+		field = fmt.Sprintf("repos (%s)", r.Name)
+	}
+	g, release, err := cache.Fetch(ctx)
+	defer release()
+	if gitrepo.IsAuthError(err) {
+		return fmt.Errorf("%s.url %s refused the credentials: check %s.username_env and %s.password_env", field, r.URL, field, field)
+	}
+	if err != nil {
+		logger.Warn("cannot check stack folders now; each run checks its commit", "repo", r.URL, "error", err)
+		return nil
+	}
+	var errs []error
+	for i, s := range cfg.Stacks {
+		if s.Repo != r.Name {
 			continue
 		}
-		for i, s := range cfg.Stacks {
-			if s.Repo != r.Name {
-				continue
-			}
-			branch := cfg.BranchOf(s)
-			head, err := gitrepo.Head(g, branch)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("stacks[%d] (%s): branch %s does not exist on %s: check %s.branch and stacks[].branch", i, s.Name, branch, r.URL, field))
-				continue
-			}
-			if err := checkStack(g, head, branch, i, s); err != nil {
-				errs = append(errs, err)
-			}
+		branch := cfg.BranchOf(s)
+		head, err := gitrepo.Head(g, branch)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("stacks[%d] (%s): branch %s does not exist on %s: check %s.branch and stacks[].branch", i, s.Name, branch, r.URL, field))
+			continue
+		}
+		if err := checkStack(g, head, branch, i, s); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

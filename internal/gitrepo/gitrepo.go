@@ -2,7 +2,8 @@
 // repository and answers the questions a change run asks of git: what is new
 // on the branch, what a commit changed, and what its tree holds. Every fetch
 // is incremental; the cache is never a working tree, so Pulumi never writes
-// into it (workspaces are exported copies).
+// into it (workspaces are exported copies). Opened repositories are kept and
+// reused (see pool.go): reopening one reloads every pack index.
 package gitrepo
 
 import (
@@ -33,6 +34,8 @@ type Repo struct {
 	auth transport.AuthMethod
 
 	mu sync.Mutex // serialises fetches within this process; flock across processes
+
+	pool pool // opened repositories not in use
 }
 
 // Options configure a Repo.
@@ -58,28 +61,6 @@ func (r *Repo) URL() string { return r.url }
 
 // Auth returns the transport auth for pushes by other packages.
 func (r *Repo) Auth() transport.AuthMethod { return r.auth }
-
-// open opens the cache, creating it on first use.
-func (r *Repo) open() (*git.Repository, error) {
-	repo, err := git.PlainOpen(r.dir)
-	if err == nil {
-		return repo, nil
-	}
-	if !errors.Is(err, git.ErrRepositoryNotExists) {
-		return nil, fmt.Errorf("open git cache %s: %w", r.dir, err)
-	}
-	if err := os.MkdirAll(r.dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create git cache %s: %w", r.dir, err)
-	}
-	repo, err = git.PlainInit(r.dir, true)
-	if err != nil {
-		return nil, fmt.Errorf("init git cache %s: %w", r.dir, err)
-	}
-	if _, err := repo.CreateRemote(&gitconfig.RemoteConfig{Name: "origin", URLs: []string{r.url}}); err != nil {
-		return nil, fmt.Errorf("init git cache %s: %w", r.dir, err)
-	}
-	return repo, nil
-}
 
 // lock serialises writers of the cache, across goroutines and processes (a
 // worker and a `changeops start` may fetch at once).
@@ -107,17 +88,33 @@ func (r *Repo) lock() (func(), error) {
 }
 
 // Fetch brings every branch of the remote into the cache and returns it open.
-func (r *Repo) Fetch(ctx context.Context) (*git.Repository, error) {
+// The repository is the caller's alone until it calls release (always
+// non-nil); go-git's object storage is not safe for concurrent use.
+func (r *Repo) Fetch(ctx context.Context) (repo *git.Repository, release func(), err error) {
+	h, err := r.acquire()
+	if err != nil {
+		return nil, func() {}, err
+	}
+	if err := r.fetch(ctx, h); err != nil {
+		r.release(h)
+		return nil, func() {}, err
+	}
+	return h.repo, func() { r.release(h) }, nil
+}
+
+// fetch updates the cache through h, under the cache's lock. h's index
+// learns the new pack as go-git writes it, so h stays current without a
+// reload; the pack set is read again under the same lock.
+func (r *Repo) fetch(ctx context.Context, h *handle) error {
 	unlock, err := r.lock()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer unlock()
-	repo, err := r.open()
-	if err != nil {
-		return nil, err
+	if err := r.refresh(h); err != nil {
+		return err
 	}
-	err = repo.FetchContext(ctx, &git.FetchOptions{
+	err = h.repo.FetchContext(ctx, &git.FetchOptions{
 		RemoteName: "origin",
 		RefSpecs:   []gitconfig.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
 		Auth:       r.auth,
@@ -125,9 +122,10 @@ func (r *Repo) Fetch(ctx context.Context) (*git.Repository, error) {
 		Force:      true,
 	})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return nil, fmt.Errorf("fetch %s: %w", r.url, err)
+		return fmt.Errorf("fetch %s: %w", r.url, err)
 	}
-	return repo, nil
+	h.packs, err = r.packs()
+	return err
 }
 
 // IsAuthError says whether err is the remote refusing our credentials.
@@ -264,27 +262,23 @@ func FirstParentsSince(repo *git.Repository, head, stop string, limit int) (comm
 
 // EnsureCommit returns the cache holding sha, fetching only when the cache
 // does not have it yet: plans and applies of a known commit cost no network.
-func (r *Repo) EnsureCommit(ctx context.Context, sha string) (*git.Repository, error) {
-	unlock, err := r.lock()
+// The caller calls release (always non-nil) when done with the repository.
+func (r *Repo) EnsureCommit(ctx context.Context, sha string) (repo *git.Repository, release func(), err error) {
+	h, err := r.acquire()
 	if err != nil {
-		return nil, err
+		return nil, func() {}, err
 	}
-	repo, err := r.open()
-	unlock()
-	if err != nil {
-		return nil, err
+	if _, err := Resolve(h.repo, sha); err != nil {
+		if err := r.fetch(ctx, h); err != nil {
+			r.release(h)
+			return nil, func() {}, err
+		}
+		if _, err := Resolve(h.repo, sha); err != nil {
+			r.release(h)
+			return nil, func() {}, err
+		}
 	}
-	if _, err := Resolve(repo, sha); err == nil {
-		return repo, nil
-	}
-	repo, err = r.Fetch(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := Resolve(repo, sha); err != nil {
-		return nil, err
-	}
-	return repo, nil
+	return h.repo, func() { r.release(h) }, nil
 }
 
 // Push sends commit to branch with an explicit refspec, under the cache's
@@ -292,15 +286,20 @@ func (r *Repo) EnsureCommit(ctx context.Context, sha string) (*git.Repository, e
 // git does after a push. A push the remote refuses because the branch moved
 // returns its error; the caller refetches and rebuilds.
 func (r *Repo) Push(ctx context.Context, commit plumbing.Hash, branch string) error {
+	h, err := r.acquire()
+	if err != nil {
+		return err
+	}
+	defer r.release(h)
 	unlock, err := r.lock()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	g, err := r.open()
-	if err != nil {
+	if err := r.refresh(h); err != nil {
 		return err
 	}
+	g := h.repo
 	local := plumbing.ReferenceName("refs/changeops/push")
 	if err := g.Storer.SetReference(plumbing.NewHashReference(local, commit)); err != nil {
 		return fmt.Errorf("push %s: %w", commit, err)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-git/go-git/v5"
+
 	"github.com/changeops/changeops/internal/gittest"
 )
 
@@ -28,6 +30,18 @@ func (f *fixture) write(name, content string) { f.Write(map[string]string{name: 
 
 func (f *fixture) commit(msg string) string { return f.Commit(msg, nil) }
 
+// fetch fetches into the cache and hands the repository back at the
+// test's end.
+func (f *fixture) fetch(t *testing.T) *git.Repository {
+	t.Helper()
+	g, release, err := f.repo.Fetch(context.Background())
+	t.Cleanup(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
 func (f *fixture) git(dir string, args ...string) string { return f.Git(dir, args...) }
 
 func TestChangedPaths(t *testing.T) {
@@ -44,10 +58,7 @@ func TestChangedPaths(t *testing.T) {
 	}
 	second := f.commit("edit, rename, delete")
 
-	g, err := f.repo.Fetch(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := f.fetch(t)
 	for _, c := range []struct {
 		sha  string
 		want []string
@@ -91,10 +102,7 @@ func TestFirstParentsSinceAndRewrite(t *testing.T) {
 	merge := f.git(f.Clone, "rev-parse", "HEAD")
 	f.git(f.Clone, "push", "-q", "-f", "origin", "HEAD:main")
 
-	g, err := f.repo.Fetch(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := f.fetch(t)
 	head, err := Head(g, "main")
 	if err != nil || head != merge {
 		t.Fatalf("head = %s, %v; want %s", head, err, merge)
@@ -113,10 +121,7 @@ func TestFirstParentsSinceAndRewrite(t *testing.T) {
 	f.git(f.Clone, "reset", "-q", "--hard", base)
 	f.write("c", "1")
 	rewritten := f.commit("rewritten")
-	g, err = f.repo.Fetch(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	g = f.fetch(t)
 	_, found, err = FirstParentsSince(g, rewritten, merge, 0)
 	if err != nil || found {
 		t.Errorf("after a force push: found = %v, %v; want not found", found, err)
@@ -128,7 +133,8 @@ func TestResolveAndEnsureCommit(t *testing.T) {
 	f := newFixture(t)
 	f.write("a", "1")
 	sha := f.commit("one")
-	g, err := f.repo.EnsureCommit(context.Background(), sha)
+	g, release, err := f.repo.EnsureCommit(context.Background(), sha)
+	defer release()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,10 +144,14 @@ func TestResolveAndEnsureCommit(t *testing.T) {
 	// A commit pushed after the cache was filled is fetched on demand.
 	f.write("a", "2")
 	later := f.commit("two")
-	if _, err := f.repo.EnsureCommit(context.Background(), later); err != nil {
+	_, release, err = f.repo.EnsureCommit(context.Background(), later)
+	release()
+	if err != nil {
 		t.Errorf("ensure a newer commit: %v", err)
 	}
-	if _, err := f.repo.EnsureCommit(context.Background(), strings.Repeat("ab", 20)); !errors.Is(err, ErrCommitNotFound) {
+	_, release, err = f.repo.EnsureCommit(context.Background(), strings.Repeat("ab", 20))
+	release()
+	if !errors.Is(err, ErrCommitNotFound) {
 		t.Errorf("ensure a missing commit: err = %v, want ErrCommitNotFound", err)
 	}
 }
@@ -158,10 +168,7 @@ func TestExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	sha := f.commit("files")
-	g, err := f.repo.Fetch(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := f.fetch(t)
 	dest := filepath.Join(t.TempDir(), "ws", sha)
 	// A folder left by a crashed export (no marker) is replaced, not trusted.
 	if err := os.MkdirAll(filepath.Join(dest, "stale"), 0o755); err != nil {

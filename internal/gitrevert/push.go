@@ -48,43 +48,53 @@ type Pushed struct {
 // and rebuilds on the new head, a bounded number of times.
 func RevertAndPush(ctx context.Context, cache *gitrepo.Repo, req Request) (Pushed, error) {
 	for attempt := 1; attempt <= maxPushAttempts; attempt++ {
-		g, err := cache.Fetch(ctx)
-		if err != nil {
-			return Pushed{}, err
-		}
-		head, err := gitrepo.Head(g, req.Branch)
-		if err != nil {
-			return Pushed{}, err
-		}
-		if found, err := findRevert(g, head, req.Commit); err != nil || found != "" {
-			return Pushed{Revert: found, Reused: found != "", Attempts: attempt}, err
-		}
-		res, err := Inverse(g, plumbing.NewHash(req.Commit), plumbing.NewHash(head))
-		if err != nil {
-			return Pushed{}, err
-		}
-		if len(res.Conflicts) > 0 {
-			return Pushed{Conflicts: res.Conflicts, Attempts: attempt}, nil
-		}
-		if !res.Changed {
-			return Pushed{NoChange: true, Attempts: attempt}, nil
-		}
-		revert, err := Commit(g, res.Tree, plumbing.NewHash(head), Message(req.Subject, req.Commit, req.RunID), req.Author, time.Now())
-		if err != nil {
-			return Pushed{}, err
-		}
-		if req.BeforePush != nil {
-			req.BeforePush(attempt)
-		}
-		err = cache.Push(ctx, revert, req.Branch)
-		if err == nil {
-			return Pushed{Revert: revert.String(), Attempts: attempt}, nil
-		}
-		if !lostRace(err) {
-			return Pushed{}, fmt.Errorf("push revert of %.7s to %s: %w", req.Commit, req.Branch, err)
+		res, lost, err := revertOnce(ctx, cache, req, attempt)
+		if !lost {
+			return res, err
 		}
 	}
 	return Pushed{}, fmt.Errorf("push revert of %.7s to %s: the branch kept moving (%d attempts); the next retry tries again", req.Commit, req.Branch, maxPushAttempts)
+}
+
+// revertOnce is one attempt of RevertAndPush on the branch head as fetched
+// now; lost says its push lost a race with another push to the branch.
+func revertOnce(ctx context.Context, cache *gitrepo.Repo, req Request, attempt int) (_ Pushed, lost bool, _ error) {
+	g, release, err := cache.Fetch(ctx)
+	defer release()
+	if err != nil {
+		return Pushed{}, false, err
+	}
+	head, err := gitrepo.Head(g, req.Branch)
+	if err != nil {
+		return Pushed{}, false, err
+	}
+	if found, err := findRevert(g, head, req.Commit); err != nil || found != "" {
+		return Pushed{Revert: found, Reused: found != "", Attempts: attempt}, false, err
+	}
+	res, err := Inverse(g, plumbing.NewHash(req.Commit), plumbing.NewHash(head))
+	if err != nil {
+		return Pushed{}, false, err
+	}
+	if len(res.Conflicts) > 0 {
+		return Pushed{Conflicts: res.Conflicts, Attempts: attempt}, false, nil
+	}
+	if !res.Changed {
+		return Pushed{NoChange: true, Attempts: attempt}, false, nil
+	}
+	revert, err := Commit(g, res.Tree, plumbing.NewHash(head), Message(req.Subject, req.Commit, req.RunID), req.Author, time.Now())
+	if err != nil {
+		return Pushed{}, false, err
+	}
+	if req.BeforePush != nil {
+		req.BeforePush(attempt)
+	}
+	if err := cache.Push(ctx, revert, req.Branch); err != nil {
+		if lostRace(err) {
+			return Pushed{}, true, nil
+		}
+		return Pushed{}, false, fmt.Errorf("push revert of %.7s to %s: %w", req.Commit, req.Branch, err)
+	}
+	return Pushed{Revert: revert.String(), Attempts: attempt}, false, nil
 }
 
 // findRevert walks the first parents from head back to the reverted commit

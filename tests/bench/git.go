@@ -30,7 +30,9 @@ func gitPerChange(ctx context.Context, dir string, commits, files, pairs int) (o
 
 	// Both caches start from a full fetch, as after a worker's first poll.
 	cache := gitrepo.New(gitrepo.Options{URL: remote, Dir: filepath.Join(dir, "big-cache.git")})
-	if _, err := cache.Fetch(ctx); err != nil {
+	_, release, err := cache.Fetch(ctx)
+	release()
+	if err != nil {
 		return nil, nil, err
 	}
 	cliCache := filepath.Join(dir, "big-cli.git")
@@ -91,7 +93,8 @@ func gitPerChange(ctx context.Context, dir string, commits, files, pairs int) (o
 
 // oursPerChange is what Inspect and the watcher do for a new commit.
 func oursPerChange(ctx context.Context, cache *gitrepo.Repo, sha string) ([]string, error) {
-	repo, err := cache.Fetch(ctx)
+	repo, release, err := cache.Fetch(ctx)
+	defer release()
 	if err != nil {
 		return nil, err
 	}
