@@ -206,7 +206,7 @@ func (f *faultFixture) locksLeft() []string {
 	var locks []string
 	root := filepath.Join(strings.TrimPrefix(f.cfg.Pulumi.BackendURL, "file://"), ".pulumi", "locks")
 	_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		// A lock is a .json file; the blob store keeps a .attrs beside it.
+		// A lock is a .json file.
 		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".json") {
 			b, _ := os.ReadFile(path)
 			locks = append(locks, strings.TrimPrefix(path, root)+" "+string(b))
@@ -214,6 +214,19 @@ func (f *faultFixture) locksLeft() []string {
 		return nil
 	})
 	return locks
+}
+
+// sidecars lists gocloud fileblob's .attrs files under the backend's folder.
+func (f *faultFixture) sidecars() []string {
+	var found []string
+	root := strings.TrimPrefix(f.cfg.Pulumi.BackendURL, "file://")
+	_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(path, ".attrs") {
+			found = append(found, strings.TrimPrefix(path, root))
+		}
+		return nil
+	})
+	return found
 }
 
 // expectNotes checks that the workers together announced each step, once
@@ -326,6 +339,12 @@ func TestFaultKillMidUp(t *testing.T) {
 	}
 	if l := f.locksLeft(); len(l) != 0 {
 		t.Errorf("locks left on the stack: %q", l)
+	}
+	// The file backend keeps no metadata sidecars: fileblob writes them in
+	// place, and one emptied by a kill bricked the stack ("failed to load
+	// checkpoint: EOF", seen in CI).
+	if side := f.sidecars(); len(side) != 0 {
+		t.Errorf("metadata sidecars in the state folder: %q", side)
 	}
 	if a := run.Status.Applies; len(a) != 1 || len(a[0].Recovered) < 2 || !strings.Contains(strings.Join(a[0].Recovered, ";"), "creating urn:pulumi:test::site::changeops:index:File::second") {
 		t.Errorf("apply = %+v; want the lock and the pending create of second named as recovered", a)

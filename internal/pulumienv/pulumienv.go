@@ -44,7 +44,7 @@ type Env struct {
 func (e Env) Vars() map[string]string {
 	return map[string]string{
 		"PULUMI_HOME":                                 e.Home,
-		"PULUMI_BACKEND_URL":                          e.BackendURL,
+		"PULUMI_BACKEND_URL":                          BackendURL(e.BackendURL),
 		"PULUMI_CONFIG_PASSPHRASE":                    e.Passphrase,
 		"PULUMI_SKIP_UPDATE_CHECK":                    "true",
 		"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
@@ -53,6 +53,22 @@ func (e Env) Vars() map[string]string {
 		// find it wherever it looks.
 		"PATH": filepath.Join(e.Root, "bin") + string(os.PathListSeparator) + os.Getenv("PATH"),
 	}
+}
+
+// BackendURL is url as the CLI gets it. A file:// backend writes no
+// metadata sidecars (gocloud's fileblob `metadata=skip`): fileblob writes a
+// stack file by rename, atomically, but its `.attrs` sidecar in place, so a
+// worker killed at that moment left an empty sidecar, and every later
+// command on the stack failed with "failed to load checkpoint: EOF". The
+// DIY backend reads no metadata it needs from them.
+func BackendURL(url string) string {
+	if !strings.HasPrefix(url, "file://") || strings.Contains(url, "metadata=") {
+		return url
+	}
+	if strings.Contains(url, "?") {
+		return url + "&metadata=skip"
+	}
+	return url + "?metadata=skip"
 }
 
 // Command returns the pinned CLI for the Automation API, refusing one of
