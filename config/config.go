@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -452,6 +453,14 @@ func (c *Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.Pulumi.BackendURL, "file://") && !strings.Contains(c.Pulumi.BackendURL, "://") {
 		bad("pulumi.backend_url %q is not a URL: use file:///path/to/state or another DIY backend URL", c.Pulumi.BackendURL)
+	}
+	// A password in the URL would reach the CLI's error messages, and from
+	// there logs and workflow history; the backends read it from the
+	// environment instead.
+	if u, err := url.Parse(c.Pulumi.BackendURL); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			bad("pulumi.backend_url carries a password: remove it from the URL and set it in the worker's environment, which the backend reads (PGPASSWORD for postgres://, AWS_SECRET_ACCESS_KEY for s3://)")
+		}
 	}
 	if c.Secrets.SlackBotToken != "" {
 		if c.Slack.Channel == "" {

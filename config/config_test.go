@@ -94,6 +94,8 @@ func TestRefusals(t *testing.T) {
 			[]string{"stacks[0] (web).drift_interval 1s: use 0 (no schedule) or 10s or more"}},
 		{"drift approve without approvers", strings.Replace(strings.Replace(good, "    approvers: [bob]\n", "", 1), "stack: prod", "stack: prod\n    approval: auto\n    drift: approve", 1), withPassphrase,
 			[]string{"stacks[0] (web).approvers is empty but drift is approve"}},
+		{"password in the backend URL", good + "pulumi:\n  backend_url: postgres://changeops:hunter2@db:5432/pulumi\n", withPassphrase,
+			[]string{"pulumi.backend_url carries a password", "PGPASSWORD"}},
 		{"no repo", "stacks: []\n", withPassphrase,
 			[]string{"repo.url is empty", "stacks is empty"}},
 		{"quote in a name", strings.Replace(good, "name: web", "name: \"web'x\"", 1), withPassphrase,

@@ -2,12 +2,15 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
@@ -48,6 +51,17 @@ func Dial(ctx context.Context, cfg config.Temporal, logger *slog.Logger, mh clie
 // namespace, once; an attribute that exists with another type is an error
 // that names it.
 func RegisterSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	// Describe first: on SQL visibility, listing the attributes of a
+	// missing namespace is "unavailable", which clients retry for a
+	// minute, rather than "not found".
+	_, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: namespace})
+	var notFound *serviceerror.NamespaceNotFound
+	if errors.As(err, &notFound) {
+		return fmt.Errorf("temporal.namespace %s does not exist: create it with `changeops setup --config F` (once per cluster): %w", namespace, err)
+	}
+	if err != nil {
+		return fmt.Errorf("describe namespace %s: %w", namespace, err)
+	}
 	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
 	if err != nil {
 		return fmt.Errorf("list search attributes of namespace %s: %w", namespace, err)

@@ -1,5 +1,5 @@
 // Package cli is the `changeops` command line: dev, worker, start, approve,
-// reject, status, list, audit, ack-rewrite and drift.
+// reject, status, list, audit, ack-rewrite, drift and setup.
 package cli
 
 import (
@@ -50,7 +50,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 	root.PersistentFlags().StringVar(&g.configPath, "config", "", "changeops.yaml to use")
 	root.PersistentFlags().StringVar(&g.address, "address", "", "Temporal frontend host:port (default: from the config, else "+config.DefaultTemporalAddress+")")
 	root.PersistentFlags().StringVar(&g.namespace, "namespace", "", "Temporal namespace (default: from the config, else "+config.DefaultNamespace+")")
-	root.AddCommand(devCmd(g), workerCmd(g), startCmd(g), decideCmd(g, true), decideCmd(g, false), statusCmd(g), listCmd(g), auditCmd(g), ackRewriteCmd(g), driftCmd(g))
+	root.AddCommand(devCmd(g), workerCmd(g), startCmd(g), decideCmd(g, true), decideCmd(g, false), statusCmd(g), listCmd(g), auditCmd(g), ackRewriteCmd(g), driftCmd(g), setupCmd(g))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(env.Stderr, "changeops:", err)
 		return 1
@@ -90,11 +90,12 @@ func (g *globals) loadConfig(path string, getenv func(string) string) (*config.C
 }
 
 // temporalConfig is the Temporal part of --config if given, else defaults,
-// with --address and --namespace on top: approving needs no config file.
+// with --address and --namespace on top: approving needs no config file,
+// nor the worker's secrets.
 func (g *globals) temporalConfig() (config.Temporal, error) {
 	t := config.Temporal{Address: config.DefaultTemporalAddress, Namespace: config.DefaultNamespace}
 	if g.configPath != "" {
-		cfg, err := g.loadConfig(g.configPath, g.env.Getenv)
+		cfg, err := g.loadConfigLenient(g.configPath)
 		if err != nil {
 			return t, err
 		}
@@ -107,6 +108,18 @@ func (g *globals) temporalConfig() (config.Temporal, error) {
 		t.Namespace = g.namespace
 	}
 	return t, nil
+}
+
+// loadConfigLenient is loadConfig for commands that read only the stacks
+// and Temporal: the secrets are the worker's, so an unset secret variable
+// must not stop a person from running them.
+func (g *globals) loadConfigLenient(path string) (*config.Config, error) {
+	return g.loadConfig(path, func(k string) string {
+		if v := g.env.Getenv(k); v != "" {
+			return v
+		}
+		return "not-needed-here"
+	})
 }
 
 func (g *globals) dial(ctx context.Context) (client.Client, error) {

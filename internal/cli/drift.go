@@ -25,15 +25,7 @@ func driftCmd(g *globals) *cobra.Command {
 			if g.configPath == "" {
 				return fmt.Errorf("drift needs --config: the path of changeops.yaml")
 			}
-			// Only the stacks and Temporal are read here; the secrets are
-			// the worker's, so an unset secret variable must not stop
-			// a person from asking for a check.
-			cfg, err := g.loadConfig(g.configPath, func(k string) string {
-				if v := g.env.Getenv(k); v != "" {
-					return v
-				}
-				return "not-needed-here"
-			})
+			cfg, err := g.loadConfigLenient(g.configPath)
 			if err != nil {
 				return err
 			}

@@ -62,14 +62,22 @@ func ExportTree(repo *git.Repository, hash plumbing.Hash, label, dest string) er
 	if err := os.WriteFile(filepath.Join(tmp, completeMarker), []byte(label+"\n"), 0o644); err != nil {
 		return fmt.Errorf("export %s: %w", label, err)
 	}
-	// A half-written dest from a crash has no marker: replace it.
-	if err := os.RemoveAll(dest); err != nil {
+	// The rename is the only way dest appears, so dest is whole or absent.
+	// Another worker (a process sharing the data folder, too) may export
+	// the same tree at once: whoever renames second finds dest whole and
+	// keeps it, never removing a tree a Pulumi run may be reading.
+	if err := os.Rename(tmp, dest); err == nil || Exported(dest) {
+		return nil
+	}
+	// dest exists without the marker: left by a crash before exports
+	// were atomic, or by hand. Move it aside (a rename, so a concurrent
+	// export sees either it or nothing) and try once more.
+	stale := tmp + ".stale"
+	if err := os.Rename(dest, stale); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("export %s: clear %s: %w", label, dest, err)
 	}
-	if err := os.Rename(tmp, dest); err != nil {
-		if _, statErr := os.Stat(filepath.Join(dest, completeMarker)); statErr == nil {
-			return nil // a concurrent export won the race; its copy is whole
-		}
+	defer os.RemoveAll(stale)
+	if err := os.Rename(tmp, dest); err != nil && !Exported(dest) {
 		return fmt.Errorf("export %s: %w", label, err)
 	}
 	return nil

@@ -1,0 +1,42 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/changeops/changeops/worker"
+)
+
+func setupCmd(g *globals) *cobra.Command {
+	var retention time.Duration
+	cmd := &cobra.Command{
+		Use:   "setup --config F",
+		Short: "Prepare the Temporal namespace: create it if missing and register the search attributes",
+		Long: "Run once per cluster, before the workers (the compose file's changeops-setup service does). " +
+			"Creates temporal.namespace when it does not exist, with --retention as how long finished runs stay " +
+			"in Temporal (and in `changeops audit`), registers changeops' search attributes, and waits until the " +
+			"namespace takes workflows. Running it again changes nothing.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := g.temporalConfig()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			c, err := worker.Dial(ctx, t, g.logger, nil)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := worker.Setup(ctx, c, t.Namespace, retention, g.logger); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "namespace %s on %s is ready for changeops\n", t.Namespace, t.Address)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&retention, "retention", 30*24*time.Hour, "how long a new namespace keeps finished runs")
+	return cmd
+}
