@@ -99,7 +99,7 @@ func (r *Repo) Fetch(ctx context.Context) (repo *git.Repository, release func(),
 		r.release(h)
 		return nil, func() {}, err
 	}
-	return h.repo, func() { r.release(h) }, nil
+	return h.repo, r.releaser(h), nil
 }
 
 // fetch updates the cache through h, under the cache's lock. h's index
@@ -278,7 +278,7 @@ func (r *Repo) EnsureCommit(ctx context.Context, sha string) (repo *git.Reposito
 			return nil, func() {}, err
 		}
 	}
-	return h.repo, func() { r.release(h) }, nil
+	return h.repo, r.releaser(h), nil
 }
 
 // Push sends commit to branch with an explicit refspec, under the cache's

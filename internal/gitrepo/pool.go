@@ -79,6 +79,13 @@ func (r *Repo) release(h *handle) {
 	}
 }
 
+// releaser is release(h) for a caller, safe to call more than once: a
+// handle put back twice would be handed to two users at once.
+func (r *Repo) releaser(h *handle) func() {
+	var once sync.Once
+	return func() { once.Do(func() { r.release(h) }) }
+}
+
 // refresh makes h's index reload (lazily, on its next read) when the packs
 // on disk are not the ones it covers.
 func (r *Repo) refresh(h *handle) error {

@@ -23,6 +23,10 @@ func TestFetchReusesTheOpenedRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	release()
+	release() // a second call is a no-op, not a second handle in the pool
+	if n := len(f.repo.pool.idle); n != 1 {
+		t.Fatalf("%d repositories kept after releasing one twice, want 1", n)
+	}
 	f.write("a", "2")
 	two := f.commit("two")
 	second, release, err := f.repo.Fetch(context.Background())
