@@ -342,7 +342,7 @@ func TestFaultKillMidUp(t *testing.T) {
 	}
 	// The file backend keeps no metadata sidecars: fileblob writes them in
 	// place, and one emptied by a kill bricked the stack ("failed to load
-	// checkpoint: EOF", seen in CI).
+	// checkpoint: EOF", seen once in a full test run).
 	if side := f.sidecars(); len(side) != 0 {
 		t.Errorf("metadata sidecars in the state folder: %q", side)
 	}
