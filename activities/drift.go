@@ -49,14 +49,15 @@ func (a *Activities) StackConfig(ctx context.Context, name string) (config.Stack
 // stack's last good state against it (`pulumi preview --refresh`): any step
 // is a difference between the live system and git. Nothing is written:
 // the refresh in a preview is not saved.
-func (a *Activities) DriftCheck(ctx context.Context, in StackInput) (DriftResult, error) {
+func (a *Activities) DriftCheck(ctx context.Context, in StackInput) (_ DriftResult, err error) {
+	defer func() { err = retryBound(ctx, in.Stack, err) }()
 	stack, err := a.openStack(ctx, in)
 	if err != nil {
 		return DriftResult{}, err
 	}
 	progress := startHeartbeat(ctx, a.HeartbeatEvery, "drift check "+in.Stack.Name)
 	defer progress.Stop()
-	if _, _, err := recoverIfDied(ctx, stack, in, "a drift check"); err != nil {
+	if _, _, err := a.recoverIfDied(ctx, stack, in, "a drift check", progress); err != nil {
 		return DriftResult{}, err
 	}
 	in.Refresh = true

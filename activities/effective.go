@@ -34,7 +34,15 @@ func (a *Activities) Effective(ctx context.Context, in EffectiveInput) (Effectiv
 		return EffectiveResult{}, fmt.Errorf("effective tree of %s on %s: %w", short(in.Commit), in.Branch, err)
 	}
 	res := EffectiveResult{Undone: undone, Head: head}
-	if _, err := gitrevert.Subtract(repo, in.Commit, undone); err != nil {
+	if len(undone) == 0 {
+		return res, nil
+	}
+	// Subtracting merges files line by line, which can take a while on
+	// large generated files: heartbeats show it is alive, and deliver a
+	// cancellation, which stops the merge at once.
+	progress := startHeartbeat(ctx, a.HeartbeatEvery, fmt.Sprintf("effective tree of %s without %d reverted changes", short(in.Commit), len(undone)))
+	defer progress.Stop()
+	if _, err := gitrevert.Subtract(ctx, repo, in.Commit, undone); err != nil {
 		var dep *gitrevert.DependsError
 		if !errors.As(err, &dep) {
 			return EffectiveResult{}, err

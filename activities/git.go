@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 
+	"github.com/go-git/go-git/v5"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/changeops/changeops/internal/gitrepo"
@@ -23,13 +24,16 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 		return InspectResult{}, err
 	}
 	repo, release, err := cache.EnsureCommit(ctx, in.Commit)
-	defer release()
+	defer func() { release() }() // onBranch may replace release
 	if err != nil {
 		return InspectResult{}, gitError(err, in.Commit, cache.URL())
 	}
 	sha, err := gitrepo.Resolve(repo, in.Commit)
 	if err != nil {
 		return InspectResult{}, gitError(err, in.Commit, cache.URL())
+	}
+	if repo, err = a.onBranch(ctx, cache, repo, &release, in.Branch, sha); err != nil {
+		return InspectResult{}, err
 	}
 	info, err := gitrepo.Lookup(repo, sha)
 	if err != nil {
@@ -61,6 +65,32 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 		ChangedCount: count,
 		Stacks:       stacks,
 	}, nil
+}
+
+// onBranch refuses a commit that is not on the tracked branch: only merged
+// commits are deployed, whoever starts the run (the watcher, a webhook,
+// `changeops start`). A commit the cached branch does not contain is
+// checked once more after a fetch, since the cache may predate the merge.
+// The repository handed back replaces repo; *release releases it.
+func (a *Activities) onBranch(ctx context.Context, cache *gitrepo.Repo, repo *git.Repository, release *func(), branch, sha string) (*git.Repository, error) {
+	ok, head, err := gitrepo.OnBranch(repo, branch, sha)
+	if err == nil && !ok {
+		(*release)()
+		repo, *release, err = cache.Fetch(ctx)
+		if err != nil {
+			return nil, gitError(err, sha, cache.URL())
+		}
+		ok, head, err = gitrepo.OnBranch(repo, branch, sha)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("commit %s is not on branch %s of %s (head %s): changeops deploys only merged commits; merge it into %s first", short(sha), branch, cache.URL(), short(head), branch),
+			ErrNotOnBranch, nil)
+	}
+	return repo, nil
 }
 
 // PollBranch fetches and lists the first-parent commits after LastSeen.
@@ -121,7 +151,10 @@ func commitOf(info *gitrepo.CommitInfo) Commit {
 		Subject:     info.Subject,
 		AuthorName:  info.AuthorName,
 		AuthorEmail: info.AuthorEmail,
-		When:        info.Commit.Author.When.UTC(),
+		// Bounded like the author's: both come from the commit.
+		CommitterName:  info.CommitterName,
+		CommitterEmail: info.CommitterEmail,
+		When:           info.Commit.Author.When.UTC(),
 	}
 }
 

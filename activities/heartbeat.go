@@ -35,9 +35,12 @@ type Progress struct {
 
 func startHeartbeat(ctx context.Context, every time.Duration, what string) *heartbeat {
 	h := &heartbeat{ctx: ctx, lines: make(chan string, 64), done: make(chan struct{}), what: what}
+	// An update an earlier attempt began stays begun: every heartbeat
+	// carries that on to the next attempt.
+	h.updating.Store(previousBegan(ctx))
 	// The first heartbeat goes out at once, so a retry can always tell
 	// that this attempt started.
-	activity.RecordHeartbeat(ctx, Progress{Line: what + ": starting", InFlight: true})
+	activity.RecordHeartbeat(ctx, Progress{Line: what + ": starting", InFlight: true, Updating: h.updating.Load()})
 	go h.run(ctx, every, what)
 	return h
 }
@@ -84,7 +87,7 @@ func (h *heartbeat) Updating() {
 // failed attempt's last details reach the next attempt with its failure.
 func (h *heartbeat) Stop() {
 	close(h.done)
-	activity.RecordHeartbeat(h.ctx, Progress{Line: h.what + ": returned"})
+	activity.RecordHeartbeat(h.ctx, Progress{Line: h.what + ": returned", Updating: h.updating.Load()})
 }
 
 // previousDied says whether the attempt before this one died in the
@@ -100,6 +103,16 @@ func previousDied(ctx context.Context) (died, updating bool) {
 		return false, false // an older worker's details: nothing known
 	}
 	return diedIn(activity.GetInfo(ctx).Attempt, p)
+}
+
+// previousBegan says whether an earlier attempt of this activity began
+// updating resources, whether it died or returned a failure.
+func previousBegan(ctx context.Context) bool {
+	if activity.GetInfo(ctx).Attempt < 2 || !activity.HasHeartbeatDetails(ctx) {
+		return false
+	}
+	var p Progress
+	return activity.GetHeartbeatDetails(ctx, &p) == nil && p.Updating
 }
 
 // diedIn reads the previous attempt's last progress: only an attempt that

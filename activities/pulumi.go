@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
@@ -32,14 +33,15 @@ import (
 const MaxDiffBytes = 16 * 1024
 
 // Preview plans one stack at a commit's effective tree.
-func (a *Activities) Preview(ctx context.Context, in StackInput) (PlanResult, error) {
+func (a *Activities) Preview(ctx context.Context, in StackInput) (_ PlanResult, err error) {
+	defer func() { err = retryBound(ctx, in.Stack, err) }()
 	stack, err := a.openStack(ctx, in)
 	if err != nil {
 		return PlanResult{}, err
 	}
 	progress := startHeartbeat(ctx, a.HeartbeatEvery, "preview "+in.Stack.Name)
 	defer progress.Stop()
-	if _, _, err := recoverIfDied(ctx, stack, in, "a preview"); err != nil {
+	if _, _, err := a.recoverIfDied(ctx, stack, in, "a preview", progress); err != nil {
 		return PlanResult{}, err
 	}
 	plan, err := previewWith(ctx, stack, in, progress, recordSteps())
@@ -62,12 +64,15 @@ func stackLog(ctx context.Context, in StackInput) log.Logger {
 // previewWith previews the stack, refreshing first when in.Refresh is set,
 // with steps recording what the engine would do.
 func previewWith(ctx context.Context, stack auto.Stack, in StackInput, progress io.Writer, steps *stepRecorder) (PlanResult, error) {
-	opts := []optpreview.Option{optpreview.Diff(), optpreview.Color("never"),
-		optpreview.ProgressStreams(progress), optpreview.EventStreams(steps.events)}
+	opts := []optpreview.Option{optpreview.Diff(), optpreview.Color("never"), optpreview.ProgressStreams(progress)}
 	if in.Refresh {
 		opts = append(opts, optpreview.Refresh())
 	}
-	res, err := stack.Preview(ctx, opts...)
+	var res auto.PreviewResult
+	err := steps.record(func(stream optpreview.Option) (err error) {
+		res, err = stack.Preview(ctx, append(opts, stream)...)
+		return err
+	})
 	if err != nil {
 		return PlanResult{}, pulumiError("preview", in.Stack, in.Commit, err)
 	}
@@ -88,21 +93,34 @@ func previewWith(ctx context.Context, stack auto.Stack, in StackInput, progress 
 // resources. With in.Approved set, a fresh preview must match the approved
 // plan first: between approval and apply the stack may have drifted or the
 // program may resolve differently, and what runs must be what was approved.
-func (a *Activities) Apply(ctx context.Context, in StackInput) (ApplyResult, error) {
+func (a *Activities) Apply(ctx context.Context, in StackInput) (_ ApplyResult, err error) {
+	// An earlier attempt of this Apply may have begun the update (and
+	// died, or failed on a transient error); the failure says whether
+	// any had, since a change whose update never began has nothing to
+	// roll back.
+	began := previousBegan(ctx)
+	var progress *heartbeat
+	defer func() {
+		var ae *temporal.ApplicationError
+		if err != nil && !errors.Is(err, context.Canceled) && !(errors.As(err, &ae) && ae.Type() == ErrPlanChanged) {
+			err = applyFailure(retryBound(ctx, in.Stack, err), began || (progress != nil && progress.updating.Load()))
+		}
+	}()
 	stack, err := a.openStack(ctx, in)
 	if err != nil {
 		return ApplyResult{}, err
 	}
-	progress := startHeartbeat(ctx, a.HeartbeatEvery, "up "+in.Stack.Name)
+	progress = startHeartbeat(ctx, a.HeartbeatEvery, "up "+in.Stack.Name)
 	defer progress.Stop()
-	resumed, recovered, err := recoverIfDied(ctx, stack, in, "an update")
+	_, recovered, err := a.recoverIfDied(ctx, stack, in, "an update", progress)
 	if err != nil {
 		return ApplyResult{}, err
 	}
-	// The approved plan binds the update it approved. An update that a
-	// dead attempt began has applied part of that plan already, so a fresh
-	// preview shows only the rest: it finishes without a second check.
-	if in.Approved != "" && !resumed {
+	// The approved plan binds the update it approved. An update that an
+	// earlier attempt began (and died in, or failed transiently) has
+	// applied part of that plan already, so a fresh preview shows only
+	// the rest: it finishes without a second check.
+	if in.Approved != "" && !began {
 		now, err := previewWith(ctx, stack, in, progress, recordSteps())
 		if err != nil {
 			return ApplyResult{}, err
@@ -125,7 +143,12 @@ func (a *Activities) Apply(ctx context.Context, in StackInput) (ApplyResult, err
 	res, err := stack.Up(ctx, opts...)
 	if err != nil {
 		stackLog(ctx, in).Warn("apply failed", "error", err)
-		return ApplyResult{}, pulumiError("apply", in.Stack, in.Commit, err)
+		err = pulumiError("apply", in.Stack, in.Commit, err)
+		var ae *temporal.ApplicationError
+		if errors.As(err, &ae) && ae.Type() == ErrStackLocked {
+			progress.updating.Store(began) // refused the lock: this up changed nothing
+		}
+		return ApplyResult{}, err
 	}
 	out := ApplyResult{Stack: in.Stack.Name, UpdateVersion: res.Summary.Version, UpdateStarted: res.Summary.StartTime, Recovered: recovered}
 	if rc := res.Summary.ResourceChanges; rc != nil {
@@ -138,6 +161,19 @@ func (a *Activities) Apply(ctx context.Context, in StackInput) (ApplyResult, err
 	stackLog(ctx, in).Info("applied", "create", out.Create, "update", out.Update, "replace", out.Replace,
 		"delete", out.Delete, "same", out.Same, "pulumi_update", out.UpdateStarted)
 	return out, nil
+}
+
+// applyFailure carries whether the update had begun (ApplyFailure) on an
+// Apply's error, keeping its message, type and retryability.
+func applyFailure(err error, began bool) error {
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) {
+		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrPulumiTransient,
+			temporal.ApplicationErrorOptions{Cause: err, Details: []any{ApplyFailure{Began: began}}})
+	}
+	return temporal.NewApplicationErrorWithOptions(ae.Message(), ae.Type(), temporal.ApplicationErrorOptions{
+		NonRetryable: ae.NonRetryable(), Cause: errors.Unwrap(ae), Details: []any{ApplyFailure{Began: began}},
+	})
 }
 
 func countOps(ops map[apitype.OpType]int, create, update, replace, del, same *int) {
@@ -176,7 +212,7 @@ func (a *Activities) openStack(ctx context.Context, in StackInput) (auto.Stack, 
 			break
 		}
 		var tree plumbing.Hash
-		if tree, err = gitrevert.Subtract(repo, sha, in.Undone); err != nil {
+		if tree, err = gitrevert.Subtract(ctx, repo, sha, in.Undone); err != nil {
 			return auto.Stack{}, effectiveError(err, s.Name)
 		}
 		err = gitrepo.ExportTree(repo, tree, sha, ws)
@@ -193,9 +229,11 @@ func (a *Activities) openStack(ctx context.Context, in StackInput) (auto.Stack, 
 	return a.selectStack(ctx, s, sha, dir)
 }
 
-// pulumiError classifies an engine failure. A concurrent update is retried
-// (another run holds the stack); anything else the engine reports is about
-// the program or its inputs and would fail the same way again.
+// pulumiError classifies an engine failure the way Pulumi's own operator
+// does: only known program and input errors stop at once; a stack locked
+// by someone else is waited for; anything else (a cloud API's throttling
+// or 5xx, a dropped connection, eventual consistency) is retried. Both
+// waits are bounded per stack by retryBound.
 func pulumiError(op string, s config.Stack, sha string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
@@ -207,12 +245,91 @@ func pulumiError(op string, s config.Stack, sha string, err error) error {
 		return temporal.NewApplicationError(fmt.Sprintf("%s stack %s at %s: the pulumi CLI could not start (%s): reinstall it with scripts/toolchain",
 			op, s.Name, short(sha), err.Error()), ErrPulumiUnavailable)
 	}
-	// Another update holds the stack (Pulumi Cloud's 409, or a DIY
-	// backend's lock file): wait and retry.
-	if auto.IsConcurrentUpdateError(err) || strings.Contains(err.Error(), "the stack is currently locked") {
-		return temporal.NewApplicationError(msg, "PulumiConcurrentUpdate")
+	if owner, ok := lockedBy(err); ok {
+		return temporal.NewApplicationError(fmt.Sprintf("%s stack %s (%s) at %s: waiting for the lock held by %s",
+			op, s.Name, s.Stack, short(sha), owner), ErrStackLocked)
 	}
-	return temporal.NewNonRetryableApplicationError(msg, ErrPulumiProgram, nil)
+	if programError(err.Error()) {
+		return temporal.NewNonRetryableApplicationError(msg, ErrPulumiProgram, nil)
+	}
+	return temporal.NewApplicationError(msg, ErrPulumiTransient)
+}
+
+// programErrors are what the engine, the language hosts and providers say
+// about a program or its inputs, lower-cased: such a failure repeats
+// however often it is retried.
+var programErrors = []string{
+	"compil",                         // TypeScript, Go, .NET, Java builds
+	"on pulumi.yaml line",            // every Pulumi YAML diagnostic
+	"could not unmarshal",            // Pulumi.yaml or stack config unreadable
+	"invalid yaml",                   //
+	"validating stack config",        // missing or mistyped configuration
+	"missing required configuration", //
+	"missing configuration value",    //
+	"no resource plugin",             // a plugin that is not installed
+	"could not find plugin",          //
+	"failed to load plugin",          //
+	"unable to find resource type",   // a resource type the provider lacks
+	"error resolving type of resource",
+	"missing required property",   // a provider's input check
+	"an unhandled error occurred", // the program threw
+	"program exited with non-zero exit code",
+}
+
+func programError(msg string) bool {
+	m := strings.ToLower(msg)
+	for _, p := range programErrors {
+		if strings.Contains(m, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// lockedBy says whether err is "the stack is locked" (a DIY backend's
+// lock file, or the service's concurrent update), and by whom, as far as
+// the engine says.
+func lockedBy(err error) (string, bool) {
+	if !auto.IsConcurrentUpdateError(err) && !strings.Contains(err.Error(), "the stack is currently locked") {
+		return "", false
+	}
+	if locks := parseLocks(err.Error()); len(locks) > 0 {
+		return locks[0].String(), true
+	}
+	return "another update", true
+}
+
+// retryBound ends the retries of a failure once its kind has been retried
+// for as long as the stack allows, counted from the activity's first
+// attempt: a stack locked by someone else for lock_wait, any other
+// retryable failure for apply_retry_for. The error that ends them says
+// so, names the field, and keeps its type.
+func retryBound(ctx context.Context, s config.Stack, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return err
+	}
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.NonRetryable() {
+		return err
+	}
+	limit, field, kind := s.RetryFor(), "apply_retry_for", ErrPulumiTransient
+	if ae != nil {
+		kind = ae.Type()
+		if kind == ErrStackLocked {
+			limit, field = s.LockWaitFor(), "lock_wait"
+		}
+	}
+	since := time.Since(activity.GetInfo(ctx).ScheduledTime)
+	if since < limit {
+		return err
+	}
+	msg := err.Error()
+	if ae != nil {
+		msg = ae.Message()
+	}
+	return temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("%s (still failing after %s; stacks[].%s of %s is %s)", msg, since.Round(time.Second), field, s.Name, limit),
+		kind, err)
 }
 
 func cliDidNotStart(err error) bool {

@@ -13,12 +13,18 @@ import (
 // recoverIfDied clears what the previous attempt left on the stack when it
 // died in the middle of an engine operation (see previousDied), and logs
 // it; resumed says that attempt had begun updating resources.
-func recoverIfDied(ctx context.Context, stack auto.Stack, in StackInput, what string) (resumed bool, cleared []string, err error) {
+func (a *Activities) recoverIfDied(ctx context.Context, stack auto.Stack, in StackInput, what string, progress *heartbeat) (resumed bool, cleared []string, err error) {
 	died, resumed := previousDied(ctx)
 	if !died {
 		return false, nil, nil
 	}
-	if cleared, err = recoverDeadAttempt(ctx, stack, in); err != nil {
+	// "Died" means its heartbeats stopped: make sure it is not alive and
+	// still holding the stack before taking the stack from it.
+	cancel, err := a.awaitDeadLock(ctx, stack, in, progress)
+	if err != nil {
+		return resumed, nil, err
+	}
+	if cleared, err = recoverDeadAttempt(ctx, stack, in, cancel); err != nil {
 		return resumed, cleared, err
 	}
 	stackLog(ctx, in).Warn("the previous attempt died during "+what+"; cleared what it left", "cleared", cleared)
@@ -32,16 +38,18 @@ func recoverIfDied(ctx context.Context, stack auto.Stack, in StackInput, what st
 // idempotent may leave an orphan behind, so each one is named in the
 // result and the log). It runs only when previousDied says the previous
 // attempt died, never beside a live one. It returns what it cleared.
-func recoverDeadAttempt(ctx context.Context, stack auto.Stack, in StackInput) ([]string, error) {
+func recoverDeadAttempt(ctx context.Context, stack auto.Stack, in StackInput, cancel bool) ([]string, error) {
 	var cleared []string
-	if err := stack.Cancel(ctx); err != nil {
-		return nil, temporal.NewApplicationError(fmt.Sprintf("release the lock a dead attempt left on stack %s (%s): %s",
-			in.Stack.Name, in.Stack.Stack, summarize(err.Error())), "PulumiRecovery")
+	if cancel {
+		if err := stack.Cancel(ctx); err != nil {
+			return nil, temporal.NewApplicationError(fmt.Sprintf("release the lock a dead attempt left on stack %s (%s): %s",
+				in.Stack.Name, in.Stack.Stack, summarize(err.Error())), ErrPulumiRecovery)
+		}
+		cleared = append(cleared, "the lock of the interrupted update")
 	}
-	cleared = append(cleared, "the lock of the interrupted update")
 	dep, err := stack.Export(ctx)
 	if err != nil {
-		return cleared, temporal.NewApplicationError(fmt.Sprintf("read the state of stack %s: %s", in.Stack.Name, summarize(err.Error())), "PulumiRecovery")
+		return cleared, temporal.NewApplicationError(fmt.Sprintf("read the state of stack %s: %s", in.Stack.Name, summarize(err.Error())), ErrPulumiRecovery)
 	}
 	pending, err := pendingOperations(dep.Deployment)
 	if err != nil {
@@ -52,7 +60,7 @@ func recoverDeadAttempt(ctx context.Context, stack auto.Stack, in StackInput) ([
 	}
 	if _, err := stack.Refresh(ctx, optrefresh.ClearPendingCreates(), optrefresh.Color("never")); err != nil {
 		return cleared, temporal.NewApplicationError(fmt.Sprintf("clear the pending operations %v of stack %s: %s",
-			pending, in.Stack.Name, summarize(err.Error())), "PulumiRecovery")
+			pending, in.Stack.Name, summarize(err.Error())), ErrPulumiRecovery)
 	}
 	for _, p := range pending {
 		cleared = append(cleared, "pending "+p)

@@ -57,7 +57,9 @@ func (a *Activities) selectStack(ctx context.Context, s config.Stack, sha, dir s
 	st, err = auto.UpsertStackLocalSource(ctx, s.Stack, dir,
 		auto.Pulumi(cmd),
 		auto.PulumiHome(a.Pulumi.Home),
-		auto.EnvVars(a.Pulumi.Vars()),
+		// With Base from the command, all the CLI gets: the program and
+		// providers see no variable but these.
+		auto.EnvVars(a.Pulumi.StackVars(s.Env)),
 	)
 	if err != nil {
 		return auto.Stack{}, pulumiError("select", s, sha, err)

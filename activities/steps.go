@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 )
 
@@ -15,58 +16,82 @@ import (
 // the same digest; progress text, timings and resources left alone do not
 // count.
 type stepRecorder struct {
-	events chan events.EngineEvent
-	done   chan struct{}
-	lines  []string
+	lines []string
 	// drifted lists the resources with a step, in the engine's order;
-	// read it after digest.
+	// read it after record returned.
 	drifted []Drifted
 }
 
-func recordSteps() *stepRecorder {
-	r := &stepRecorder{events: make(chan events.EngineEvent), done: make(chan struct{})}
+func recordSteps() *stepRecorder { return &stepRecorder{} }
+
+// record runs op, an engine operation given the option that streams its
+// events here, and records the steps they announce. Recording ends when op
+// returns. The Automation API closes the stream's channel only once the
+// CLI has opened the stream: an operation that fails before (a program
+// server or log tailer that does not start, a CLI that exits early) would
+// otherwise leave the reader waiting for ever, one more on every retry.
+// Nothing is lost by stopping there: Preview returns only after its
+// stream has ended, and each event is handed over before the next is sent.
+func (r *stepRecorder) record(op func(stream optpreview.Option) error) error {
+	ch := make(chan events.EngineEvent)
+	returned, done := make(chan struct{}), make(chan struct{})
 	go func() {
-		defer close(r.done)
-		// The Automation API closes the channel when the operation ends.
-		for e := range r.events {
-			if e.ResourcePreEvent == nil {
-				continue
+		defer close(done)
+		for {
+			select {
+			case e, ok := <-ch:
+				if !ok {
+					return
+				}
+				r.add(e)
+			case <-returned:
+				return
 			}
-			m := e.ResourcePreEvent.Metadata
-			// A refresh step only reads what is live; what it found shows
-			// in the steps that follow it.
-			if m.Op == apitype.OpSame || m.Op == apitype.OpRead || m.Op == apitype.OpRefresh {
-				continue
-			}
-			props := m.Diffs
-			if len(props) == 0 {
-				props = m.Keys
-			}
-			r.drifted = append(r.drifted, Drifted{URN: m.URN, Op: string(m.Op), Properties: props})
-			var inputs map[string]any
-			if m.New != nil {
-				inputs = m.New.Inputs
-			}
-			line, err := json.Marshal(struct {
-				Op     apitype.OpType
-				URN    string
-				Keys   []string
-				Diffs  []string
-				Inputs map[string]any
-			}{m.Op, m.URN, m.Keys, m.Diffs, inputs})
-			if err != nil {
-				line = []byte(string(m.Op) + " " + m.URN)
-			}
-			r.lines = append(r.lines, string(line))
 		}
 	}()
-	return r
+	defer func() {
+		close(returned)
+		<-done
+	}()
+	return op(optpreview.EventStreams(ch))
 }
 
-// digest waits for the event stream to end; call it only after the
-// operation returned without error.
+// add records the step an event announces, if any.
+func (r *stepRecorder) add(e events.EngineEvent) {
+	if e.ResourcePreEvent == nil {
+		return
+	}
+	m := e.ResourcePreEvent.Metadata
+	// A refresh step only reads what is live; what it found shows in the
+	// steps that follow it.
+	if m.Op == apitype.OpSame || m.Op == apitype.OpRead || m.Op == apitype.OpRefresh {
+		return
+	}
+	props := m.Diffs
+	if len(props) == 0 {
+		props = m.Keys
+	}
+	r.drifted = append(r.drifted, Drifted{URN: m.URN, Op: string(m.Op), Properties: props})
+	var inputs map[string]any
+	if m.New != nil {
+		inputs = m.New.Inputs
+	}
+	line, err := json.Marshal(struct {
+		Op     apitype.OpType
+		URN    string
+		Keys   []string
+		Diffs  []string
+		Inputs map[string]any
+	}{m.Op, m.URN, m.Keys, m.Diffs, inputs})
+	if err != nil {
+		line = []byte(string(m.Op) + " " + m.URN)
+	}
+	r.lines = append(r.lines, string(line))
+}
+
+// digest sums the steps recorded; call it only after record returned
+// without error.
 func (r *stepRecorder) digest() string {
-	<-r.done
 	sort.Strings(r.lines)
 	h := sha256.New()
 	for _, l := range r.lines {

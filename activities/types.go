@@ -6,14 +6,29 @@ import (
 	"github.com/changeops/changeops/config"
 )
 
-// Error types that workflows and retry policies name. An error of one of
-// these types is a result of bad input and is not retried.
+// Error types that workflows and retry policies name, each in one place.
 const (
-	ErrCommitNotFound    = "CommitNotFound"
-	ErrStackInvalid      = "StackInvalid"
-	ErrPulumiProgram     = "PulumiProgramError"
+	// Bad input: never retried.
+	ErrCommitNotFound = "CommitNotFound"
+	ErrNotOnBranch    = "CommitNotOnBranch"
+	ErrStackInvalid   = "StackInvalid"
+	// ErrPulumiProgram: the engine reported a known program or input
+	// error (compilation, configuration, a missing plugin or resource
+	// type): it would fail the same way again.
+	ErrPulumiProgram = "PulumiProgramError"
+	// ErrPulumiTransient: any other engine failure (a cloud API's
+	// throttling or 5xx, a dropped connection, eventual consistency):
+	// retried for the stack's apply_retry_for.
+	ErrPulumiTransient = "PulumiTransient"
+	// ErrStackLocked: another process holds the stack's lock: waited for
+	// the stack's lock_wait.
+	ErrStackLocked = "PulumiStackLocked"
+	// ErrPulumiUnavailable: the CLI could not start: retried like a
+	// transient failure, since it may be reinstalled.
 	ErrPulumiUnavailable = "PulumiUnavailable"
-	ErrGitAuth           = "GitAuthRefused"
+	// ErrPulumiRecovery: clearing what a dead attempt left failed.
+	ErrPulumiRecovery = "PulumiRecovery"
+	ErrGitAuth        = "GitAuthRefused"
 	// ErrDependsOnReverted: a commit's tree builds on a change that a
 	// revert has since undone, so its effective tree cannot be built.
 	ErrDependsOnReverted = "DependsOnRevertedChange"
@@ -22,6 +37,13 @@ const (
 	ErrPlanChanged = "PlanChanged"
 )
 
+// ApplyFailure are the details of a failed Apply: whether any attempt of
+// it had begun changing resources. A change whose up never began has
+// nothing to roll back.
+type ApplyFailure struct {
+	Began bool
+}
+
 // Commit describes a commit for people and for the run's records.
 type Commit struct {
 	SHA         string
@@ -29,7 +51,11 @@ type Commit struct {
 	Subject     string
 	AuthorName  string
 	AuthorEmail string
-	When        time.Time
+	// The committer is who put the commit on the branch (on a forge
+	// merge, the person who merged); four eyes compares both.
+	CommitterName  string `json:",omitempty"`
+	CommitterEmail string `json:",omitempty"`
+	When           time.Time
 }
 
 // InspectInput asks what a commit changes.

@@ -1,22 +1,23 @@
 package activities
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
-	"go.temporal.io/sdk/activity"
 
 	"github.com/changeops/changeops/config"
 )
@@ -35,8 +36,12 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 	res := VerifyResult{Stack: in.Stack.Name, Passed: true}
 	logger := stackLog(ctx, StackInput{RunID: in.RunID, Stack: in.Stack, Commit: in.Commit})
 	defer func() { logger.Info("verified", "passed", res.Passed, "checks", len(res.Results)) }()
+	// Heartbeats go out on a ticker, not between checks: one check may
+	// take up to checkTimeout.
+	progress := startHeartbeat(ctx, a.HeartbeatEvery, "verify "+in.Stack.Name)
+	defer progress.Stop()
 	for _, c := range in.Stack.Verify {
-		activity.RecordHeartbeat(ctx, "verify "+in.Stack.Name+": "+c.Name())
+		fmt.Fprintln(progress, c.Name())
 		cctx, cancel := context.WithTimeout(ctx, checkTimeout)
 		r := a.runCheck(cctx, stack, in.Stack, c)
 		cancel()
@@ -55,7 +60,7 @@ func (a *Activities) runCheck(ctx context.Context, stack auto.Stack, s config.St
 	case c.HTTP != nil:
 		r.Passed, r.Detail = a.checkHTTP(ctx, c.HTTP)
 	case len(c.Command) > 0:
-		r.Passed, r.Detail = checkCommand(ctx, stack, c.Command)
+		r.Passed, r.Detail = checkCommand(ctx, stack, c.Command, a.Pulumi.CheckEnv(s.Env))
 	case c.NoChanges:
 		r.Passed, r.Detail = checkNoChanges(ctx, stack)
 	}
@@ -78,32 +83,78 @@ func (a *Activities) checkHTTP(ctx context.Context, c *config.HTTPCheck) (bool, 
 	return true, fmt.Sprintf("status %d", resp.StatusCode)
 }
 
-// checkCommand runs argv in the stack's folder with the stack's non-secret
-// outputs in the environment as PULUMI_OUTPUT_<NAME>.
-func checkCommand(ctx context.Context, stack auto.Stack, argv []string) (bool, string) {
+// checkCommand runs argv in the stack's folder with env and the stack's
+// non-secret outputs as PULUMI_OUTPUT_<NAME>. The command comes from the
+// repository: env holds no variable of the worker's that was not chosen
+// for it (pulumienv.Env.CheckEnv).
+func checkCommand(ctx context.Context, stack auto.Stack, argv []string, env []string) (bool, string) {
 	outputs, err := stack.Outputs(ctx)
 	if err != nil {
 		return false, fmt.Sprintf("read stack outputs: %s", summarize(err.Error()))
 	}
-	dir := stack.Workspace().WorkDir()
+	return runCommand(ctx, stack.Workspace().WorkDir(), argv, append(slices.Clone(env), outputEnv(outputs)...))
+}
+
+// maxCheckOutput bounds what a check's output may occupy in memory; the
+// last part is kept, where a failing command says why.
+const maxCheckOutput = 64 << 10
+
+// runCommand runs a check's command in its own process group, so that
+// whatever it starts (a background child that keeps its output open, say)
+// ends with it: the group is killed when the command returns or its
+// context ends, and Wait gives up on held pipes after a short delay. A
+// check's verdict is its command's exit status, never its leftovers.
+func runCommand(ctx context.Context, dir string, argv, env []string) (bool, string) {
 	name := argv[0]
 	if strings.Contains(name, "/") && !filepath.IsAbs(name) {
 		name = filepath.Join(dir, name)
 	}
 	cmd := exec.CommandContext(ctx, name, argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), outputEnv(outputs)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
+	out := &tailBuffer{max: maxCheckOutput}
+	cmd.Stdout, cmd.Stderr = out, out
+	err := cmd.Run()
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // what it left running
+	}
 	detail := strings.TrimSpace(out.String())
 	if len(detail) > 500 {
-		detail = detail[len(detail)-500:]
+		detail = "…" + detail[len(detail)-500:]
 	}
-	if err != nil {
+	switch {
+	case ctx.Err() != nil:
+		return false, strings.TrimSpace(fmt.Sprintf("timed out: %s", detail))
+	case err != nil && !errors.Is(err, exec.ErrWaitDelay):
 		return false, strings.TrimSpace(fmt.Sprintf("%v: %s", err, detail))
 	}
 	return true, detail
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
 }
 
 func outputEnv(outputs auto.OutputMap) []string {

@@ -36,6 +36,10 @@ type Config struct {
 	Temporal Temporal `yaml:"temporal"`
 	Pulumi   Pulumi   `yaml:"pulumi"`
 	Stacks   []Stack  `yaml:"stacks"`
+	// People link each approver's identities (Slack, emails, git names,
+	// SSH keys): decisions are authenticated as a person, and four eyes
+	// compares every identity of that person with the commit's.
+	People   []Person `yaml:"people"`
 	Slack    Slack    `yaml:"slack"`
 	HTTP     HTTP     `yaml:"http"`
 	Webhooks Webhooks `yaml:"webhooks"`
@@ -80,6 +84,13 @@ type Temporal struct {
 	// Ctrl-C): it stops polling at once and lets running activities (an
 	// up, a verification) finish for this long before cancelling them.
 	WorkerStopTimeout Duration `yaml:"worker_stop_timeout"`
+	// TLS secures the connection (config/temporal.go); nil is plaintext,
+	// unless APIKeyEnv is set.
+	TLS *TemporalTLS `yaml:"tls"`
+	// APIKeyEnv names the variable holding a Temporal Cloud API key, sent
+	// with every call; it turns TLS on, with the system's roots unless the
+	// tls block names a CA.
+	APIKeyEnv string `yaml:"api_key_env"`
 }
 
 // Pulumi configures the engine the Automation API drives.
@@ -91,6 +102,11 @@ type Pulumi struct {
 	// Root holds bin/pulumi and bin/pulumi-language-yaml (and the provider
 	// binaries installed into Home at start-up).
 	Root string `yaml:"root"`
+	// Env are patterns (path.Match: AWS_*, ARM_*) of the worker's
+	// variables that every stack's program, providers and command checks
+	// get; nothing else of the worker's environment reaches them (see
+	// config/env.go).
+	Env []string `yaml:"env"`
 }
 
 // Stack is one deployable Pulumi stack in the repository.
@@ -111,6 +127,13 @@ type Stack struct {
 	ApprovalTimeout Duration `yaml:"approval_timeout"`
 	Verify          []Check  `yaml:"verify"`
 	VerifyTimeout   Duration `yaml:"verify_timeout"`
+	// ApplyRetryFor is how long a preview or up that fails for a reason
+	// other than the program (a cloud API's throttling or 5xx, a dropped
+	// connection) is retried before the step fails.
+	ApplyRetryFor Duration `yaml:"apply_retry_for"`
+	// LockWait is how long a stack locked by someone else (a person's own
+	// `pulumi up`, a CI job) is waited for.
+	LockWait Duration `yaml:"lock_wait"`
 	// DriftInterval is how often a scheduled drift check compares the
 	// stack's live resources with its last good commit; nil means the
 	// default (1h), 0 turns the schedule off.
@@ -119,6 +142,26 @@ type Stack struct {
 	// the stack's approvers to re-apply git or accept) or heal (re-apply
 	// git at once).
 	Drift string `yaml:"drift"`
+	// Env are more patterns of variables this stack's program, providers
+	// and command checks get, besides pulumi.env.
+	Env []string `yaml:"env"`
+}
+
+// RetryFor is apply_retry_for, defaulted: runs recorded before the field
+// existed carry 0.
+func (s Stack) RetryFor() time.Duration {
+	if s.ApplyRetryFor <= 0 {
+		return DefaultApplyRetryFor
+	}
+	return s.ApplyRetryFor.D()
+}
+
+// LockWaitFor is lock_wait, defaulted like RetryFor.
+func (s Stack) LockWaitFor() time.Duration {
+	if s.LockWait <= 0 {
+		return DefaultLockWait
+	}
+	return s.LockWait.D()
 }
 
 // DriftEvery is the stack's drift schedule interval; 0 means none.
@@ -185,6 +228,13 @@ type Log struct {
 // HTTP is the worker's listener for health, webhooks and Slack.
 type HTTP struct {
 	Listen string `yaml:"listen"`
+	// MetricsListen serves /metrics on an address of its own (like
+	// 127.0.0.1:9090) instead of Listen, which then has no /metrics.
+	MetricsListen string `yaml:"metrics_listen"`
+	// MaxConcurrent bounds the request bodies read at once by the
+	// endpoints that read one before they can authenticate it (webhooks,
+	// Slack interactions); more get 503 with Retry-After.
+	MaxConcurrent int `yaml:"max_concurrent"`
 }
 
 // Webhooks names the secrets of the webhook endpoints; an endpoint whose
@@ -211,6 +261,7 @@ type Secrets struct {
 	GitLabToken        string
 	GiteaSecret        string
 	GenericSecret      string
+	TemporalAPIKey     string
 }
 
 // Creds are HTTP basic credentials of a repository.
@@ -251,10 +302,13 @@ const (
 	DefaultPassphraseEnv   = "PULUMI_CONFIG_PASSPHRASE"
 	DefaultApprovalTimeout = 24 * time.Hour
 	DefaultVerifyTimeout   = 5 * time.Minute
+	DefaultApplyRetryFor   = 10 * time.Minute
+	DefaultLockWait        = 4 * time.Hour
 	DefaultListen          = "127.0.0.1:8088"
 	DefaultAuthorName      = "changeops"
 	DefaultAuthorEmail     = "changeops@localhost"
 	DefaultMaxBody         = 5 << 20
+	DefaultMaxConcurrent   = 16
 	DefaultGroupCacheTTL   = time.Minute
 	DefaultStopTimeout     = time.Minute
 	DefaultDriftInterval   = time.Hour
@@ -331,6 +385,7 @@ func (c *Config) ApplyDefaults(base string) {
 	setDefault(&c.Temporal.Namespace, DefaultNamespace)
 	setDefault(&c.Temporal.TaskQueue, DefaultTaskQueue)
 	setDefault(&c.Temporal.UIURL, DefaultUIURL)
+	c.Temporal.applyDefaults(base)
 	if c.Temporal.WorkerStopTimeout == 0 {
 		c.Temporal.WorkerStopTimeout = Duration(DefaultStopTimeout)
 	}
@@ -342,6 +397,9 @@ func (c *Config) ApplyDefaults(base string) {
 	c.Pulumi.Home = absFrom(base, c.Pulumi.Home)
 	c.Pulumi.Root = absFrom(base, c.Pulumi.Root)
 	setDefault(&c.HTTP.Listen, DefaultListen)
+	if c.HTTP.MaxConcurrent == 0 {
+		c.HTTP.MaxConcurrent = DefaultMaxConcurrent
+	}
 	setDefault(&c.Log.Format, "text")
 	setDefault(&c.Log.Level, "info")
 	if c.Slack.GroupCacheTTL == 0 {
@@ -360,7 +418,15 @@ func (c *Config) ApplyDefaults(base string) {
 		if s.VerifyTimeout == 0 {
 			s.VerifyTimeout = Duration(DefaultVerifyTimeout)
 		}
-		s.Path = filepath.ToSlash(filepath.Clean(s.Path))
+		if s.ApplyRetryFor == 0 {
+			s.ApplyRetryFor = Duration(DefaultApplyRetryFor)
+		}
+		if s.LockWait == 0 {
+			s.LockWait = Duration(DefaultLockWait)
+		}
+		if !hasDotDot(s.Path) { // kept as written for Validate to refuse
+			s.Path = filepath.ToSlash(filepath.Clean(s.Path))
+		}
 		for _, ch := range s.Verify {
 			if ch.HTTP != nil && ch.HTTP.Status == 0 {
 				ch.HTTP.Status = 200
@@ -426,6 +492,7 @@ func (c *Config) resolveSecrets(getenv func(string) string) error {
 	c.Secrets.GitLabToken = get("webhooks.gitlab_token_env", c.Webhooks.GitLabTokenEnv, true)
 	c.Secrets.GiteaSecret = get("webhooks.gitea_secret_env", c.Webhooks.GiteaSecretEnv, true)
 	c.Secrets.GenericSecret = get("webhooks.generic_secret_env", c.Webhooks.GenericSecretEnv, true)
+	c.Secrets.TemporalAPIKey = get("temporal.api_key_env", c.Temporal.APIKeyEnv, true)
 	if len(missing) > 0 {
 		return errors.New(strings.Join(missing, "; "))
 	}
@@ -442,6 +509,8 @@ func (c *Config) Validate() error {
 		bad("repo.url is empty: set it to the infrastructure repository (URL, path or file://)")
 	}
 	c.Repo.validate("repo", bad)
+	c.validateLimits(bad)
+	c.Temporal.validate(bad)
 	repoNames := map[string]bool{}
 	for i, r := range c.Repos {
 		at := fmt.Sprintf("repos[%d]", i)
@@ -462,6 +531,7 @@ func (c *Config) Validate() error {
 			bad("pulumi.backend_url carries a password: remove it from the URL and set it in the worker's environment, which the backend reads (PGPASSWORD for postgres://, AWS_SECRET_ACCESS_KEY for s3://)")
 		}
 	}
+	c.validateEnv(bad)
 	if c.Secrets.SlackBotToken != "" {
 		if c.Slack.Channel == "" {
 			bad("slack.channel is empty but a bot token is set: name the channel ID to post to")
@@ -479,6 +549,7 @@ func (c *Config) Validate() error {
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		bad("log.level %q is not a level: use debug, info, warn or error", c.Log.Level)
 	}
+	c.validatePeople(bad)
 	if len(c.Stacks) == 0 {
 		bad("stacks is empty: list at least one stack (name, path, stack)")
 	}
@@ -491,7 +562,10 @@ func (c *Config) Validate() error {
 		checkName(at, "give each stack a unique name", s.Name, stackNames, bad)
 		if s.Path == "" || s.Path == "." || strings.HasPrefix(s.Path, "../") || filepath.IsAbs(s.Path) {
 			bad("%s.path %q must be a folder inside the repository, like stacks/web", at, s.Path)
+		} else if hasDotDot(s.Path) {
+			bad("%s.path %q has a .. segment: name the folder from the repository's root without .., like stacks/web", at, s.Path)
 		}
+		s.validateFields(at, bad)
 		for j, g := range s.AlsoWatch {
 			if !doublestar.ValidatePattern(g) {
 				bad("%s.also_watch[%d] %q is not a valid glob: use forms like modules/** or shared/*.yaml", at, j, g)
@@ -509,8 +583,9 @@ func (c *Config) Validate() error {
 			bad("%s.approval %q is not a policy: use manual, auto or on-destructive", at, s.Approval)
 		}
 		if s.Approval != ApprovalAuto && len(s.Approvers) == 0 {
-			bad("%s.approvers is empty but approval is %s: list who may approve (Slack user IDs or names given to --as)", at, s.Approval)
+			bad("%s.approvers is empty but approval is %s: list who may approve (people entries, Slack user or user group IDs)", at, s.Approval)
 		}
+		c.validateApprovers(at, s.Approvers, bad)
 		switch s.Drift {
 		case DriftNotify, DriftHeal:
 		case DriftApprove:
@@ -519,6 +594,9 @@ func (c *Config) Validate() error {
 			}
 		default:
 			bad("%s.drift %q is not a policy: use notify, approve or heal", at, s.Drift)
+		}
+		if s.ApplyRetryFor < 0 || s.LockWait < 0 {
+			bad("%s.apply_retry_for %s and lock_wait %s must not be negative", at, s.ApplyRetryFor.D(), s.LockWait.D())
 		}
 		if d := s.DriftEvery(); d < 0 || (d > 0 && d < MinDriftInterval) {
 			bad("%s.drift_interval %s: use 0 (no schedule) or %s or more", at, d, MinDriftInterval)
@@ -560,6 +638,7 @@ func checkName(at, fix, name string, seen map[string]bool, bad func(string, ...a
 }
 
 func (r *Repo) validate(at string, bad func(string, ...any)) {
+	checkRepoURL(at, r.URL, bad)
 	if r.PollInterval.D() < time.Second {
 		bad("%s.poll_interval %s is below 1s: use 1s or more", at, r.PollInterval.D())
 	}

@@ -11,6 +11,10 @@ import (
 const good = `
 repo:
   url: /srv/infra.git
+people:
+  - name: bob
+    slack: [U0BOB]
+    emails: [bob@example.com]
 stacks:
   - name: web
     path: stacks/web
@@ -116,8 +120,52 @@ func TestRefusals(t *testing.T) {
 		{"socket mode app token unset", good + "slack:\n  bot_token_env: SLACK_BOT_TOKEN\n  channel: C1\n  socket_mode: true\n  app_token_env: SLACK_APP_TOKEN\n",
 			env(map[string]string{"PULUMI_CONFIG_PASSPHRASE": "x", "SLACK_BOT_TOKEN": "xoxb-1"}),
 			[]string{"slack.app_token_env names environment variable SLACK_APP_TOKEN, which is not set"}},
+		{"approver nobody can be", strings.Replace(good, "approvers: [bob]", "approvers: [bob, carol]", 1), withPassphrase,
+			[]string{`stacks[0] (web).approvers[1] "carol" is neither a people entry nor a Slack user`, "add a people entry named carol"}},
+		{"person with no way to decide", strings.Replace(good, "stacks:", "  - name: carol\n    emails: [carol@example.com]\nstacks:", 1), withPassphrase,
+			[]string{"people[1] (carol) has neither slack nor keys"}},
+		{"identity of two people", strings.Replace(good, "    emails: [bob@example.com]\n", "    emails: [bob@example.com]\n  - name: mallory\n    slack: [U0MAL]\n    emails: [Bob@Example.com]\n", 1), withPassphrase,
+			[]string{`people[1] (mallory): email "Bob@Example.com" is also listed for bob`}},
+		{"bad slack user", strings.Replace(good, "slack: [U0BOB]", "slack: [bob]", 1), withPassphrase,
+			[]string{`people[0] (bob).slack[0] "bob" is not a Slack user ID`}},
+		{"bad key", strings.Replace(good, "slack: [U0BOB]", "keys: [\"ssh-ed25519 not-base64\"]", 1), withPassphrase,
+			[]string{"people[0] (bob).keys[0] is not an SSH public key"}},
 		{"repos entry secret", good + "repos:\n  - name: net\n    url: https://git.example.com/net.git\n    username_env: NET_USER\n    password_env: NET_TOKEN\n", withPassphrase,
 			[]string{"repos[0].username_env names environment variable NET_USER"}},
+		{"password in the repo URL", strings.Replace(good, "url: /srv/infra.git", "url: https://bob:hunter2@git.example.com/infra.git", 1), withPassphrase,
+			[]string{"repo.url carries credentials", "repo.username_env and repo.password_env"}},
+		{"token as the user of a repos URL", good + "repos:\n  - name: net\n    url: https://hunter2@git.example.com/net.git\n", withPassphrase,
+			[]string{"repos[0].url carries credentials"}},
+		{"password in an ssh URL", strings.Replace(good, "url: /srv/infra.git", "url: ssh://git:hunter2@git.example.com/infra.git", 1), withPassphrase,
+			[]string{"repo.url carries a password"}},
+		{"path climbing out midway", strings.Replace(good, "path: stacks/web", "path: stacks/../../etc", 1), withPassphrase,
+			[]string{`stacks[0] (web).path "stacks/../../etc" has a .. segment`}},
+		{"path that is the parent", strings.Replace(good, "path: stacks/web", "path: stacks/web/../../..", 1), withPassphrase,
+			[]string{`stacks[0] (web).path "stacks/web/../../.." has a .. segment`}},
+		{"negative approval timeout", strings.Replace(good, "stack: prod", "stack: prod\n    approval_timeout: -1h", 1), withPassphrase,
+			[]string{"stacks[0] (web).approval_timeout -1h0m0s is negative"}},
+		{"negative verify timeout", strings.Replace(good, "stack: prod", "stack: prod\n    verify_timeout: -5m", 1), withPassphrase,
+			[]string{"stacks[0] (web).verify_timeout -5m0s is negative"}},
+		{"negative poll interval", strings.Replace(good, "url: /srv/infra.git", "url: /srv/infra.git\n  poll_interval: -30s", 1), withPassphrase,
+			[]string{"repo.poll_interval -30s is below 1s"}},
+		{"negative max body", good + "webhooks:\n  max_body: -1\n", withPassphrase,
+			[]string{"webhooks.max_body -1 is negative"}},
+		{"negative worker stop timeout", good + "temporal:\n  worker_stop_timeout: -1m\n", withPassphrase,
+			[]string{"temporal.worker_stop_timeout -1m0s is negative"}},
+		{"negative http concurrency", good + "http:\n  max_concurrent: -1\n", withPassphrase,
+			[]string{"http.max_concurrent -1 is negative"}},
+		{"metrics on the main listener", good + "http:\n  listen: 127.0.0.1:8088\n  metrics_listen: 127.0.0.1:8088\n", withPassphrase,
+			[]string{"http.metrics_listen 127.0.0.1:8088 is also http.listen"}},
+		{"empty approver", strings.Replace(good, "approvers: [bob]", `approvers: [bob, ""]`, 1), withPassphrase,
+			[]string{"stacks[0] (web).approvers[1] is empty"}},
+		{"empty command", strings.Replace(good, "- http: {url: \"http://127.0.0.1:8080/healthz\"}", `- command: [""]`, 1), withPassphrase,
+			[]string{"stacks[0] (web).verify[0].command[0] is empty"}},
+		{"relative check URL", strings.Replace(good, "http://127.0.0.1:8080/healthz", "/healthz", 1), withPassphrase,
+			[]string{`stacks[0] (web).verify[0].http.url "/healthz" is not an absolute http(s) URL`}},
+		{"check URL of another scheme", strings.Replace(good, "http://127.0.0.1:8080/healthz", "ftp://bob:hunter2@127.0.0.1/healthz", 1), withPassphrase,
+			[]string{`stacks[0] (web).verify[0].http.url "ftp://bob:xxxxx@127.0.0.1/healthz" is not an absolute http(s) URL`}},
+		{"check status out of range", strings.Replace(good, "/healthz\"}", "/healthz\", status: 700}", 1), withPassphrase,
+			[]string{"stacks[0] (web).verify[0].http.status 700 is not an HTTP status"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -130,6 +178,9 @@ func TestRefusals(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not say %q", err, w)
 				}
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q echoes a password", err)
 			}
 		})
 	}

@@ -8,13 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/gitrepo"
 	"github.com/changeops/changeops/workflows"
 )
@@ -53,6 +56,13 @@ func Start(ctx context.Context, c client.Client, cfg *config.Config, cache *gitr
 	if err != nil {
 		return Started{}, fmt.Errorf("commit %s is not on %s: check the SHA and that it was pushed", t.Commit, repo.URL)
 	}
+	// Only merged commits deploy; the run's Inspect checks again.
+	switch on, head, err := gitrepo.OnBranch(g, t.Branch, sha); {
+	case err != nil:
+		return Started{}, err
+	case !on:
+		return Started{}, fmt.Errorf("commit %s is not on branch %s of %s (head %s): changeops deploys only merged commits; merge it into %s first", sha[:7], t.Branch, repo.URL, head[:min(7, len(head))], t.Branch)
+	}
 	id := workflows.ChangeID(t.Repo, t.Branch, sha)
 	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    id,
@@ -77,10 +87,40 @@ func Start(ctx context.Context, c client.Client, cfg *config.Config, cache *gitr
 	return Started{ID: id, Commit: sha}, nil
 }
 
-// Decide approves or rejects a waiting run through the validated Update, so
-// a refusal (not an approver, the author under four eyes, not waiting)
-// comes back at once as an error saying why.
-func Decide(ctx context.Context, c client.Client, id string, req workflows.DecisionRequest) (workflows.DecisionResult, error) {
+// Decision is what a person decides on the command line, signed with the
+// SSH key of their people entry.
+type Decision struct {
+	Approve bool
+	Comment string
+	// Person is the deciding people entry; Signer holds one of its keys.
+	Person string
+	Signer ssh.Signer
+}
+
+// Decide signs d for the run and the plan it shows now, and sends it.
+func Decide(ctx context.Context, c client.Client, id string, d Decision) (workflows.DecisionResult, error) {
+	run, err := Status(ctx, c, id)
+	if err != nil {
+		return workflows.DecisionResult{}, err
+	}
+	st := run.Status
+	if st == nil {
+		return workflows.DecisionResult{}, fmt.Errorf("decide %s: %s", id, run.Detail)
+	}
+	signed, err := gate.SignSSH(d.Signer, gate.Claim{
+		WorkflowID: st.ID, RunID: st.RunID, Approve: d.Approve, Comment: d.Comment,
+		Plan: st.PlanDigest(), Person: d.Person, IssuedAt: time.Now(),
+	})
+	if err != nil {
+		return workflows.DecisionResult{}, err
+	}
+	return Send(ctx, c, id, workflows.DecisionRequest{Signed: &signed})
+}
+
+// Send delivers a decision request through the validated Update, so a
+// refusal (unsigned, not an approver, linked to the commit under four
+// eyes, not waiting) comes back at once as an error saying why.
+func Send(ctx context.Context, c client.Client, id string, req workflows.DecisionRequest) (workflows.DecisionResult, error) {
 	return update[workflows.DecisionResult](ctx, c, id, workflows.DecisionUpdate, req)
 }
 

@@ -76,7 +76,7 @@ func TestRunsAreTracedAndAudited(t *testing.T) {
 	decide := func(sha string, approve bool) string {
 		id := workflows.ChangeWorkflowID(branch, sha)
 		waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
-		if _, err := starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: approve, User: "bob", Comment: "audited"}); err != nil {
+		if _, err := starter.Decide(ctx, c, id, signedBy("bob", approve, "audited")); err != nil {
 			t.Fatalf("decide %s: %v", sha[:7], err)
 		}
 		return id

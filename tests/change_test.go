@@ -59,11 +59,11 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 		t.Fatalf("resolve %s = %q, %v; want %s", sha[:8], shortID, err, id)
 	}
 	// The author is refused at once, through the CLI itself.
-	code, stdout, stderr := changeops(t, "approve", sha[:8], "--as", "alice")
-	if code != 1 || !strings.Contains(stderr, "refused: alice wrote commit "+sha[:7]+" and stack site-http requires four eyes") {
+	code, stdout, stderr := changeops(t, "approve", sha[:8], "--as", "alice", "--key", keyFile(t, "alice"))
+	if code != 1 || !strings.Contains(stderr, "refused: alice is linked to the author of commit "+sha[:7]+" by email alice@example.com, and stack site-http requires four eyes") {
 		t.Fatalf("changeops approve --as alice = %d, %q, %q; want a four-eyes refusal", code, stdout, stderr)
 	}
-	if _, err := starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: true, User: "bob", Comment: "ship it"}); err != nil {
+	if _, err := starter.Decide(ctx, c, id, signedBy("bob", true, "ship it")); err != nil {
 		t.Fatalf("approval by bob: %v", err)
 	}
 
@@ -406,7 +406,7 @@ func TestApplyRefusesAPlanThatChangedSinceApproval(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: true, User: "bob", Comment: "first"}); err != nil {
+	if _, err := starter.Decide(ctx, c, id, signedBy("bob", true, "first")); err != nil {
 		t.Fatal(err)
 	}
 	// Asked again: the first approval covered a plan that no longer holds.
@@ -421,7 +421,7 @@ func TestApplyRefusesAPlanThatChangedSinceApproval(t *testing.T) {
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("the site file exists: the unapproved plan was applied")
 	}
-	if _, err := starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: true, User: "bob", Comment: "second"}); err != nil {
+	if _, err := starter.Decide(ctx, c, id, signedBy("bob", true, "second")); err != nil {
 		t.Fatal(err)
 	}
 	run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,9 @@ import (
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/gittest"
 	"github.com/changeops/changeops/internal/pgcluster"
+	"github.com/changeops/changeops/internal/testca"
 	"github.com/changeops/changeops/starter"
+	"github.com/changeops/changeops/worker"
 	"github.com/changeops/changeops/workflows"
 )
 
@@ -30,7 +33,9 @@ import (
 // folder and Pulumi state, as `docker compose up --scale changeops=2` has
 // them. Changes land on two stacks; one worker is killed in the middle of
 // an up while the other works; every run must end as it would have on one
-// healthy worker.
+// healthy worker. The frontend requires mutual TLS with a CA the test
+// makes: setup, the workers and the CLI connect through temporal.tls, and
+// a client without a certificate of that CA is refused.
 func TestProductionTwoWorkersOnPostgres(t *testing.T) {
 	t.Parallel()
 	started := time.Now()
@@ -41,7 +46,21 @@ func TestProductionTwoWorkersOnPostgres(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cluster, err := pgcluster.Start(ctx, pgcluster.Options{Bin: filepath.Join(tools, "bin"), Dir: dir})
+	certs := t.TempDir()
+	ca, err := testca.New(certs, "ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverCert, serverKey, err := ca.Issue("temporal", "127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCert, clientKey, err := ca.Issue("changeops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := pgcluster.Start(ctx, pgcluster.Options{Bin: filepath.Join(tools, "bin"), Dir: dir,
+		TLS: &pgcluster.TLS{CAFile: ca.CertFile, CertFile: serverCert, KeyFile: serverKey}})
 	if err != nil {
 		t.Fatalf("start Temporal on PostgreSQL: %v", err)
 	}
@@ -87,6 +106,8 @@ func TestProductionTwoWorkersOnPostgres(t *testing.T) {
 		config.Stack{Name: "pg-b", Path: "stacks/b", Stack: "b", Approval: config.ApprovalAuto})
 	cfg.Temporal.Address = cluster.Address()
 	cfg.Temporal.TaskQueue = "changeops"
+	// The address is an IP; the name checked is the certificate's DNS one.
+	cfg.Temporal.TLS = &config.TemporalTLS{CAFile: ca.CertFile, CertFile: clientCert, KeyFile: clientKey, ServerName: "localhost"}
 	cfg.Pulumi.BackendURL = backend
 	cfg.Log.Format = "json"
 	pgPassword := "PGPASSWORD=temporal"
@@ -110,11 +131,53 @@ func TestProductionTwoWorkersOnPostgres(t *testing.T) {
 			t.Fatalf("changeops setup: %v\n%s", err, ready)
 		}
 	}
-	c, err := client.Dial(client.Options{HostPort: cluster.Address(), Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	quiet := log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	opts, err := worker.ClientOptions(cfg.Temporal, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Logger = quiet
+	c, err := client.Dial(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+
+	// Nobody else gets in: not in plaintext, not over TLS without a client
+	// certificate, not with a certificate of another CA.
+	other, err := testca.New(t.TempDir(), "other-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCert, otherKey, err := other.Issue("intruder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		tls  *config.TemporalTLS
+	}{
+		{"plaintext", nil},
+		{"TLS without a client certificate", &config.TemporalTLS{CAFile: ca.CertFile, ServerName: "localhost"}},
+		{"a client certificate of another CA", &config.TemporalTLS{CAFile: ca.CertFile, CertFile: otherCert, KeyFile: otherKey, ServerName: "localhost"}},
+	} {
+		tcfg := cfg.Temporal
+		tcfg.TLS = tc.tls
+		opts, err := worker.ClientOptions(tcfg, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Logger = quiet
+		dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		intruder, err := client.DialContext(dctx, opts)
+		cancel()
+		if err == nil {
+			intruder.Close()
+			t.Errorf("%s: the frontend took the connection, want it refused", tc.name)
+		} else {
+			t.Logf("%s: refused: %v", tc.name, err)
+		}
+	}
 
 	push := func(msg string, files ...map[string]string) string {
 		all := map[string]string{}
@@ -157,9 +220,10 @@ func TestProductionTwoWorkersOnPostgres(t *testing.T) {
 	wa.kill()
 
 	// B finishes everything: the killed up once its heartbeat times out
-	// (recovering the dead update's lock), then the change queued behind
-	// it on stack a.
-	succeeded(stuck, 3*time.Minute)
+	// (recovering the dead update's lock, after the 90 s a lock changeops
+	// cannot read on PostgreSQL is given to be released by its holder),
+	// then the change queued behind it on stack a.
+	succeeded(stuck, 5*time.Minute)
 	succeeded(after, 2*time.Minute)
 	fileIs(t, page("a"), "v4")
 	fileIs(t, page("b"), "v4")
@@ -169,6 +233,11 @@ func TestProductionTwoWorkersOnPostgres(t *testing.T) {
 		if n := resourcesOfType(t, &withPassword, "stacks/"+s, s, "changeops:index:File"); n != 1 {
 			t.Errorf("stack %s: %d files in the state, want 1", s, n)
 		}
+	}
+	// The command line reaches the cluster through the same tls block.
+	if st, err := exec.CommandContext(ctx, binary, "status", "--config", writeConfig(t, cfg), first).CombinedOutput(); err != nil ||
+		!regexp.MustCompile(`(?m)^state\s+succeeded$`).Match(st) {
+		t.Errorf("changeops status over mutual TLS: %v\n%s", err, st)
 	}
 	if locks, err := cluster.SQL(ctx, "pulumi", "SELECT key FROM pulumi_state WHERE key LIKE '.pulumi/locks/%'"); err != nil || locks != "" {
 		t.Errorf("locks left in the state backend: %q, %v", locks, err)

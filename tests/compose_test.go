@@ -59,6 +59,19 @@ func TestComposeDeployment(t *testing.T) {
 	if got := services["temporal"].Environment["DB"]; got == nil || *got != "postgres12" {
 		t.Errorf("temporal DB = %v, want postgres12", got)
 	}
+	// Whoever reaches Temporal's frontend or UI can start and signal
+	// workflows: the host publishes them on loopback only.
+	for name, port := range map[string]uint32{"temporal": 7233, "temporal-ui": 8080} {
+		ports := services[name].Ports
+		if !slices.ContainsFunc(ports, func(p types.ServicePortConfig) bool { return p.Target == port }) {
+			t.Errorf("%s ports = %+v; want %d published", name, ports, port)
+		}
+		for _, p := range ports {
+			if p.HostIP != "127.0.0.1" {
+				t.Errorf("%s publishes %d on %q; want 127.0.0.1 (the frontend and UI must not be open to the network)", name, p.Target, p.HostIP)
+			}
+		}
+	}
 
 	setup, worker := services["changeops-setup"], services["changeops"]
 	if len(setup.Command) == 0 || setup.Command[0] != "setup" {
@@ -104,7 +117,7 @@ func TestComposeDeployment(t *testing.T) {
 	if strings.HasPrefix(cfg.HTTP.Listen, "127.") {
 		t.Errorf("http.listen = %s: unreachable from outside the container", cfg.HTTP.Listen)
 	}
-	for _, name := range []string{cfg.Repo.UsernameEnv, cfg.Repo.PasswordEnv, cfg.Pulumi.PassphraseEnv, cfg.Slack.BotTokenEnv, cfg.Slack.SigningSecretEnv, cfg.Webhooks.GitHubSecretEnv} {
+	for _, name := range []string{cfg.Repo.UsernameEnv, cfg.Repo.PasswordEnv, cfg.Pulumi.PassphraseEnv, cfg.Slack.BotTokenEnv, cfg.Slack.SigningSecretEnv, cfg.Webhooks.GitHubSecretEnv, cfg.Temporal.APIKeyEnv} {
 		if _, ok := env[name]; name != "" && !ok {
 			t.Errorf("deploy/changeops.yaml reads %s, which deploy/env.example does not list", name)
 		}

@@ -30,7 +30,7 @@ func deploy(t *testing.T, c client.Client, remote *gittest.Remote, branch, dir, 
 	id := workflows.ChangeWorkflowID(branch, sha)
 	run := waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval, workflows.StateSucceeded, workflows.StateFailed)
 	if run.State == workflows.StateAwaitingApproval {
-		if _, err := starter.Decide(context.Background(), c, id, workflows.DecisionRequest{Approve: true, User: "bob"}); err != nil {
+		if _, err := starter.Decide(context.Background(), c, id, signedBy("bob", true, "")); err != nil {
 			t.Fatalf("approve %s: %v", id, err)
 		}
 	}
@@ -111,11 +111,11 @@ func TestDriftApproveReappliesOrAccepts(t *testing.T) {
 		t.Fatalf("drift run compares with %s and asks %v; want %s and bob", run.Commit, run.Status.Approval.Approvers, good)
 	}
 	fileIs(t, out, "hotfix") // nothing changed before the decision
-	if _, err := starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: true, User: "mallory"}); err == nil ||
+	if _, err := starter.Decide(ctx, c, id, signedBy("mallory", true, "")); err == nil ||
 		!strings.Contains(err.Error(), "mallory may not decide the drift check of stack "+name) {
 		t.Fatalf("decision by mallory: %v; want a refusal naming the drift check", err)
 	}
-	if _, err := starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: true, User: "bob"}); err != nil {
+	if _, err := starter.Decide(ctx, c, id, signedBy("bob", true, "")); err != nil {
 		t.Fatalf("re-apply by bob: %v", err)
 	}
 	run = waitState(t, c, id, 2*time.Minute, workflows.StateDriftHealed, workflows.StateFailed, workflows.StateDriftFound)
@@ -134,7 +134,7 @@ func TestDriftApproveReappliesOrAccepts(t *testing.T) {
 	tamper(t, out, "hotfix 2")
 	accepted := driftOf(t, c, cfg, starter.DriftRequest{Stack: name, By: "carol"})
 	waitState(t, c, accepted, time.Minute, workflows.StateAwaitingApproval)
-	if _, err := starter.Decide(ctx, c, accepted, workflows.DecisionRequest{Approve: false, User: "bob", Comment: "hotfix stays"}); err != nil {
+	if _, err := starter.Decide(ctx, c, accepted, signedBy("bob", false, "hotfix stays")); err != nil {
 		t.Fatalf("accept by bob: %v", err)
 	}
 	waitState(t, c, accepted, time.Minute, workflows.StateDriftAccepted)
@@ -230,7 +230,7 @@ func TestDriftHealNotifyAndQueue(t *testing.T) {
 	if r, err := starter.Status(context.Background(), c, waiting); err != nil || r.State != workflows.StateQueued {
 		t.Fatalf("drift check while the change holds the stack: %+v, %v; want queued", r.State, err)
 	}
-	if _, err := starter.Decide(context.Background(), c, change, workflows.DecisionRequest{Approve: true, User: "bob"}); err != nil {
+	if _, err := starter.Decide(context.Background(), c, change, signedBy("bob", true, "")); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, c, change, 2*time.Minute, workflows.StateSucceeded)

@@ -264,7 +264,7 @@ func TestFaultKillDuringPlan(t *testing.T) {
 	w1.kill()
 	w2 := startWorkerProcess(t, f.cfg, "worker2", nil)
 	waitState(t, f.c, id, 3*time.Minute, workflows.StateAwaitingApproval)
-	if _, err := starter.Decide(context.Background(), f.c, id, workflows.DecisionRequest{Approve: true, User: "bob"}); err != nil {
+	if _, err := starter.Decide(context.Background(), f.c, id, signedBy("bob", true, "")); err != nil {
 		t.Fatal(err)
 	}
 	run := waitState(t, f.c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
@@ -293,7 +293,7 @@ func TestFaultKillAwaitingApproval(t *testing.T) {
 	waitState(t, f.c, id, time.Minute, workflows.StateAwaitingApproval)
 	w1.kill()
 	w2 := startWorkerProcess(t, f.cfg, "worker2", nil)
-	if _, err := starter.Decide(context.Background(), f.c, id, workflows.DecisionRequest{Approve: true, User: "bob"}); err != nil {
+	if _, err := starter.Decide(context.Background(), f.c, id, signedBy("bob", true, "")); err != nil {
 		t.Fatal(err)
 	}
 	run := waitState(t, f.c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
@@ -470,7 +470,7 @@ func TestFaultTemporalRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Stop()
-	if _, err := starter.Decide(context.Background(), c, id, workflows.DecisionRequest{Approve: true, User: "bob"}); err != nil {
+	if _, err := starter.Decide(context.Background(), c, id, signedBy("bob", true, "")); err != nil {
 		t.Fatalf("approve after the restart: %v", err)
 	}
 	run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/gate/gatetest"
 	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/worker"
 )
@@ -87,8 +88,12 @@ func testConfig(t *testing.T, url, branch string, stacks ...config.Stack) *confi
 			BackendURL: "file://" + filepath.Join(data, "state"),
 			Home:       pulumiHome,
 			Root:       tools,
+			// The provider's fault-injection switches (fault_test.go)
+			// reach it only as variables pulumi.env allows.
+			Env: []string{"CHANGEOPS_FILE_*"},
 		},
 		Stacks:  stacks,
+		People:  testPeople(),
 		HTTP:    config.HTTP{Listen: "127.0.0.1:0"},
 		DataDir: data,
 		Secrets: config.Secrets{PulumiPassphrase: "e2e-passphrase"},
@@ -98,6 +103,35 @@ func testConfig(t *testing.T, url, branch string, stacks ...config.Stack) *confi
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// testPeople are the people of the end-to-end tests, each with a test key:
+// alice writes the commits (gittest's author), dave merges some of them
+// (their committer), bob, carol and mallory only decide.
+func testPeople() []config.Person {
+	return []config.Person{
+		gatetest.Person("alice", "alice@example.com"),
+		gatetest.Person("bob", "bob@example.com"),
+		gatetest.Person("carol"),
+		gatetest.Person("dave", "dave@example.com"),
+		gatetest.Person("mallory"),
+	}
+}
+
+// signedBy is name's decision as `changeops approve` makes it: signed
+// with name's key.
+func signedBy(name string, approve bool, comment string) starter.Decision {
+	return starter.Decision{Approve: approve, Comment: comment, Person: name, Signer: gatetest.Signer(name)}
+}
+
+// keyFile writes name's test key where `changeops approve --key` reads it.
+func keyFile(t *testing.T, name string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name+".key")
+	if err := os.WriteFile(path, gatetest.PrivateKeyPEM(name), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // startWorker runs a worker for cfg until the test ends.

@@ -88,7 +88,7 @@ func approve(t *testing.T, c client.Client, branch, sha string) {
 	t.Helper()
 	id := workflows.ChangeWorkflowID(branch, sha)
 	waitState(t, c, id, 2*time.Minute, workflows.StateAwaitingApproval)
-	if _, err := starter.Decide(context.Background(), c, id, workflows.DecisionRequest{Approve: true, User: "bob"}); err != nil {
+	if _, err := starter.Decide(context.Background(), c, id, signedBy("bob", true, "")); err != nil {
 		t.Fatalf("approve %s: %v", sha[:7], err)
 	}
 }

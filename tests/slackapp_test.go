@@ -80,7 +80,7 @@ func TestSlackButtonsDecide(t *testing.T) {
 
 	for _, refused := range []struct{ user, path, why string }{
 		{"U0MALLORY", "/response/mallory", "U0MALLORY may not decide change " + sha[:7]},
-		{"U0ALICE", "/response/alice", "U0ALICE wrote commit " + sha[:7]},
+		{"U0ALICE", "/response/alice", "U0ALICE is linked to the author of commit " + sha[:7] + " by email alice@example.com"},
 		{"U0DAVE", "/response/dave", "cannot read your Slack email"},
 	} {
 		if code := ws.send(t, endpoint, approveClick(refused.user, id, refused.path)); code != http.StatusOK {

@@ -21,16 +21,19 @@ import (
 // Dial connects to Temporal, waiting for it while ctx allows: at start-up
 // the server (the dev server started beside us, or a cluster restarting) may
 // not answer yet. The client reports the SDK's metrics to mh (nil: none).
-func Dial(ctx context.Context, cfg config.Temporal, logger *slog.Logger, mh client.MetricsHandler) (client.Client, error) {
+// The connection is secured as ClientOptions says; apiKey is the value of
+// temporal.api_key_env.
+func Dial(ctx context.Context, cfg config.Temporal, apiKey string, logger *slog.Logger, mh client.MetricsHandler) (client.Client, error) {
+	opts, err := ClientOptions(cfg, apiKey)
+	if err != nil {
+		return nil, err
+	}
+	opts.Logger = tlog.NewStructuredLogger(logger)
+	opts.MetricsHandler = mh
 	wait := 200 * time.Millisecond
 	warned := false
 	for {
-		c, err := client.DialContext(ctx, client.Options{
-			HostPort:       cfg.Address,
-			Namespace:      cfg.Namespace,
-			Logger:         tlog.NewStructuredLogger(logger),
-			MetricsHandler: mh,
-		})
+		c, err := client.DialContext(ctx, opts)
 		if err == nil {
 			return c, nil
 		}

@@ -30,11 +30,15 @@ import (
 //	POST /webhooks/generic  X-Changeops-Signature: sha256=HMAC-SHA256(body)
 //
 // Answers: 202 poked or ignored (with why), 401 bad signature, 404 endpoint
-// not configured, 413 body over webhooks.max_body, 400 unreadable push.
+// not configured, 413 body over webhooks.max_body (declared or read), 400
+// unreadable push, 503 with Retry-After when http.max_concurrent deliveries
+// are being read already.
 type webhooks struct {
 	cfg    *config.Config
 	logger *slog.Logger
 	poke   func(ctx context.Context, w config.Watch) error
+	// bodies caps the deliveries read at once; nil: no cap.
+	bodies *bodyGate
 }
 
 // forge describes one webhook dialect.
@@ -95,7 +99,7 @@ func validHMAC(got string, body []byte, secret string) bool {
 
 func (h *webhooks) register(mux *http.ServeMux) {
 	for _, f := range forges {
-		mux.Handle("POST /webhooks/"+f.name, h.handler(f))
+		mux.Handle("POST /webhooks/"+f.name, h.bodies.limit(h.handler(f)))
 	}
 }
 
@@ -106,10 +110,16 @@ func (h *webhooks) handler(f forge) http.HandlerFunc {
 			http.Error(w, fmt.Sprintf("the %s webhook is not configured: set webhooks.%s_*_env", f.name, f.name), http.StatusNotFound)
 			return
 		}
+		tooBigMsg := fmt.Sprintf("body over %d bytes (webhooks.max_body)", h.cfg.Webhooks.MaxBody)
+		if r.ContentLength > h.cfg.Webhooks.MaxBody {
+			// Refused on its declared length, without receiving it.
+			http.Error(w, tooBigMsg, http.StatusRequestEntityTooLarge)
+			return
+		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.Webhooks.MaxBody))
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			http.Error(w, fmt.Sprintf("body over %d bytes (webhooks.max_body)", h.cfg.Webhooks.MaxBody), http.StatusRequestEntityTooLarge)
+			http.Error(w, tooBigMsg, http.StatusRequestEntityTooLarge)
 			return
 		}
 		if err != nil {

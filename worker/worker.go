@@ -20,10 +20,10 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/metrics"
 	"github.com/changeops/changeops/internal/notify"
 	"github.com/changeops/changeops/internal/pulumienv"
@@ -39,6 +39,11 @@ type Worker struct {
 	worker sdkworker.Worker
 	http   *http.Server
 	ln     net.Listener
+	// metricsHTTP serves /metrics on http.metrics_listen, when set.
+	metricsHTTP *http.Server
+	metricsLn   net.Listener
+	// bodies caps the requests read before they are authenticated.
+	bodies *bodyGate
 	// approvals takes Slack button clicks; nil without Slack.
 	approvals *slackapp.Approvals
 	// stopSocket ends Socket Mode, when it runs.
@@ -71,17 +76,31 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if err := hideFromChildren(); err != nil {
+		logger.Warn("could not mark the worker non-dumpable: processes of its user may read its environment through /proc", "error", err)
+	}
 	env := pulumienv.Env{
 		Root:       cfg.Pulumi.Root,
 		Home:       cfg.Pulumi.Home,
 		BackendURL: cfg.Pulumi.BackendURL,
 		Passphrase: cfg.Secrets.PulumiPassphrase,
+		// The programs, providers and checks get the base set, the Pulumi
+		// settings and what these patterns match; never the variables
+		// holding the worker's own secrets.
+		Allow: cfg.Pulumi.Env,
+		Deny:  cfg.SecretVarNames(),
 	}
 	if _, err := env.Command(); err != nil {
 		return nil, err
 	}
 	if err := env.EnsurePlugins(ctx); err != nil {
 		return nil, err
+	}
+	for _, s := range cfg.Stacks {
+		if w := env.Withheld(s.Env); len(w) > 0 {
+			logger.Warn("variables allowed by pulumi.env or stacks[].env are withheld from the stack's programs and checks: each holds the same value as a variable that a *_env field names (a secret of the worker); give them values of their own",
+				"stack", s.Name, "variables", strings.Join(w, ","))
+		}
 	}
 	if dir, ok := strings.CutPrefix(cfg.Pulumi.BackendURL, "file://"); ok {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -95,7 +114,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 	}
 
 	m := metrics.New()
-	c, err := Dial(ctx, cfg.Temporal, logger, m.Handler)
+	c, err := Dial(ctx, cfg.Temporal, cfg.Secrets.TemporalAPIKey, logger, m.Handler)
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +123,13 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 		return nil, err
 	}
 	notifier := notify.Multi{notify.Console{Logger: logger}}
+	// The gate reads people and the Slack app's secret as this worker's
+	// config has them: every worker of a deployment must share both.
+	slackSecret := cfg.Secrets.SlackSigningSecret
+	if slackSecret == "" {
+		slackSecret = cfg.Secrets.SlackAppToken
+	}
+	g := gate.New(cfg.People, slackSecret)
 	var approvals *slackapp.Approvals
 	if cfg.Slack.BotTokenEnv != "" && cfg.Secrets.SlackBotToken == "" {
 		logger.Warn("slack is off: slack.bot_token_env names " + cfg.Slack.BotTokenEnv + ", which is not set; export the bot token (xoxb-...) to post to Slack")
@@ -116,15 +142,21 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 		approvals = &slackapp.Approvals{
 			Temporal: c, Slack: n.Client, Logger: logger, HTTP: &http.Client{Timeout: 10 * time.Second},
 			SigningSecret: cfg.Secrets.SlackSigningSecret,
+			DecisionKey:   gate.SlackKey(slackSecret),
+			People:        g,
 			Directory:     slackapp.NewDirectory(n.Client, cfg.Slack.GroupCacheTTL.D()),
 		}
 	}
 
-	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{WorkerStopTimeout: cfg.Temporal.WorkerStopTimeout.D()})
-	w.RegisterWorkflowWithOptions(workflows.ChangeWorkflow, workflow.RegisterOptions{Name: workflows.ChangeWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.WatcherWorkflow, workflow.RegisterOptions{Name: workflows.WatcherWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.StackQueueWorkflow, workflow.RegisterOptions{Name: workflows.StackQueueWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.DriftWorkflow, workflow.RegisterOptions{Name: workflows.DriftWorkflowName})
+	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{
+		WorkerStopTimeout: cfg.Temporal.WorkerStopTimeout.D(),
+		// The SDK would hold heartbeats back for up to 80% of the
+		// heartbeat timeout (48 s of a minute), so a stall of a few
+		// seconds on a busy machine could time an attempt out while it
+		// is alive; sending at most every 10 s leaves 50 s of slack.
+		MaxHeartbeatThrottleInterval: 10 * time.Second,
+	})
+	workflows.Workflows{Gate: g}.Register(w)
 	acts := activities.New(cfg, repos, env, notifier)
 	acts.Temporal = c
 	if len(o.pauseAt) > 0 {
@@ -132,18 +164,11 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 	}
 	w.RegisterActivity(acts)
 
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
+	wk := &Worker{cfg: cfg, logger: logger, client: c, worker: w, approvals: approvals, metrics: m}
+	if err := wk.serveHTTP(defaultHTTPTimeouts); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("listen on http.listen %s: %w", cfg.HTTP.Listen, err)
+		return nil, err
 	}
-	wk := &Worker{cfg: cfg, logger: logger, client: c, worker: w, ln: ln, approvals: approvals, metrics: m}
-	wk.http = &http.Server{Handler: wk.routes(), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := wk.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("http server stopped", "error", err)
-		}
-	}()
 
 	if err := w.Start(); err != nil {
 		wk.Stop()
@@ -162,7 +187,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 		wk.runSocketMode()
 	}
 	logger.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "repo", cfg.Repo.URL,
-		"watches", len(cfg.Watches()), "http", ln.Addr().String())
+		"watches", len(cfg.Watches()), "http", wk.Addr(), "metrics", wk.MetricsAddr())
 	return wk, nil
 }
 
@@ -211,7 +236,7 @@ func (w *Worker) Stop() {
 	w.worker.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = w.http.Shutdown(ctx)
+	w.stopHTTP(ctx)
 	if w.approvals != nil {
 		w.approvals.Wait() // a click already acknowledged still gets its decision
 	}
@@ -287,10 +312,12 @@ func (w *Worker) startWatchers(ctx context.Context) error {
 
 func (w *Worker) routes() http.Handler {
 	mux := http.NewServeMux()
-	hooks := &webhooks{cfg: w.cfg, logger: w.logger, poke: w.poke}
+	// The webhooks and Slack's interactions read a body before they can
+	// check its signature: w.bodies caps how many do at once.
+	hooks := &webhooks{cfg: w.cfg, logger: w.logger, poke: w.poke, bodies: w.bodies}
 	hooks.register(mux)
 	if w.approvals != nil && !w.cfg.Slack.SocketMode {
-		mux.Handle("POST /slack/interactions", w.approvals)
+		mux.Handle("POST /slack/interactions", w.bodies.limit(w.approvals))
 	}
 	// healthz: the process is up and serving. readyz: it can do work
 	// (Temporal answers and the worker polls its task queue).
@@ -308,6 +335,8 @@ func (w *Worker) routes() http.Handler {
 		}
 		fmt.Fprintln(rw, "ready")
 	})
-	mux.Handle("GET /metrics", w.metrics.HTTP)
+	if w.cfg.HTTP.MetricsListen == "" { // else on its own listener only
+		mux.Handle("GET /metrics", w.metrics.HTTP)
+	}
 	return mux
 }

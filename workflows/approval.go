@@ -1,12 +1,15 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/slackui"
 )
 
@@ -42,8 +45,8 @@ func approvalFor(stacks []config.Stack, plans []activities.PlanResult) Approval 
 	return a
 }
 
-// isAuthor says whether user names the commit's author: the user ID given
-// to --as or by Slack is compared with the author's name, email and the
+// isAuthor is the legacy four-eyes rule (validateLegacy): the user ID given
+// to --as or by Slack compared with the author's name, email and the
 // email's local part, ignoring case.
 func isAuthor(user string, c activities.Commit) bool {
 	local, _, _ := strings.Cut(c.AuthorEmail, "@")
@@ -55,10 +58,60 @@ func isAuthor(user string, c activities.Commit) bool {
 	return false
 }
 
-// validateDecision is the one rule for signals and updates alike: only a
-// waiting run can be decided, once, by an allowed approver, and with four
-// eyes never approved by its author.
-func validateDecision(st *Status, req DecisionRequest) error {
+// Verifier authenticates a signed decision (a *gate.Gate: the worker's
+// people directory and Slack key).
+type Verifier interface {
+	Verify(s gate.Signed, now time.Time) (gate.Identity, error)
+}
+
+// authorize is the rule for every decision a run receives: signed by a
+// path that authenticated a person (gate), for this run and the plan it
+// shows, while it waits, once, by an allowed approver, and under four
+// eyes by nobody linked to the commit's author or committer. It runs in
+// the Update's validator only, in the worker process: it reads the
+// worker's current people and Slack key, which are not in the history
+// and may change, and validators are not replayed.
+func authorize(st *Status, g Verifier, req DecisionRequest, now time.Time) error {
+	s := req.Signed
+	if s == nil {
+		return errors.New("the decision is not signed: decide with the Slack buttons or with `changeops approve`/`reject` and your SSH key; access to Temporal alone cannot approve")
+	}
+	id, err := g.Verify(*s, now)
+	if err != nil {
+		return err
+	}
+	c := s.Claim
+	who := c.Who()
+	switch {
+	case c.WorkflowID != st.ID || c.RunID != st.RunID:
+		return fmt.Errorf("the decision was signed for run %s (%s), not this one (%s, %s)", c.WorkflowID, c.RunID, st.ID, st.RunID)
+	case st.Decision != nil:
+		return fmt.Errorf("%s was already decided by %s", st.Subject(), st.Decision.User)
+	case st.State != StateAwaitingApproval:
+		return fmt.Errorf("%s is %s, not awaiting approval", st.Subject(), st.State)
+	case c.Plan != st.PlanDigest():
+		return fmt.Errorf("the decision is for another plan of %s than the one awaiting approval: the run planned again, look at the new plan and decide again", st.Subject())
+	case !id.Allowed(st.Approval.Approvers, c.Via):
+		return fmt.Errorf("%s may not decide %s: approvers for %s are %s",
+			who, st.Subject(), strings.Join(st.Approval.Stacks, ", "), strings.Join(st.Approval.Approvers, ", "))
+	}
+	if c.Approve && st.Approval.FourEyes {
+		for _, g := range []struct{ role, name, email string }{
+			{"author", st.Commit.AuthorName, st.Commit.AuthorEmail},
+			{"committer", st.Commit.CommitterName, st.Commit.CommitterEmail},
+		} {
+			if link := id.LinkedTo(g.name, g.email); link != "" {
+				return fmt.Errorf("%s is linked to the %s of commit %s by %s, and %s four eyes: another approver must approve",
+					who, g.role, shortSHA(st.Commit.SHA), link, stacksRequire(st.Approval.Stacks))
+			}
+		}
+	}
+	return nil
+}
+
+// validateLegacy is the rule runs applied to unsigned decisions before
+// decisions were authenticated; only replays of those histories use it.
+func validateLegacy(st *Status, req DecisionRequest) error {
 	short := shortSHA(st.Commit.SHA)
 	switch {
 	case strings.TrimSpace(req.User) == "":

@@ -18,10 +18,31 @@ import (
 // a is the nil receiver through which activities are named.
 var a *activities.Activities
 
-// ChangeWorkflow is one merged commit's run: inspect, plan, approve, apply,
+// Workflows are changeops' workflow definitions with what their decision
+// validators need from the worker that runs them.
+type Workflows struct {
+	// Gate authenticates decisions; nil refuses every decision.
+	Gate Verifier
+}
+
+// Registry is where workflows are registered: a worker, a replayer or
+// the test environment.
+type Registry interface {
+	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
+}
+
+// Register registers every workflow under its recorded name.
+func (w Workflows) Register(r Registry) {
+	r.RegisterWorkflowWithOptions(w.Change, workflow.RegisterOptions{Name: ChangeWorkflowName})
+	r.RegisterWorkflowWithOptions(WatcherWorkflow, workflow.RegisterOptions{Name: WatcherWorkflowName})
+	r.RegisterWorkflowWithOptions(StackQueueWorkflow, workflow.RegisterOptions{Name: StackQueueWorkflowName})
+	r.RegisterWorkflowWithOptions(w.Drift, workflow.RegisterOptions{Name: DriftWorkflowName})
+}
+
+// Change is one merged commit's run: inspect, plan, approve, apply,
 // verify (DESIGN.md, "The change run").
-func ChangeWorkflow(ctx workflow.Context, in ChangeInput) (ChangeResult, error) {
-	r := &changeRun{in: in}
+func (w Workflows) Change(ctx workflow.Context, in ChangeInput) (ChangeResult, error) {
+	r := &changeRun{in: in, gate: w.Gate}
 	if err := r.setup(ctx); err != nil {
 		return ChangeResult{}, err
 	}
@@ -36,6 +57,7 @@ func ChangeWorkflow(ctx workflow.Context, in ChangeInput) (ChangeResult, error) 
 }
 
 type changeRun struct {
+	gate   Verifier
 	out    *outbox
 	in     ChangeInput
 	st     Status
@@ -49,30 +71,43 @@ type changeRun struct {
 func (r *changeRun) setup(ctx workflow.Context) error {
 	r.out = newOutbox(ctx)
 	r.st.ID = workflow.GetInfo(ctx).WorkflowExecution.ID
+	r.st.RunID = workflow.GetInfo(ctx).WorkflowExecution.RunID
 	r.st.Branch = r.in.Branch
 	r.st.Commit.SHA = r.in.Commit
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (Status, error) { return r.st, nil }); err != nil {
 		return err
 	}
+	// The validator authenticates (authorize); the handler does not check
+	// again, since an accepted Update is in the history and its handler
+	// is replayed without the validator, while the check reads the
+	// worker's current people and keys, which replay must not depend on.
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, DecisionUpdate,
 		func(ctx workflow.Context, req DecisionRequest) (DecisionResult, error) {
 			r.record(ctx, req)
 			return DecisionResult{State: r.st.State}, nil
 		},
-		workflow.UpdateHandlerOptions{Validator: func(req DecisionRequest) error { return validateDecision(&r.st, req) }},
+		workflow.UpdateHandlerOptions{Validator: func(req DecisionRequest) error {
+			return authorize(&r.st, r.gate, req, workflow.Now(ctx))
+		}},
 	); err != nil {
 		return err
 	}
-	// Signals (Slack buttons) get the same rules; a refused one is recorded
-	// and ignored, since a signal has no one to answer.
+	// A signal cannot be refused to its sender, nor checked outside the
+	// replayed handler, so since decisions are authenticated every signal
+	// is refused and recorded; runs from before replay their signals by
+	// the old rule.
 	decisions := workflow.GetSignalChannel(ctx, DecisionSignal)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			var req DecisionRequest
 			decisions.Receive(ctx, &req)
-			if err := validateDecision(&r.st, req); err != nil {
+			err := errors.New("decisions by signal are refused: a signal cannot be authenticated; decide with the Slack buttons or `changeops approve`")
+			if workflow.GetVersion(ctx, "signed-decisions", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+				err = validateLegacy(&r.st, req)
+			}
+			if err != nil {
 				r.st.Refusals = append(r.st.Refusals, err.Error())
-				workflow.GetLogger(ctx).Warn("decision refused", "user", req.User, "reason", err.Error())
+				workflow.GetLogger(ctx).Warn("decision refused", "reason", err.Error())
 				continue
 			}
 			r.record(ctx, req)
@@ -81,9 +116,16 @@ func (r *changeRun) setup(ctx workflow.Context) error {
 	return nil
 }
 
+// record keeps an accepted decision. A signed one is recorded from its
+// claim, which the validator verified.
 func (r *changeRun) record(ctx workflow.Context, req DecisionRequest) {
-	r.st.Decision = &Decision{Approve: req.Approve, User: req.User, Comment: req.Comment, At: workflow.Now(ctx), Via: req.Via}
-	if err := workflow.UpsertTypedSearchAttributes(ctx, ChangeApprover.ValueSet(req.User)); err != nil {
+	d := &Decision{Approve: req.Approve, User: req.User, Comment: req.Comment, At: workflow.Now(ctx), Via: req.Via}
+	if s := req.Signed; s != nil {
+		d = &Decision{Approve: s.Claim.Approve, User: s.Claim.Who(), Comment: s.Claim.Comment, At: workflow.Now(ctx),
+			Via: s.Claim.Via, Method: s.Method, Key: s.Fingerprint}
+	}
+	r.st.Decision = d
+	if err := workflow.UpsertTypedSearchAttributes(ctx, ChangeApprover.ValueSet(d.User)); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert approver", "error", err)
 	}
 }
@@ -185,7 +227,7 @@ func (r *changeRun) plan(ctx workflow.Context) (ChangeResult, bool) {
 	for _, s := range r.stacks {
 		r.detail(ctx, fmt.Sprintf("Previewing %s at %s…", s.Name, short))
 		var plan activities.PlanResult
-		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Preview %s at %s", s.Name, short), 30*time.Minute)),
+		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Preview %s at %s", s.Name, short), 30*time.Minute, s)),
 			a.Preview, r.stackInput(s)).Get(ctx, &plan)
 		if err != nil {
 			return r.fail(ctx, "plan "+s.Name, err), false
@@ -214,7 +256,7 @@ func (r *changeRun) apply(ctx workflow.Context) (res ChangeResult, changed bool)
 		}
 		var out activities.ApplyResult
 		started := workflow.Now(ctx)
-		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Apply %s at %s", s.Name, short), 2*time.Hour)),
+		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Apply %s at %s", s.Name, short), 2*time.Hour, s)),
 			a.Apply, in).Get(ctx, &out)
 		observe(ctx, MetricApplyDuration, started, map[string]string{"stack": s.Name})
 		var appErr *temporal.ApplicationError
@@ -223,11 +265,30 @@ func (r *changeRun) apply(ctx workflow.Context) (res ChangeResult, changed bool)
 		}
 		if err != nil {
 			r.st.Error = fmt.Sprintf("apply %s: %s", s.Name, errorMessage(err))
+			// An up that never began changed nothing: with no stack
+			// applied before it, there is nothing to roll back, and a
+			// revert would undo a change that was never deployed.
+			if len(r.st.Applies) == 0 && !updateBegan(err) &&
+				workflow.GetVersion(ctx, "unapplied-no-rollback", workflow.DefaultVersion, 1) == 1 {
+				return r.finish(ctx, StateFailed, r.st.Error+"; nothing was applied, so nothing is rolled back"), false
+			}
 			return r.changeFailed(ctx, r.st.Error), false
 		}
 		r.st.Applies = append(r.st.Applies, out)
 	}
 	return ChangeResult{}, false
+}
+
+// updateBegan says whether a failed Apply had begun changing resources:
+// its ApplyFailure says; a failure without one (a timeout, an older
+// worker) may have.
+func updateBegan(err error) bool {
+	var appErr *temporal.ApplicationError
+	var f activities.ApplyFailure
+	if errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&f) == nil {
+		return f.Began
+	}
+	return true
 }
 
 // stackInput names a stack at the run's effective tree.
@@ -434,7 +495,7 @@ func (r *changeRun) restore(ctx workflow.Context, s config.Stack) Restore {
 	short := shortSHA(good.Commit)
 	r.detail(ctx, fmt.Sprintf("Restoring %s to %s…", s.Name, short))
 	var applied activities.ApplyResult
-	err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Restore %s to %s", s.Name, short), 2*time.Hour)),
+	err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Restore %s to %s", s.Name, short), 2*time.Hour, s)),
 		a.Apply, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit, Undone: good.Undone}).Get(ctx, &applied)
 	if err != nil {
 		res.Detail = fmt.Sprintf("apply %s: %s", short, errorMessage(err))

@@ -4,12 +4,17 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/internal/notify"
 )
+
+// queueAskEvery is how often a run waiting for its stacks asks again for
+// its places in their queues.
+const queueAskEvery = 5 * time.Minute
 
 // acquire enters the run's stacks' queues, waits until every one is granted
 // (DESIGN.md step 2), then works out the effective tree. ok is false when
@@ -31,21 +36,22 @@ func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
 		}
 	}
 	if len(missing) > 0 {
-		req := activities.EnqueueRequest{Entries: missing}
-		err := workflow.SignalExternalWorkflow(ctx, WatcherID(r.in.Repo, r.in.Branch), "", EnqueueRunSignal, req).Get(ctx, nil)
-		if err != nil {
-			err = workflow.ExecuteActivity(withOptions(ctx, gitOptions("Enter the queues of "+strings.Join(r.st.Stacks, ", "))),
-				a.Enqueue, req).Get(ctx, nil)
-		}
-		if err != nil {
+		if err := r.askForPlaces(ctx, missing); err != nil {
 			return r.fail(ctx, "enter the stack queues", err), false
 		}
 	}
 
+	// A request can be lost (a watcher whose enqueue was refused, or one
+	// that continued as new before serving it), and a run in no queue is
+	// never granted: the run asks again every queueAskEvery while it
+	// waits. Queues key entries by run, so asking again never adds a run
+	// twice or moves it back. Runs that started waiting before this
+	// existed keep their recorded shape.
+	askAgain := workflow.GetVersion(ctx, "ask-queues-again", workflow.DefaultVersion, 1) == 1
 	grants := workflow.GetSignalChannel(ctx, GrantSignal)
 	for len(r.st.Held) < len(r.st.Stacks) {
 		var g activities.Grant
-		if !grants.Receive(ctx, &g) {
+		if !r.nextGrant(ctx, grants, askAgain, &g) {
 			return r.finish(ctx, StateFailed, "cancelled while queued"), false
 		}
 		switch {
@@ -69,7 +75,7 @@ func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
 	// branch have undone while the run waited.
 	short := shortSHA(r.in.Commit)
 	var eff activities.EffectiveResult
-	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Effective tree of "+short)), a.Effective,
+	err := workflow.ExecuteActivity(withOptions(ctx, effectiveOptions("Effective tree of "+short)), a.Effective,
 		activities.EffectiveInput{Repo: r.in.Repo, Branch: r.in.Branch, Commit: r.in.Commit}).Get(ctx, &eff)
 	if err != nil {
 		return r.fail(ctx, "effective tree of "+short, err), false
@@ -89,6 +95,54 @@ func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
 		r.notify(ctx, notify.Event{Step: "effective tree", Detail: fmt.Sprintf("deploying %s without %s, reverted since", short, strings.Join(shorts, ", "))})
 	}
 	return ChangeResult{}, true
+}
+
+// askForPlaces asks the branch's watcher to put the run into queues, or,
+// with no watcher running, enters them itself.
+func (r *changeRun) askForPlaces(ctx workflow.Context, entries []activities.QueueRequest) error {
+	req := activities.EnqueueRequest{Entries: entries}
+	err := workflow.SignalExternalWorkflow(ctx, WatcherID(r.in.Repo, r.in.Branch), "", EnqueueRunSignal, req).Get(ctx, nil)
+	if err != nil {
+		err = workflow.ExecuteActivity(withOptions(ctx, gitOptions("Enter the queues of "+strings.Join(r.st.Stacks, ", "))),
+			a.Enqueue, req).Get(ctx, nil)
+	}
+	return err
+}
+
+// nextGrant receives the next grant. With askAgain, it asks for the places
+// of the stacks not yet held every queueAskEvery until a grant arrives. It
+// is false when the run was cancelled while it waited.
+func (r *changeRun) nextGrant(ctx workflow.Context, grants workflow.ReceiveChannel, askAgain bool, g *activities.Grant) bool {
+	if !askAgain {
+		return grants.Receive(ctx, g)
+	}
+	for !grants.ReceiveAsync(g) {
+		if ctx.Err() != nil {
+			return false
+		}
+		tctx, cancel := workflow.WithCancel(ctx)
+		asked := false
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(grants, func(workflow.ReceiveChannel, bool) {}) // taken above
+		sel.AddFuture(workflow.NewTimerWithOptions(tctx, queueAskEvery, workflow.TimerOptions{Summary: "ask the queues again"}),
+			func(f workflow.Future) { asked = f.Get(ctx, nil) == nil })
+		sel.Select(ctx)
+		cancel()
+		if !asked {
+			continue
+		}
+		var again []activities.QueueRequest
+		for _, name := range r.st.Stacks {
+			if !slices.Contains(r.st.Held, name) {
+				again = append(again, activities.QueueRequest{Stack: name, RunID: r.st.ID, Commit: r.in.Commit})
+			}
+		}
+		if err := r.askForPlaces(ctx, again); err != nil {
+			// Maybe still queued; asked again at the next interval.
+			workflow.GetLogger(ctx).Warn("ask again for places in the stack queues", "run", r.st.ID, "error", err)
+		}
+	}
+	return true
 }
 
 // releaseQueues gives every stack back (or leaves the queues the run still

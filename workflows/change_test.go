@@ -74,6 +74,7 @@ func (s *ChangeSuite) threadingNotifier(_ context.Context, e notify.Event) (noti
 func (s *ChangeSuite) newEnv() {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterActivity(&activities.Activities{})
+	Workflows{Gate: testGate}.Register(s.env)
 	// A mock of the previous environment may still be running: reset
 	// under its lock.
 	s.mu.Lock()
@@ -137,7 +138,8 @@ func (s *ChangeSuite) inspect(stacks ...config.Stack) {
 
 func (s *ChangeSuite) inspectOnly(stacks ...config.Stack) {
 	s.env.OnActivity(a.Inspect, mock.Anything, activities.InspectInput{Branch: "main", Commit: sha}).Return(activities.InspectResult{
-		Commit:       activities.Commit{SHA: sha, Subject: "Change web", AuthorName: "Alice", AuthorEmail: "alice@example.com"},
+		Commit: activities.Commit{SHA: sha, Subject: "Change web", AuthorName: "Alice", AuthorEmail: "alice@example.com",
+			CommitterName: "Dave", CommitterEmail: "dave@example.com"},
 		ChangedPaths: []string{"stacks/web/index.html"},
 		Stacks:       stacks,
 	}, nil).Once()
@@ -166,7 +168,7 @@ func (s *ChangeSuite) verifyAt(name, commit string, passed bool) *testsuite.Mock
 }
 
 func (s *ChangeSuite) run() ChangeResult {
-	s.env.ExecuteWorkflow(ChangeWorkflow, ChangeInput{Branch: "main", Commit: sha})
+	s.env.ExecuteWorkflow(ChangeWorkflowName, ChangeInput{Branch: "main", Commit: sha})
 	s.True(s.env.IsWorkflowCompleted())
 	s.NoError(s.env.GetWorkflowError())
 	var res ChangeResult
@@ -185,12 +187,18 @@ func (s *ChangeSuite) status() Status {
 // decide sends a decision through the Update after d and records how it
 // was answered.
 func (s *ChangeSuite) decide(d time.Duration, req DecisionRequest, refused *error) {
+	s.decideSigned(d, func(st Status, now time.Time) DecisionRequest { return sign(st, req, now) }, refused)
+}
+
+// decideSigned sends the request made after d by build, from the run's
+// status and the test clock.
+func (s *ChangeSuite) decideSigned(d time.Duration, build func(Status, time.Time) DecisionRequest, refused *error) {
 	s.env.RegisterDelayedCallback(func() {
 		s.env.UpdateWorkflow(DecisionUpdate, "", &testsuite.TestUpdateCallback{
 			OnAccept:   func() {},
 			OnReject:   func(err error) { *refused = err },
 			OnComplete: func(any, error) {},
-		}, req)
+		}, build(s.status(), s.env.Now()))
 	}, d)
 }
 
@@ -231,24 +239,26 @@ func (s *ChangeSuite) TestRejectedNeverApplies() {
 	s.Contains(res.Reason, "not now")
 }
 
-func (s *ChangeSuite) TestSignalDecisionCounts() {
+// A signal has no validator to authenticate it, so no signal decides:
+// each is recorded as refused and the run keeps waiting.
+func (s *ChangeSuite) TestSignalDecisionRefused() {
 	s.inspect(stack("web", config.ApprovalManual, "bob"))
 	s.plan("web", activities.PlanResult{Update: 1})
-	s.apply("web")
-	s.verify("web", true).Once()
-	s.env.RegisterDelayedCallback(func() {
-		s.env.SignalWorkflow(DecisionSignal, DecisionRequest{Approve: true, User: "mallory"})
-	}, time.Minute)
 	s.env.RegisterDelayedCallback(func() {
 		s.env.SignalWorkflow(DecisionSignal, DecisionRequest{Approve: true, User: "bob"})
+	}, time.Minute)
+	s.env.RegisterDelayedCallback(func() {
+		st := s.status()
+		s.env.SignalWorkflow(DecisionSignal, sign(st, DecisionRequest{Approve: true, User: "bob"}, s.env.Now()))
 	}, 2*time.Minute)
 
 	res := s.run()
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(StateExpired, res.State)
 	st := s.status()
-	s.Equal("bob", st.Decision.User)
-	s.Require().Len(st.Refusals, 1)
-	s.Contains(st.Refusals[0], "mallory may not decide")
+	s.Nil(st.Decision)
+	s.Require().Len(st.Refusals, 2)
+	s.Contains(st.Refusals[0], "decisions by signal are refused")
+	s.Contains(st.Refusals[1], "decisions by signal are refused")
 }
 
 func (s *ChangeSuite) TestExpiresWithoutDecision() {
@@ -290,7 +300,7 @@ func (s *ChangeSuite) TestFourEyesRefusesAuthor() {
 	res := s.run()
 	s.Equal(StateSucceeded, res.State)
 	s.Require().Error(byAuthor)
-	s.Contains(byAuthor.Error(), "alice wrote commit 3f2a91c")
+	s.Contains(byAuthor.Error(), "alice is linked to the author of commit 3f2a91c by email alice@example.com")
 	s.NoError(byOther)
 }
 
@@ -545,7 +555,7 @@ func (s *ChangeSuite) TestWatcherStartedRunDoesNotEnqueueAgain() {
 	s.apply("web")
 	s.verify("web", true).Once()
 
-	s.env.ExecuteWorkflow(ChangeWorkflow, ChangeInput{Branch: "main", Commit: sha, Enqueued: []string{"web"}})
+	s.env.ExecuteWorkflow(ChangeWorkflowName, ChangeInput{Branch: "main", Commit: sha, Enqueued: []string{"web"}})
 	s.NoError(s.env.GetWorkflowError())
 	s.Empty(s.asked)
 	s.NotNil(s.released["web"].Deployed)
@@ -555,6 +565,7 @@ func (s *ChangeSuite) TestWatcherStartedRunDoesNotEnqueueAgain() {
 func (s *ChangeSuite) TestWithoutWatcherEntersQueuesItself() {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterActivity(&activities.Activities{})
+	Workflows{Gate: testGate}.Register(s.env)
 	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(notify.Thread{}, nil).Maybe()
 	s.env.OnSignalExternalWorkflow(mock.Anything, WatcherID("", "main"), "", EnqueueRunSignal, mock.Anything).
 		Return(errors.New("unknown external workflow execution")).Once()
@@ -668,7 +679,7 @@ func (s *ChangeSuite) TestUnwantedGrantIsReturned() {
 	s.apply("web")
 	s.verify("web", true).Once()
 
-	s.env.ExecuteWorkflow(ChangeWorkflow, ChangeInput{Branch: "main", Commit: sha, Enqueued: []string{"api", "web"}})
+	s.env.ExecuteWorkflow(ChangeWorkflowName, ChangeInput{Branch: "main", Commit: sha, Enqueued: []string{"api", "web"}})
 	s.NoError(s.env.GetWorkflowError())
 	s.Empty(s.asked)
 	s.Contains(s.released, "api")
@@ -792,6 +803,6 @@ func (s *ChangeSuite) TestFourEyesMatchesSlackEmail() {
 	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "U0BOB", Email: "bob@example.com"}, &other)
 
 	s.Equal(StateSucceeded, s.run().State)
-	s.ErrorContains(author, "U0ALICE wrote commit 3f2a91c")
+	s.ErrorContains(author, "U0ALICE is linked to the author of commit 3f2a91c by email alice@example.com")
 	s.NoError(other)
 }

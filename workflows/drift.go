@@ -15,7 +15,7 @@ import (
 	"github.com/changeops/changeops/internal/notify"
 )
 
-// DriftWorkflow checks one stack for drift: the live resources compared
+// Drift checks one stack for drift: the live resources compared
 // with the stack's last good state in git (its effective tree), inside the
 // stack's queue so that it never races a change. A stack that matches git
 // ends drift-none without a word; drift is reported with what differs and
@@ -27,8 +27,8 @@ import (
 // A drift run is a changeRun with another path through it: the same
 // status query, decisions, notifications and queue handling, so the CLI,
 // the Slack app and the audit read it as they read a change.
-func DriftWorkflow(ctx workflow.Context, in DriftInput) (ChangeResult, error) {
-	r := &changeRun{in: ChangeInput{UIURL: in.UIURL}}
+func (w Workflows) Drift(ctx workflow.Context, in DriftInput) (ChangeResult, error) {
+	r := &changeRun{in: ChangeInput{UIURL: in.UIURL}, gate: w.Gate}
 	if err := r.setup(ctx); err != nil {
 		return ChangeResult{}, err
 	}
@@ -79,7 +79,7 @@ func (r *changeRun) drift(ctx workflow.Context, in DriftInput) ChangeResult {
 	// 2. Check: refresh and preview at the last good state.
 	r.enter(ctx, StateDriftChecking, fmt.Sprintf("Checking %s against %s…", s.Name, short))
 	var found activities.DriftResult
-	err = workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Drift check of %s at %s", s.Name, short), 30*time.Minute)),
+	err = workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Drift check of %s at %s", s.Name, short), 30*time.Minute, s)),
 		a.DriftCheck, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit, Undone: good.Undone, Refresh: true}).Get(ctx, &found)
 	if err != nil {
 		return r.fail(ctx, "drift check of "+s.Name, err)
@@ -159,7 +159,7 @@ func (r *changeRun) heal(ctx workflow.Context, s config.Stack, checked *activiti
 	r.notify(ctx, notify.Event{Kind: notify.KindApplying, Step: "re-applying " + short})
 	var out activities.ApplyResult
 	started := workflow.Now(ctx)
-	err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Re-apply %s to %s", short, s.Name), 2*time.Hour)),
+	err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Re-apply %s to %s", short, s.Name), 2*time.Hour, s)),
 		a.Apply, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit, Undone: good.Undone, Refresh: true, Approved: approved}).Get(ctx, &out)
 	observe(ctx, MetricApplyDuration, started, map[string]string{"stack": s.Name})
 	var appErr *temporal.ApplicationError

@@ -40,7 +40,7 @@ func (s *ChangeSuite) check(found activities.DriftResult) {
 
 func (s *ChangeSuite) runDrift(in DriftInput) ChangeResult {
 	in.Stack = "web"
-	s.env.ExecuteWorkflow(DriftWorkflow, in)
+	s.env.ExecuteWorkflow(DriftWorkflowName, in)
 	s.True(s.env.IsWorkflowCompleted())
 	s.NoError(s.env.GetWorkflowError())
 	var res ChangeResult

@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/config"
 )
 
 // Activity options, one function per kind of call, so each call site says
@@ -40,25 +41,41 @@ func revertOptions(summary string) workflow.ActivityOptions {
 	return o
 }
 
+// effectiveOptions: git's retries, and a heartbeat timeout: subtracting
+// reverted changes merges files line by line, which takes a while on large
+// generated files; the activity heartbeats meanwhile, so a dead worker is
+// noticed within the timeout and a cancelled run stops the merge.
+func effectiveOptions(summary string) workflow.ActivityOptions {
+	o := gitOptions(summary)
+	o.HeartbeatTimeout = 30 * time.Second
+	return o
+}
+
 // pulumiOptions: previews and ups heartbeat; a worker that dies is noticed
-// within the heartbeat timeout and the call runs again elsewhere.
-func pulumiOptions(summary string, timeout time.Duration) workflow.ActivityOptions {
+// within the heartbeat timeout and the call runs again elsewhere. The
+// activities bound their own retries by the stack's settings (a stack
+// locked by someone else for lock_wait, other failures for
+// apply_retry_for) and stop them with a non-retryable error that says
+// so; the schedule-to-close timeout only backs that up.
+func pulumiOptions(summary string, timeout time.Duration, s config.Stack) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		Summary:             summary,
-		StartToCloseTimeout: timeout,
-		HeartbeatTimeout:    time.Minute,
+		Summary:                summary,
+		StartToCloseTimeout:    timeout,
+		ScheduleToCloseTimeout: timeout + s.RetryFor() + s.LockWaitFor() + 10*time.Minute,
+		HeartbeatTimeout:       time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        2 * time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        time.Minute,
-			MaximumAttempts:        10,
 			NonRetryableErrorTypes: []string{activities.ErrPulumiProgram, activities.ErrStackInvalid, activities.ErrCommitNotFound},
 		},
 	}
 }
 
 func verifyOptions(summary string) workflow.ActivityOptions {
-	o := pulumiOptions(summary, 15*time.Minute)
+	o := pulumiOptions(summary, 15*time.Minute, config.Stack{})
+	o.ScheduleToCloseTimeout = 0
+	o.RetryPolicy.MaximumAttempts = 10
 	o.HeartbeatTimeout = 2 * time.Minute // one check may take a minute between heartbeats
 	return o
 }

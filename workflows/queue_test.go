@@ -191,3 +191,17 @@ func (s *QueueSuite) TestContinueAsNewKeepsTheQueue() {
 	s.Require().Len(next.Waiting, 1)
 	s.Equal("C", next.Waiting[0].RunID)
 }
+
+// A waiting run asks again for its place every few minutes: asking again,
+// as holder or as waiting run, changes nothing.
+func (s *QueueSuite) TestAskingAgainKeepsPlaces() {
+	s.enqueue(0, "A", "B", "C")
+	s.enqueue(5*time.Minute, "C", "B", "A")
+	s.release(10*time.Minute, "A", nil)
+
+	st := s.run(15*time.Minute, activities.QueueState{Stack: "web"})
+	s.Equal([]string{"A", "B"}, s.grants, "A is granted once, B next")
+	s.Equal("B", st.Holder.RunID)
+	s.Require().Len(st.Waiting, 1)
+	s.Equal("C", st.Waiting[0].RunID)
+}

@@ -1,10 +1,13 @@
 package workflows
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"time"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/internal/gate"
 )
 
 // ChangeInput starts a change run for one commit on a branch.
@@ -30,18 +33,19 @@ type ChangeResult struct {
 	Restored     []Restore `json:",omitempty"`
 }
 
-// DecisionRequest approves or rejects a waiting change.
+// DecisionRequest approves or rejects a waiting change. Only Signed counts:
+// the other fields are what runs recorded before decisions were
+// authenticated, kept so that their histories replay.
 type DecisionRequest struct {
-	Approve bool
-	User    string
-	Comment string
-	// Via is the approvers entry (a Slack user group) through which User
-	// may decide, when User is not listed by name; the Slack app sets it
-	// after checking membership.
-	Via string `json:",omitempty"`
-	// Email is the deciding user's email, when known (Slack), compared
-	// with the commit's author under four eyes.
-	Email string `json:",omitempty"`
+	// Signed is the decision with its proof (the Slack app's or the
+	// person's SSH key); see package gate.
+	Signed *gate.Signed `json:",omitempty"`
+
+	Approve bool   `json:",omitempty"`
+	User    string `json:",omitempty"`
+	Comment string `json:",omitempty"`
+	Via     string `json:",omitempty"`
+	Email   string `json:",omitempty"`
 }
 
 // DecisionResult answers an accepted decision (the Update's return value).
@@ -59,6 +63,10 @@ type Decision struct {
 	Via string `json:",omitempty"`
 	// Auto is set when policy approved without a person.
 	Auto bool
+	// Method is how the decision was authenticated (gate.MethodSlack or
+	// gate.MethodSSH) and Key the SSH key's fingerprint.
+	Method string `json:",omitempty"`
+	Key    string `json:",omitempty"`
 }
 
 // Approval is what the run asks of approvers, derived from the plan and the
@@ -92,8 +100,10 @@ type DriftInput struct {
 // Status is everything the run knows, returned by StatusQuery.
 type Status struct {
 	// Kind is KindChange or KindDrift.
-	Kind          string `json:",omitempty"`
-	ID            string
+	Kind string `json:",omitempty"`
+	ID   string
+	// RunID is the Temporal run a signed decision must name.
+	RunID         string `json:",omitempty"`
 	Branch        string
 	Commit        activities.Commit
 	ChangedPaths  []string
@@ -118,6 +128,17 @@ type Status struct {
 	Steps    []Step
 	// Drift is what a drift run's check found.
 	Drift *activities.DriftResult `json:",omitempty"`
+}
+
+// PlanDigest names the plans a decision is for: a decision signed for
+// other plans (before the run planned again) does not count. It is the
+// SHA-256 of each stack's steps digest, in the run's order.
+func (st *Status) PlanDigest() string {
+	h := sha256.New()
+	for _, p := range st.Plans {
+		h.Write([]byte(p.Stack + " " + p.Steps + "\n"))
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Subject names the run for people: "change abc1234" or "the drift check
@@ -149,6 +170,9 @@ type WatcherInput struct {
 	Held *Rewrite
 	// Outage is the reason polls fail, reported once, empty when healthy.
 	Outage string
+	// Pending are enqueue requests (EnqueueRunSignal) the previous run
+	// received but had not served when it continued as new.
+	Pending []activities.QueueRequest `json:",omitempty"`
 }
 
 // Rewrite is a force push that dropped commits the watcher had seen.

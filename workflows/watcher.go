@@ -51,8 +51,15 @@ func WatcherWorkflow(ctx workflow.Context, in WatcherInput) error {
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return err
 	}
+	// Requests that arrived while the last enqueue or a handler ran are
+	// still in the channel, and the SDK only logs unread signals when a run
+	// continues as new: carry them to the next run, which serves them first.
+	// Nothing yields between here and continuing, and a signal that arrives
+	// during this task makes the server refuse the continue-as-new and
+	// deliver the signal in a new task, so no request falls in between.
 	return workflow.NewContinueAsNewError(ctx, WatcherWorkflow, WatcherInput{
 		Repo: in.Repo, Branch: in.Branch, LastSeen: w.st.LastSeen, UIURL: in.UIURL, Held: w.st.Held, Outage: w.st.Outage,
+		Pending: w.takeRequests(),
 	})
 }
 
@@ -62,6 +69,18 @@ type watcher struct {
 	// requests carries EnqueueRunSignal: runs this watcher did not start
 	// asking for their places in the queues.
 	requests workflow.ReceiveChannel
+}
+
+// takeRequests takes the requests carried over from the previous run and
+// every request waiting in the channel, without blocking.
+func (w *watcher) takeRequests() []activities.QueueRequest {
+	entries := w.in.Pending
+	w.in.Pending = nil
+	var req activities.EnqueueRequest
+	for w.requests.ReceiveAsync(&req) {
+		entries = append(entries, req.Entries...)
+	}
+	return entries
 }
 
 func (w *watcher) setup(ctx workflow.Context) error {
@@ -157,12 +176,7 @@ func (w *watcher) poll(ctx workflow.Context) (activities.PollResult, bool) {
 
 // enqueueRequested serves the runs that asked for their places.
 func (w *watcher) enqueueRequested(ctx workflow.Context) {
-	var entries []activities.QueueRequest
-	var req activities.EnqueueRequest
-	for w.requests.ReceiveAsync(&req) {
-		entries = append(entries, req.Entries...)
-	}
-	w.enqueue(ctx, entries)
+	w.enqueue(ctx, w.takeRequests())
 }
 
 // enqueue puts runs into their stacks' queues, in order. The activity
@@ -255,7 +269,7 @@ func startChange(ctx workflow.Context, in WatcherInput, sha string, enqueued []s
 			ChangeState.ValueSet(StatePlanning),
 		),
 	})
-	err := workflow.ExecuteChildWorkflow(cctx, ChangeWorkflow, ChangeInput{Repo: in.Repo, Branch: in.Branch, Commit: sha, UIURL: in.UIURL, Enqueued: enqueued}).
+	err := workflow.ExecuteChildWorkflow(cctx, ChangeWorkflowName, ChangeInput{Repo: in.Repo, Branch: in.Branch, Commit: sha, UIURL: in.UIURL, Enqueued: enqueued}).
 		GetChildWorkflowExecution().Get(ctx, nil)
 	var started *temporal.ChildWorkflowExecutionAlreadyStartedError
 	if errors.As(err, &started) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/suite"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -33,6 +34,8 @@ type WatcherSuite struct {
 	inputs  map[string]ChangeInput
 	queued  []activities.QueueRequest // what Enqueue was asked, in order
 	notes   []string
+	// onEnqueue, when set, runs as Enqueue is called (outside mu).
+	onEnqueue func(activities.EnqueueRequest)
 }
 
 func TestWatcherSuite(t *testing.T) { suite.Run(t, new(WatcherSuite)) }
@@ -40,17 +43,21 @@ func TestWatcherSuite(t *testing.T) { suite.Run(t, new(WatcherSuite)) }
 func (s *WatcherSuite) SetupTest() {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterActivity(&activities.Activities{})
-	s.env.RegisterWorkflowWithOptions(ChangeWorkflow, workflow.RegisterOptions{Name: ChangeWorkflowName})
+	Workflows{Gate: testGate}.Register(s.env)
 	// A mock of the previous test's environment may still be running:
 	// reset under its lock.
 	s.mu.Lock()
 	s.polls, s.errs, s.n, s.lastIn, s.started, s.notes = nil, map[int]error{}, 0, nil, nil, nil
-	s.inputs, s.queued = map[string]ChangeInput{}, nil
+	s.inputs, s.queued, s.onEnqueue = map[string]ChangeInput{}, nil, nil
 	s.mu.Unlock()
 	s.env.OnActivity(a.Enqueue, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.EnqueueRequest) error {
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		s.queued = append(s.queued, req.Entries...)
+		hook := s.onEnqueue
+		s.mu.Unlock()
+		if hook != nil {
+			hook(req)
+		}
 		return nil
 	}).Maybe()
 	s.env.OnActivity(a.PollBranch, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PollInput) (activities.PollResult, error) {
@@ -194,4 +201,41 @@ func (s *WatcherSuite) TestServesEnqueueRequestsEvenWhenHeld() {
 	}, time.Hour)
 	s.run(WatcherInput{Branch: "main", LastSeen: "a1"})
 	s.Equal(req.Entries, during, "served while the rewrite was held")
+}
+
+// A request that arrives while the watcher serves its last requests before
+// continuing as new (issue 19, item 4) is carried to the next run.
+func (s *WatcherSuite) TestRequestRacingContinueAsNewIsCarried() {
+	first := activities.EnqueueRequest{Entries: []activities.QueueRequest{{Stack: "web", RunID: "change/main/m1", Commit: "m1"}}}
+	racing := activities.EnqueueRequest{Entries: []activities.QueueRequest{{Stack: "api", RunID: "change/main/m2", Commit: "m2"}}}
+	// The run continues as new after the poll that serves first, and the
+	// racing request arrives while that enqueue runs.
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SetContinueAsNewSuggested(true)
+		s.env.SignalWorkflow(EnqueueRunSignal, first)
+	}, 100*time.Second+time.Second/2)
+	s.onEnqueue = func(req activities.EnqueueRequest) {
+		if req.Entries[0].RunID == first.Entries[0].RunID {
+			s.env.SignalWorkflow(EnqueueRunSignal, racing)
+		}
+	}
+	s.env.ExecuteWorkflow(WatcherWorkflow, WatcherInput{Branch: "main", LastSeen: "a1"})
+	s.True(s.env.IsWorkflowCompleted())
+	var can *workflow.ContinueAsNewError
+	s.Require().ErrorAs(s.env.GetWorkflowError(), &can)
+	var next WatcherInput
+	s.Require().NoError(converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	s.Equal(first.Entries, s.queued, "the racing request came after the last enqueue of this run")
+	s.Equal(racing.Entries, next.Pending, "and goes to the next run")
+	s.Equal("a1", next.LastSeen)
+}
+
+// The next run serves the requests carried over before it polls.
+func (s *WatcherSuite) TestCarriedRequestsAreServedFirst() {
+	pending := []activities.QueueRequest{{Stack: "api", RunID: "change/main/m2", Commit: "m2"}}
+	s.polls = []activities.PollResult{{Head: "c1", NewCommits: []string{"c1"}, Stacks: [][]string{{"api"}}}}
+	s.run(WatcherInput{Branch: "main", LastSeen: "a1", Pending: pending})
+	s.Require().Len(s.queued, 2)
+	s.Equal(pending[0], s.queued[0], "carried requests enter before the runs of new commits")
+	s.Equal("change/main/c1", s.queued[1].RunID)
 }

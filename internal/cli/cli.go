@@ -91,15 +91,15 @@ func (g *globals) loadConfig(path string, getenv func(string) string) (*config.C
 
 // temporalConfig is the Temporal part of --config if given, else defaults,
 // with --address and --namespace on top: approving needs no config file,
-// nor the worker's secrets.
-func (g *globals) temporalConfig() (config.Temporal, error) {
-	t := config.Temporal{Address: config.DefaultTemporalAddress, Namespace: config.DefaultNamespace}
+// nor the worker's secrets. apiKey is the value of temporal.api_key_env.
+func (g *globals) temporalConfig() (t config.Temporal, apiKey string, err error) {
+	t = config.Temporal{Address: config.DefaultTemporalAddress, Namespace: config.DefaultNamespace}
 	if g.configPath != "" {
 		cfg, err := g.loadConfigLenient(g.configPath)
 		if err != nil {
-			return t, err
+			return t, "", err
 		}
-		t = cfg.Temporal
+		t, apiKey = cfg.Temporal, cfg.Secrets.TemporalAPIKey
 	}
 	if g.address != "" {
 		t.Address = g.address
@@ -107,33 +107,48 @@ func (g *globals) temporalConfig() (config.Temporal, error) {
 	if g.namespace != "" {
 		t.Namespace = g.namespace
 	}
-	return t, nil
+	return t, apiKey, nil
 }
 
 // loadConfigLenient is loadConfig for commands that read only the stacks
 // and Temporal: the secrets are the worker's, so an unset secret variable
 // must not stop a person from running them.
 func (g *globals) loadConfigLenient(path string) (*config.Config, error) {
-	return g.loadConfig(path, func(k string) string {
+	cfg, err := g.loadConfig(path, func(k string) string {
 		if v := g.env.Getenv(k); v != "" {
 			return v
 		}
 		return "not-needed-here"
 	})
-}
-
-func (g *globals) dial(ctx context.Context) (client.Client, error) {
-	t, err := g.temporalConfig()
 	if err != nil {
 		return nil, err
 	}
-	return dialTemporal(ctx, t)
+	// The Temporal API key is the person's credential as much as the
+	// worker's: it comes from this environment, never the placeholder
+	// (an unset one is refused by dialTemporal, naming the variable).
+	if name := cfg.Temporal.APIKeyEnv; name != "" {
+		cfg.Secrets.TemporalAPIKey = g.env.Getenv(name)
+	}
+	return cfg, nil
+}
+
+func (g *globals) dial(ctx context.Context) (client.Client, error) {
+	t, apiKey, err := g.temporalConfig()
+	if err != nil {
+		return nil, err
+	}
+	return dialTemporal(ctx, t, apiKey)
 }
 
 // dialTemporal connects to the Temporal t names (loadConfig has applied
-// --address and --namespace to it).
-func dialTemporal(ctx context.Context, t config.Temporal) (client.Client, error) {
-	c, err := client.DialContext(ctx, client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: quietLogger()})
+// --address and --namespace to it), secured as worker.ClientOptions says.
+func dialTemporal(ctx context.Context, t config.Temporal, apiKey string) (client.Client, error) {
+	opts, err := worker.ClientOptions(t, apiKey)
+	if err != nil {
+		return nil, err
+	}
+	opts.Logger = quietLogger()
+	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (set --address or temporal.address): %w", t.Address, err)
 	}

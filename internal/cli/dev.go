@@ -85,8 +85,10 @@ func runDev(ctx context.Context, g *globals, f devFlags) error {
 	if err != nil {
 		return err
 	}
-	// dev always runs against the server it started.
+	// dev always runs against the server it started, which speaks
+	// plaintext on loopback.
 	cfg.Temporal.Address, cfg.Temporal.UIURL = srv.Address(), srv.UIURL()
+	cfg.Temporal.TLS, cfg.Temporal.APIKeyEnv, cfg.Secrets.TemporalAPIKey = nil, "", ""
 
 	var site *http.Server
 	if d != nil {
@@ -112,7 +114,7 @@ func runDev(ctx context.Context, g *globals, f devFlags) error {
 		fmt.Fprintf(out, "  cd %s\n", d.Clone)
 		fmt.Fprintf(out, "  $EDITOR stacks/site/index.html && git commit -am 'Change the greeting' && git push\n")
 		fmt.Fprintf(out, "  %s list\n", self)
-		fmt.Fprintf(out, "  %s approve $(git rev-parse --short HEAD) --as bob\n\n", self)
+		fmt.Fprintf(out, "  %s approve $(git rev-parse --short HEAD) --as bob --key %s\n\n", self, filepath.Join(d.Keys, "bob"))
 	}
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping…")

@@ -29,7 +29,7 @@ func driftCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := dialTemporal(cmd.Context(), cfg.Temporal)
+			c, err := dialTemporal(cmd.Context(), cfg.Temporal, cfg.Secrets.TemporalAPIKey)
 			if err != nil {
 				return err
 			}

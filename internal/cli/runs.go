@@ -12,7 +12,6 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/starter"
-	"github.com/changeops/changeops/workflows"
 )
 
 func startCmd(g *globals) *cobra.Command {
@@ -60,7 +59,7 @@ func startCmd(g *globals) *cobra.Command {
 }
 
 func decideCmd(g *globals, approve bool) *cobra.Command {
-	var as, comment string
+	var as, comment, key string
 	use, short := "reject ID", "Reject a change waiting for approval"
 	if approve {
 		use, short = "approve ID", "Approve a change waiting for approval"
@@ -68,9 +67,15 @@ func decideCmd(g *globals, approve bool) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
-		Long:  short + ". ID is a workflow ID or a unique prefix of the commit SHA.",
-		Args:  cobra.ExactArgs(1),
+		Long: short + ". ID is a workflow ID or a unique prefix of the commit SHA.\n\n" +
+			"The decision is signed with your SSH key (--key, else ssh-agent, else ~/.ssh/id_ed25519) " +
+			"and counts only if the key is in your people entry on the workers.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			signer, person, err := g.decider(key, as)
+			if err != nil {
+				return err
+			}
 			c, err := g.dial(cmd.Context())
 			if err != nil {
 				return err
@@ -80,10 +85,11 @@ func decideCmd(g *globals, approve bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := starter.Decide(cmd.Context(), c, id, workflows.DecisionRequest{Approve: approve, User: as, Comment: comment})
+			res, err := starter.Decide(cmd.Context(), c, id, starter.Decision{Approve: approve, Comment: comment, Person: person, Signer: signer})
 			if err != nil {
 				return err
 			}
+			as = person
 			verb := "rejected"
 			if approve {
 				verb = "approved"
@@ -92,7 +98,8 @@ func decideCmd(g *globals, approve bool) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&as, "as", defaultUser(), "who decides (a configured approver)")
+	cmd.Flags().StringVar(&as, "as", "", "your people entry (default: the one of --config that lists your key)")
+	cmd.Flags().StringVar(&key, "key", "", "SSH private key file to sign with (default: ssh-agent, else ~/.ssh/id_ed25519)")
 	cmd.Flags().StringVar(&comment, "comment", "", "why")
 	return cmd
 }

@@ -20,12 +20,12 @@ func setupCmd(g *globals) *cobra.Command {
 			"namespace takes workflows. Running it again changes nothing.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := g.temporalConfig()
+			t, apiKey, err := g.temporalConfig()
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			c, err := worker.Dial(ctx, t, g.logger, nil)
+			c, err := worker.Dial(ctx, t, apiKey, g.logger, nil)
 			if err != nil {
 				return err
 			}

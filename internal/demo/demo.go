@@ -6,10 +6,14 @@ package demo
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/template"
 	"time"
 
@@ -17,6 +21,7 @@ import (
 	gitconfig "github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"golang.org/x/crypto/ssh"
 )
 
 // Demo is where the demo lives.
@@ -26,6 +31,7 @@ type Demo struct {
 	Clone      string // where a person edits and pushes
 	WWW        string // folder the stack writes and the demo site serves
 	Config     string // changeops.yaml
+	Keys       string // alice's and bob's SSH keys, for changeops approve --key
 	SiteAddr   string // host:port the demo site listens on
 	HTTPListen string // the worker's endpoints
 }
@@ -52,11 +58,15 @@ func Ensure(dir string, opts Options) (*Demo, error) {
 		Clone:      filepath.Join(dir, "infra"),
 		WWW:        filepath.Join(dir, "www"),
 		Config:     filepath.Join(dir, "changeops.yaml"),
+		Keys:       filepath.Join(dir, "keys"),
 		SiteAddr:   opts.SiteAddr,
 		HTTPListen: opts.HTTPListen,
 	}
-	if _, err := os.Stat(d.Config); err == nil {
-		return d, nil
+	// A demo from before decisions were signed has no keys: made again.
+	if _, err := os.Stat(filepath.Join(d.Keys, "bob.pub")); err == nil {
+		if _, err := os.Stat(d.Config); err == nil {
+			return d, nil
+		}
 	}
 	if err := os.MkdirAll(d.WWW, 0o755); err != nil {
 		return nil, fmt.Errorf("create demo: %w", err)
@@ -64,9 +74,18 @@ func Ensure(dir string, opts Options) (*Demo, error) {
 	if err := d.createRepos(); err != nil {
 		return nil, fmt.Errorf("create demo repository: %w", err)
 	}
+	alice, err := d.createKey("alice")
+	if err != nil {
+		return nil, err
+	}
+	bob, err := d.createKey("bob")
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := render(configTemplate, map[string]string{
 		"Remote": d.Remote, "SiteAddr": d.SiteAddr, "HTTPListen": d.HTTPListen,
 		"DataDir": opts.DataDir, "Temporal": opts.TemporalAddress, "UIURL": opts.UIURL,
+		"AliceKey": alice, "BobKey": bob,
 	})
 	if err != nil {
 		return nil, err
@@ -145,6 +164,34 @@ func (d *Demo) createRepos() error {
 	return nil
 }
 
+// createKey writes a new ed25519 key pair for a demo person, as ssh-keygen
+// would (keys/NAME, keys/NAME.pub), and returns the public key line.
+func (d *Demo) createKey(name string) (string, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, name+"@changeops-demo")
+	if err != nil {
+		return "", err
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return "", err
+	}
+	pub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))) + " " + name + "@changeops-demo"
+	if err := os.MkdirAll(d.Keys, 0o700); err != nil {
+		return "", fmt.Errorf("create demo keys: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(d.Keys, name), pem.EncodeToMemory(block), 0o600); err != nil {
+		return "", fmt.Errorf("write demo key: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(d.Keys, name+".pub"), []byte(pub+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("write demo key: %w", err)
+	}
+	return pub, nil
+}
+
 func render(t string, data any) ([]byte, error) {
 	tpl, err := template.New("").Parse(t)
 	if err != nil {
@@ -207,6 +254,16 @@ pulumi:
   passphrase_env: PULUMI_CONFIG_PASSPHRASE
 http:
   listen: {{.HTTPListen}}
+# Who may decide: each approver's identities. Decisions are signed: in
+# Slack by the app, on the command line with the person's SSH key
+# (changeops approve ID --as bob --key keys/bob).
+people:
+  - name: alice
+    emails: [alice@example.com]
+    keys: ["{{.AliceKey}}"]
+  - name: bob
+    emails: [bob@example.com]
+    keys: ["{{.BobKey}}"]
 stacks:
   - name: site
     path: stacks/site

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"sync"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/go-git/go-git/v5"
 	gitconfig "github.com/go-git/go-git/v5/config"
@@ -155,11 +156,47 @@ func Resolve(repo *git.Repository, rev string) (string, error) {
 	return h.String(), nil
 }
 
-// CommitInfo is the part of a commit people read.
-type CommitInfo struct {
-	SHA, Parent, Subject, AuthorName, AuthorEmail string
-	Commit                                        *object.Commit
+// OnBranch says whether commit sha is on the remote branch: its head or
+// one of the head's ancestors, as fetched last. It also returns the head.
+func OnBranch(repo *git.Repository, branch, sha string) (bool, string, error) {
+	head, err := Head(repo, branch)
+	if err != nil {
+		return false, "", err
+	}
+	if head == sha {
+		return true, head, nil
+	}
+	c, err := repo.CommitObject(plumbing.NewHash(sha))
+	if err != nil {
+		return false, head, fmt.Errorf("%w: %s", ErrCommitNotFound, sha)
+	}
+	h, err := repo.CommitObject(plumbing.NewHash(head))
+	if err != nil {
+		return false, head, fmt.Errorf("read head %s of branch %s: %w", head, branch, err)
+	}
+	ok, err := c.IsAncestor(h)
+	if err != nil {
+		return false, head, fmt.Errorf("walk branch %s from %s: %w", branch, head, err)
+	}
+	return ok, head, nil
 }
+
+// CommitInfo is the part of a commit people read. Its strings come from
+// whoever wrote the commit, so each is cut to a bound (MaxSubject,
+// MaxIdentity) before it can reach a payload, a search attribute or a
+// message: one commit must not be able to stop a branch.
+type CommitInfo struct {
+	SHA, Parent, Subject          string
+	AuthorName, AuthorEmail       string
+	CommitterName, CommitterEmail string
+	Commit                        *object.Commit
+}
+
+// Bounds of a commit's strings as runs record them, in bytes.
+const (
+	MaxSubject  = 1024
+	MaxIdentity = 256
+)
 
 // Lookup reads a commit.
 func Lookup(repo *git.Repository, sha string) (*CommitInfo, error) {
@@ -168,11 +205,13 @@ func Lookup(repo *git.Repository, sha string) (*CommitInfo, error) {
 		return nil, fmt.Errorf("%w: %s", ErrCommitNotFound, sha)
 	}
 	info := &CommitInfo{
-		SHA:         c.Hash.String(),
-		Subject:     subject(c.Message),
-		AuthorName:  c.Author.Name,
-		AuthorEmail: c.Author.Email,
-		Commit:      c,
+		SHA:            c.Hash.String(),
+		Subject:        Truncate(subject(c.Message), MaxSubject),
+		AuthorName:     Truncate(c.Author.Name, MaxIdentity),
+		AuthorEmail:    Truncate(c.Author.Email, MaxIdentity),
+		CommitterName:  Truncate(c.Committer.Name, MaxIdentity),
+		CommitterEmail: Truncate(c.Committer.Email, MaxIdentity),
+		Commit:         c,
 	}
 	if c.NumParents() > 0 {
 		info.Parent = c.ParentHashes[0].String()
@@ -309,4 +348,17 @@ func (r *Repo) Push(ctx context.Context, commit plumbing.Hash, branch string) er
 		return err
 	}
 	return g.Storer.SetReference(plumbing.NewHashReference(plumbing.NewRemoteReferenceName("origin", branch), commit))
+}
+
+// Truncate cuts s to at most n bytes on a UTF-8 boundary, marking the cut
+// with "…".
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

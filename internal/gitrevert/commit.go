@@ -2,7 +2,6 @@ package gitrevert
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5"
@@ -17,9 +16,16 @@ func Message(subject, sha, runID string) string {
 	return fmt.Sprintf("Revert %q\n\nThis reverts commit %s.\n\nChangeops-Run: %s\n", subject, sha, runID)
 }
 
-// IsRevertOf says whether a commit message is a revert of sha.
+// IsRevertOf says whether a commit message is a revert of sha, in any
+// form Reverts recognises (a merge reverted by git or GitHub's Revert
+// button too).
 func IsRevertOf(message, sha string) bool {
-	return strings.Contains(message, "\nThis reverts commit "+sha+".")
+	for _, r := range Reverts(message) {
+		if r.Matches(sha) {
+			return true
+		}
+	}
+	return false
 }
 
 // Commit stores a commit of tree on top of parent and returns its hash; it

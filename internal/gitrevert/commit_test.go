@@ -27,7 +27,7 @@ func TestCommitRevert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Inverse(repo, plumbing.NewHash(bad), plumbing.NewHash(head))
+	res, err := Inverse(t.Context(), repo, plumbing.NewHash(bad), plumbing.NewHash(head))
 	if err != nil || len(res.Conflicts) > 0 || !res.Changed {
 		t.Fatalf("inverse = %+v, %v; want a clean change (the later edit is on another line)", res, err)
 	}
@@ -69,12 +69,12 @@ func TestInverseNoOpAndConflict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Inverse(repo, plumbing.NewHash(c), plumbing.NewHash(undone))
+	res, err := Inverse(t.Context(), repo, plumbing.NewHash(c), plumbing.NewHash(undone))
 	if err != nil || len(res.Conflicts) > 0 || res.Changed {
 		t.Errorf("revert of an undone change = %+v, %v; want no change", res, err)
 	}
 	again := r.Commit("change a again", map[string]string{"a.txt": "three\n"})
-	res, err = Inverse(repo, plumbing.NewHash(c), plumbing.NewHash(again))
+	res, err = Inverse(t.Context(), repo, plumbing.NewHash(c), plumbing.NewHash(again))
 	if err != nil || len(res.Conflicts) != 1 || res.Conflicts[0] != "a.txt" {
 		t.Errorf("revert over a later edit of the line = %+v, %v; want a conflict on a.txt", res, err)
 	}

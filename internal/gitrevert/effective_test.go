@@ -3,6 +3,7 @@ package gitrevert
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/go-git/go-git/v5"
@@ -24,7 +25,7 @@ func effective(t *testing.T, r *gittest.Remote, commit string) ([]string, string
 	if err != nil {
 		t.Fatalf("undone: %v", err)
 	}
-	tree, err := Subtract(repo, commit, undone)
+	tree, err := Subtract(t.Context(), repo, commit, undone)
 	if err != nil {
 		return undone, "", err
 	}
@@ -122,5 +123,81 @@ func TestRevertedBy(t *testing.T) {
 	}
 	if _, ok := RevertedBy("Revert \"x\"\n\nThis reverts commit 0123.\n"); ok {
 		t.Error("a short SHA is not a revert line git writes")
+	}
+}
+
+// Every form of revert message git and the forges write names the
+// reverted commit, for the effective tree and the idempotency check.
+func TestRevertMessages(t *testing.T) {
+	t.Parallel()
+	x := "0123456789abcdef0123456789abcdef01234567"
+	y := "89abcdef0123456789abcdef0123456789abcdef"
+	cases := []struct {
+		name, message string
+		want          []Reverted
+	}{
+		{"git revert", "Revert \"x\"\n\nThis reverts commit " + x + ".\n", []Reverted{{Commit: x, Full: true}}},
+		{"git revert -m 1 of a merge, and GitHub's Revert button", "Revert \"Merge pull request #7 from a/b\"\n\nThis reverts commit " + x + ", reversing\nchanges made to " + y + ".\n",
+			[]Reverted{{Commit: x, Full: true, Mainline: y}}},
+		{"the same on one line", "This reverts commit " + x + ", reversing changes made to " + y + ".", []Reverted{{Commit: x, Full: true, Mainline: y}}},
+		{"GitLab, no full stop", "Revert \"x\"\n\nThis reverts commit " + x + "\r\n", []Reverted{{Commit: x, Full: true}}},
+		{"git revert --reference", "Revert \"x\"\n\nThis reverts commit 0123456 (x, 2026-01-02).\n", []Reverted{{Commit: "0123456"}}},
+		{"a squash of two reverts", "Reverts (#9)\n\n* Revert \"a\"\n\nThis reverts commit " + x + ".\n\n* Revert \"b\"\n\nThis reverts commit " + y + ".\n",
+			[]Reverted{{Commit: x, Full: true}, {Commit: y, Full: true}}},
+		{"changeops", Message("x", x, "change/main/"+x), []Reverted{{Commit: x, Full: true}}},
+		{"a short SHA without --reference's form", "This reverts commit 0123456.\n", nil},
+		{"a mention, not a revert line", "Fix what the revert did: This reverts commit " + x + ".\n", nil},
+		{"GitLab's merge request revert names no commit", "This reverts merge request !12", nil},
+	}
+	for _, c := range cases {
+		got := Reverts(c.message)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: Reverts = %+v, want %+v", c.name, got, c.want)
+		}
+		for _, w := range c.want {
+			full := w.Commit
+			if !w.Full {
+				full = x
+			}
+			if !IsRevertOf(c.message, full) {
+				t.Errorf("%s: IsRevertOf(%.7s) = false", c.name, full)
+			}
+		}
+		if IsRevertOf(c.message, "fedcba9876543210fedcba9876543210fedcba98") {
+			t.Errorf("%s: IsRevertOf matches another commit", c.name)
+		}
+	}
+}
+
+// A merged pull request reverted by git (`git revert -m 1`, the message
+// GitHub's Revert button also writes) is recognised: a commit merged after
+// it deploys without the pull request's change, and a retried rollback
+// finds the revert instead of pushing another.
+func TestEffectiveTreeRecognisesARevertedMerge(t *testing.T) {
+	t.Parallel()
+	r := gittest.New(t, "main")
+	r.Commit("base", map[string]string{"page.txt": "title\nbody\nfooter\n"})
+	r.Git(r.Clone, "checkout", "-q", "-b", "feature")
+	r.Commit("feature: bad title", map[string]string{"page.txt": "BAD\nbody\nfooter\n"})
+	r.Git(r.Clone, "checkout", "-q", "main")
+	r.Git(r.Clone, "merge", "-q", "--no-ff", "-m", "Merge pull request #1 from a/feature", "feature")
+	m := r.Git(r.Clone, "rev-parse", "HEAD")
+	b := r.Commit("B: new footer", map[string]string{"page.txt": "BAD\nbody\nnew footer\n"})
+	r.Git(r.Clone, "revert", "--no-edit", "-m", "1", m)
+	msg := r.Git(r.Clone, "log", "-1", "--format=%B")
+	if !strings.Contains(msg, ", reversing\nchanges made to ") {
+		t.Fatalf("git wrote %q; the test expects its merge-revert form", msg)
+	}
+	undone, page, err := effective(t, r, b)
+	if err != nil || !slices.Equal(undone, []string{m}) || page != "title\nbody\nnew footer\n" {
+		t.Fatalf("effective(B) = %v %q, %v; want the merge undone and B's footer kept", undone, page, err)
+	}
+	repo, err := git.PlainOpen(r.Clone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := findRevert(repo, r.Git(r.Clone, "rev-parse", "HEAD"), m)
+	if err != nil || found != r.Git(r.Clone, "rev-parse", "HEAD") {
+		t.Errorf("findRevert = %q, %v; want git's revert of the merge", found, err)
 	}
 }

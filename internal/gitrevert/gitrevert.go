@@ -6,22 +6,24 @@
 // whole. Renames are found as git finds them (go-git's port of git's rename
 // detection): C's own renames are undone onto the branch's version of the
 // file, and a file the branch renamed since C gets the inverse at its new
-// path. Git's directory-rename detection is not emulated: where a revert
-// puts a file back into a folder the branch has since moved wholesale,
-// Inverse restores the old path and git reports a conflict. A conflict is
-// a result listing the paths, not an error.
+// path. Renames are looked for up to a limit, as git does
+// (Limits.RenameLimit). Where one side moved a folder wholesale and the
+// other adds a file to the old folder, git's directory-rename detection
+// reports a "file location" conflict; so does Inverse. Two entries that
+// would share a name (a file, symlink or submodule where the result also
+// has a folder) are a conflict, as in git; no tree is written with them.
+// A conflict is a result listing the paths, not an error.
 package gitrevert
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"path"
+	"slices"
 	"sort"
-	"strings"
 
-	"github.com/epiclabs-io/diff3"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -33,9 +35,26 @@ import (
 // conflict.
 type Result struct {
 	Tree      plumbing.Hash // set when Conflicts is empty
-	Conflicts []string      // sorted
+	Conflicts []string      // paths, sorted
+	// Reasons says why a path conflicts, for every conflict other than
+	// lines both sides changed: "file/directory: ...", "file location:
+	// ...", "too large to merge", "binary".
+	Reasons map[string]string
 	// Changed is false when head already holds the inverse (nothing to do).
 	Changed bool
+}
+
+// Described lists the conflicts for people: each path, with its reason
+// where it has one ("a (file/directory: the result also has a/c)").
+func (r Result) Described() []string {
+	out := make([]string, 0, len(r.Conflicts))
+	for _, p := range r.Conflicts {
+		if why := r.Reasons[p]; why != "" {
+			p += " (" + why + ")"
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // entry is a path's blob (or submodule commit) and mode in a tree.
@@ -45,18 +64,27 @@ type entry struct {
 }
 
 // Inverse computes head's tree with commit's change undone. Blobs and
-// trees it creates are written to repo's object store; nothing else changes.
-func Inverse(repo *git.Repository, commit, head plumbing.Hash) (Result, error) {
+// trees it creates are written to repo's object store; nothing else
+// changes. It stops, with ctx's error, soon after ctx ends.
+func Inverse(ctx context.Context, repo *git.Repository, commit, head plumbing.Hash) (Result, error) {
+	return inverse(ctx, repo, commit, head, DefaultLimits)
+}
+
+func inverse(ctx context.Context, repo *git.Repository, commit, head plumbing.Hash, lim Limits) (Result, error) {
 	h, err := repo.CommitObject(head)
 	if err != nil {
 		return Result{}, fmt.Errorf("read head %s: %w", head, err)
 	}
-	return InverseOnTree(repo, commit, h.TreeHash)
+	return inverseOnTree(ctx, repo, commit, h.TreeHash, lim)
 }
 
 // InverseOnTree is Inverse on any tree, committed or not: the effective
 // tree subtracts reverted changes one after another without a commit.
-func InverseOnTree(repo *git.Repository, commit, onto plumbing.Hash) (Result, error) {
+func InverseOnTree(ctx context.Context, repo *git.Repository, commit, onto plumbing.Hash) (Result, error) {
+	return inverseOnTree(ctx, repo, commit, onto, DefaultLimits)
+}
+
+func inverseOnTree(ctx context.Context, repo *git.Repository, commit, onto plumbing.Hash, lim Limits) (Result, error) {
 	c, err := repo.CommitObject(commit)
 	if err != nil {
 		return Result{}, fmt.Errorf("read commit %s: %w", commit, err)
@@ -84,14 +112,14 @@ func InverseOnTree(repo *git.Repository, commit, onto plumbing.Hash) (Result, er
 		return Result{}, err
 	}
 
-	m := merger{repo: repo, result: cloneEntries(ours)}
+	m := merger{ctx: ctx, repo: repo, lim: lim, result: cloneEntries(ours), reasons: map[string]string{}}
 	// C's own renames, and renames on the branch since C, found as git's
 	// rename detection finds them (similarity of 50% or more).
-	renamedByC, err := detectRenames(repo.Storer, theirs, base) // parent path → C path
+	renamedByC, err := detectRenames(ctx, repo.Storer, theirs, base, lim.RenameLimit) // parent path → C path
 	if err != nil {
 		return Result{}, err
 	}
-	movedSince, err := detectRenames(repo.Storer, base, ours) // C path → head path
+	movedSince, err := detectRenames(ctx, repo.Storer, base, ours, lim.RenameLimit) // C path → head path
 	if err != nil {
 		return Result{}, err
 	}
@@ -100,6 +128,9 @@ func InverseOnTree(repo *git.Repository, commit, onto plumbing.Hash) (Result, er
 		undo[nw] = old
 	}
 	for _, path := range changedPaths(base, theirs) {
+		if err := ctx.Err(); err != nil {
+			return Result{}, err
+		}
 		if _, ok := renamedByC[path]; ok {
 			continue // handled with its new path
 		}
@@ -117,9 +148,12 @@ func InverseOnTree(repo *git.Repository, commit, onto plumbing.Hash) (Result, er
 			return Result{}, err
 		}
 	}
+	m.dirRenameConflicts(base, ours, theirs, undo, movedSince)
+	m.nameConflicts()
 	if len(m.conflicts) > 0 {
 		sort.Strings(m.conflicts)
-		return Result{Conflicts: m.conflicts}, nil
+		m.conflicts = slices.Compact(m.conflicts)
+		return Result{Conflicts: m.conflicts, Reasons: m.reasons}, nil
 	}
 	tree, err := writeTree(repo.Storer, m.result)
 	if err != nil {
@@ -129,9 +163,21 @@ func InverseOnTree(repo *git.Repository, commit, onto plumbing.Hash) (Result, er
 }
 
 type merger struct {
+	ctx       context.Context
 	repo      *git.Repository
+	lim       Limits
 	result    map[string]entry
 	conflicts []string
+	reasons   map[string]string // path → why, beyond "both changed these lines"
+}
+
+// conflict records a conflicting path and why, unless it is lines both
+// sides changed ("content", the ordinary conflict).
+func (m *merger) conflict(path, why string) {
+	m.conflicts = append(m.conflicts, path)
+	if why != "" && why != "content" && m.reasons[path] == "" {
+		m.reasons[path] = why
+	}
 }
 
 // mergePath is the three-way merge of one path the commit changed; the
@@ -145,7 +191,7 @@ func (m *merger) mergePath(path, oursPath string, base, ours, theirs map[string]
 		if !tok {
 			// Undoing an addition of a file the branch has renamed since:
 			// git calls that a rename/delete conflict.
-			m.conflicts = append(m.conflicts, oursPath)
+			m.conflict(oursPath, "rename/delete: renamed to "+oursPath+" since")
 			return nil
 		}
 		path = oursPath
@@ -155,27 +201,46 @@ func (m *merger) mergePath(path, oursPath string, base, ours, theirs map[string]
 		m.set(path, t, tok)
 	case ook == tok && o == t: // head already has the parent's version
 	case bok && ook && tok && mergeable(b, o, t):
-		merged, ok, err := m.mergeText(b.hash, o.hash, t.hash)
+		merged, why, err := m.mergeText(b.hash, o.hash, t.hash)
 		if err != nil {
 			return fmt.Errorf("merge %s: %w", path, err)
 		}
 		mode, modeOK := mergeMode(b.mode, o.mode, t.mode)
-		if !ok || !modeOK {
-			m.conflicts = append(m.conflicts, path)
+		if why != "" || !modeOK {
+			m.conflict(path, why)
 			return nil
 		}
 		m.result[path] = entry{hash: merged, mode: mode}
 	case bok && ook && tok && b.hash == t.hash: // C changed only the mode
 		mode, ok := mergeMode(b.mode, o.mode, t.mode)
 		if !ok {
-			m.conflicts = append(m.conflicts, path)
+			m.conflict(path, "mode")
 			return nil
 		}
 		m.result[path] = entry{hash: o.hash, mode: mode}
-	default: // added/deleted on one side and changed on the other, or binary
-		m.conflicts = append(m.conflicts, path)
+	default: // added/deleted on one side and changed on the other, or not text
+		m.conflict(path, kindConflict(b, o, t, bok, ook, tok))
 	}
 	return nil
+}
+
+// kindConflict names a conflict that is not a line merge's, as git does.
+func kindConflict(b, o, t entry, bok, ook, tok bool) string {
+	switch {
+	case !bok && ook && tok:
+		return "add/add"
+	case bok && (!ook || !tok):
+		return "modify/delete"
+	}
+	for _, e := range []entry{b, o, t} {
+		switch e.mode {
+		case filemode.Symlink:
+			return "symlink"
+		case filemode.Submodule:
+			return "submodule"
+		}
+	}
+	return "binary"
 }
 
 // revertRename undoes C's rename of oldPath to newPath: the branch's
@@ -185,7 +250,9 @@ func (m *merger) revertRename(newPath, oldPath, oursPath string, b entry, ours m
 	o, ook := ours[oursPath]
 	_, taken := ours[oldPath]
 	if !ook || taken || oursPath != newPath { // deleted, replaced, or renamed again since
-		m.conflicts = append(m.conflicts, newPath, oldPath)
+		why := "rename: " + newPath + " deleted, replaced or renamed since"
+		m.conflict(newPath, why)
+		m.conflict(oldPath, why)
 		return nil
 	}
 	merged := o
@@ -194,22 +261,22 @@ func (m *merger) revertRename(newPath, oldPath, oursPath string, b entry, ours m
 		merged.hash = t.hash
 	case t.hash == b.hash:
 	case mergeable(b, o, t):
-		h, ok, err := m.mergeText(b.hash, o.hash, t.hash)
+		h, why, err := m.mergeText(b.hash, o.hash, t.hash)
 		if err != nil {
 			return fmt.Errorf("merge %s: %w", oldPath, err)
 		}
-		if !ok {
-			m.conflicts = append(m.conflicts, oldPath)
+		if why != "" {
+			m.conflict(oldPath, why)
 			return nil
 		}
 		merged.hash = h
 	default:
-		m.conflicts = append(m.conflicts, oldPath)
+		m.conflict(oldPath, kindConflict(b, o, t, true, true, true))
 		return nil
 	}
 	mode, ok := mergeMode(b.mode, o.mode, t.mode)
 	if !ok {
-		m.conflicts = append(m.conflicts, oldPath)
+		m.conflict(oldPath, "mode")
 		return nil
 	}
 	merged.mode = mode
@@ -248,76 +315,41 @@ func mergeMode(b, o, t filemode.FileMode) (filemode.FileMode, bool) {
 	return 0, false
 }
 
-// mergeText merges blob contents line by line; ok is false on a conflict
-// or when a side is binary.
-func (m *merger) mergeText(b, o, t plumbing.Hash) (plumbing.Hash, bool, error) {
+// mergeText merges blob contents line by line: the merged blob, or why
+// it conflicts ("content", "binary", "too large to merge ...").
+func (m *merger) mergeText(b, o, t plumbing.Hash) (plumbing.Hash, string, error) {
 	var texts [3][]byte
 	for i, h := range []plumbing.Hash{b, o, t} {
-		data, err := readBlob(m.repo, h)
+		blob, err := m.repo.BlobObject(h)
 		if err != nil {
-			return plumbing.ZeroHash, false, err
+			return plumbing.ZeroHash, "", fmt.Errorf("read blob %s: %w", h, err)
 		}
-		if isBinary(data) {
-			return plumbing.ZeroHash, false, nil
+		if m.lim.MaxMergeBytes > 0 && blob.Size > m.lim.MaxMergeBytes {
+			return plumbing.ZeroHash, tooLarge(blob.Size, m.lim), nil // not even read
 		}
-		texts[i] = data
+		if texts[i], err = readBlob(m.repo, h); err != nil {
+			return plumbing.ZeroHash, "", err
+		}
 	}
-	merged, ok := mergeLines(texts[0], texts[1], texts[2])
-	if !ok {
-		return plumbing.ZeroHash, false, nil
+	merged, why, err := mergeLines(m.ctx, texts[0], texts[1], texts[2], m.lim)
+	if err != nil || why != "" {
+		return plumbing.ZeroHash, why, err
 	}
 	h, err := writeBlob(m.repo.Storer, merged)
-	return h, err == nil, err
+	return h, "", err
 }
 
-// mergeLines merges two texts line by line against their base; ok is false
-// on a conflict. diff3 takes (a, o, b): ours, base, theirs. LCS alignment,
-// not Myers: where repeated lines make the alignment ambiguous, this
-// library's Myers can merge differently from git's xdiff (a silently
-// different file), while LCS at worst reports a conflict git would not (a
-// person decides).
-func mergeLines(base, ours, theirs []byte) (merged []byte, ok bool) {
-	blocks := diff3.Diff3Merge(splitLines(ours), splitLines(base), splitLines(theirs), true)
-	var out bytes.Buffer
-	for _, blk := range blocks {
-		if blk.Conflict != nil {
-			return nil, false
-		}
-		for _, line := range blk.Ok {
-			out.WriteString(line)
-		}
-	}
-	return out.Bytes(), true
-}
-
-// splitLines keeps each line's newline, so a missing final newline merges
-// as a change of the last line, as git does.
-func splitLines(data []byte) []string {
-	s := string(data)
-	var lines []string
-	for s != "" {
-		i := strings.IndexByte(s, '\n')
-		if i < 0 {
-			lines = append(lines, s)
-			break
-		}
-		lines = append(lines, s[:i+1])
-		s = s[i+1:]
-	}
-	return lines
-}
-
-// isBinary is git's heuristic: a NUL byte in the first 8000 bytes.
-func isBinary(data []byte) bool {
-	return bytes.IndexByte(data[:min(len(data), 8000)], 0) >= 0
-}
+// renameScore is git's minimum similarity for a rename, 50%.
+const renameScore = 50
 
 // detectRenames lists the renames from a to b (old path → new path) with
-// go-git's port of git's rename detection. That port only pairs regular
-// files, where git pairs executables too, so it runs on copies of the trees
-// with every executable made regular (a mode change does not hide a rename
-// from git either).
-func detectRenames(s storer.EncodedObjectStorer, a, b map[string]entry) (map[string]string, error) {
+// go-git's port of rename detection. That port only pairs regular files,
+// where git pairs executables too, so it runs on copies of the trees with
+// every executable made regular (a mode change does not hide a rename from
+// git either). Like git, exact renames (same content) are always found;
+// renames by similarity only while the files added times the files
+// deleted, beyond those, stay within limit² (limit ≤ 0: no limit).
+func detectRenames(ctx context.Context, s storer.EncodedObjectStorer, a, b map[string]entry, limit int) (map[string]string, error) {
 	var trees [2]*object.Tree
 	for i, m := range []map[string]entry{a, b} {
 		flat := make(map[string]entry, len(m))
@@ -335,17 +367,147 @@ func detectRenames(s storer.EncodedObjectStorer, a, b map[string]entry) (map[str
 			return nil, err
 		}
 	}
-	changes, err := object.DiffTreeWithOptions(context.Background(), trees[0], trees[1], object.DefaultDiffTreeOptions)
+	changes, err := object.DiffTreeWithOptions(ctx, trees[0], trees[1], nil)
 	if err != nil {
 		return nil, fmt.Errorf("detect renames: %w", err)
 	}
+	// go-git's own RenameLimit compares max(added, deleted) with the limit
+	// and also truncates its pairing of identical files; git's rule is
+	// applied here instead, on what exact renames leave.
+	opts := &object.DiffTreeOptions{DetectRenames: true, RenameScore: renameScore, OnlyExactRenames: true}
+	exact, err := object.DetectRenames(changes, opts)
+	if err != nil {
+		return nil, fmt.Errorf("detect renames: %w", err)
+	}
+	var added, deleted int
+	for _, ch := range exact {
+		switch {
+		case ch.From.Name == "":
+			added++
+		case ch.To.Name == "":
+			deleted++
+		}
+	}
+	renames := exact
+	if added > 0 && deleted > 0 && (limit <= 0 || int64(added)*int64(deleted) <= int64(limit)*int64(limit)) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		opts.OnlyExactRenames = false
+		if renames, err = object.DetectRenames(changes, opts); err != nil {
+			return nil, fmt.Errorf("detect renames: %w", err)
+		}
+	}
 	out := map[string]string{}
-	for _, ch := range changes {
+	for _, ch := range renames {
 		if ch.From.Name != "" && ch.To.Name != "" && ch.From.Name != ch.To.Name {
 			out[ch.From.Name] = ch.To.Name
 		}
 	}
 	return out, nil
+}
+
+// dirRenames finds the folders moved wholesale from before to after, as
+// git's directory-rename detection does: a folder no file of which is
+// left in after, whose files' renames went to one folder more than to any
+// other (old folder → new folder; ties are no rename). renames are the
+// file renames from before to after.
+func dirRenames(renames map[string]string, after map[string]entry) map[string]string {
+	present := map[string]bool{}
+	for p := range after {
+		for d := path.Dir(p); d != "." && !present[d]; d = path.Dir(d) {
+			present[d] = true
+		}
+	}
+	counts := map[string]map[string]int{}
+	for from, to := range renames {
+		od, nd := path.Dir(from), path.Dir(to)
+		// The part of the path that changed: a/b/x/f → c/x/f moved a/b
+		// to c (the common trailing folders are not part of the move).
+		for od != "." && nd != "." && path.Base(od) == path.Base(nd) {
+			od, nd = path.Dir(od), path.Dir(nd)
+		}
+		// The folder and each parent that is gone too moved with it.
+		for od != "." && od != nd && !present[od] {
+			if counts[od] == nil {
+				counts[od] = map[string]int{}
+			}
+			counts[od][nd]++
+			if nd == "." {
+				break
+			}
+			od, nd = path.Dir(od), path.Dir(nd)
+		}
+	}
+	out := map[string]string{}
+	for od, targets := range counts {
+		best, n, tie := "", 0, false
+		for nd, c := range targets {
+			switch {
+			case c > n:
+				best, n, tie = nd, c, false
+			case c == n:
+				tie = true
+			}
+		}
+		if !tie {
+			out[od] = best
+		}
+	}
+	return out
+}
+
+// dirRenameConflicts reports git's "file location" conflicts: a file one
+// side puts in a folder the other side moved wholesale. Git moves it into
+// the new folder and asks a person to confirm; here it is a conflict.
+// undo holds the parent's renames from C (C path → parent path),
+// movedSince the branch's (C path → head path).
+func (m *merger) dirRenameConflicts(base, ours, theirs map[string]entry, undo, movedSince map[string]string) {
+	byTheirs := dirRenames(undo, theirs)
+	byOurs := dirRenames(movedSince, ours)
+	for d := range byTheirs {
+		if _, ok := byOurs[d]; ok { // moved on both sides: git leaves it
+			delete(byTheirs, d)
+			delete(byOurs, d)
+		}
+	}
+	check := func(side map[string]entry, moved map[string]string, who string) {
+		for p := range side {
+			if _, ok := base[p]; ok {
+				continue
+			}
+			for d := path.Dir(p); d != "."; d = path.Dir(d) {
+				if to, ok := moved[d]; ok {
+					m.conflict(p, fmt.Sprintf("file location: in %s/, which %s moved to %s/", d, who, to))
+					break
+				}
+			}
+		}
+	}
+	check(ours, byTheirs, "the revert")
+	check(theirs, byOurs, "the branch")
+}
+
+// nameConflicts reports paths the result holds both as a file (or
+// symlink, or submodule) and as a folder: git's file/directory conflict.
+// Such a tree would hold two entries of one name.
+func (m *merger) nameConflicts() {
+	inside := map[string]string{} // file path → the first path below it
+	for p := range m.result {
+		for i := 0; i < len(p); i++ {
+			if p[i] != '/' {
+				continue
+			}
+			if _, ok := m.result[p[:i]]; ok {
+				if q, seen := inside[p[:i]]; !seen || p < q {
+					inside[p[:i]] = p
+				}
+			}
+		}
+	}
+	for d, p := range inside {
+		m.conflict(d, "file/directory: the result also has "+p)
+	}
 }
 
 func changedPaths(a, b map[string]entry) []string {

@@ -36,7 +36,8 @@ type Pushed struct {
 	Reused bool   // the branch already held a revert of the commit
 	// NoChange: the branch no longer holds the commit's change at all.
 	NoChange bool
-	// Conflicts are the paths that could not be reverted; nothing was pushed.
+	// Conflicts are the paths that could not be reverted, each with its
+	// reason where it is not lines both sides changed; nothing was pushed.
 	Conflicts []string
 	Attempts  int
 }
@@ -71,12 +72,12 @@ func revertOnce(ctx context.Context, cache *gitrepo.Repo, req Request, attempt i
 	if found, err := findRevert(g, head, req.Commit); err != nil || found != "" {
 		return Pushed{Revert: found, Reused: found != "", Attempts: attempt}, false, err
 	}
-	res, err := Inverse(g, plumbing.NewHash(req.Commit), plumbing.NewHash(head))
+	res, err := Inverse(ctx, g, plumbing.NewHash(req.Commit), plumbing.NewHash(head))
 	if err != nil {
 		return Pushed{}, false, err
 	}
 	if len(res.Conflicts) > 0 {
-		return Pushed{Conflicts: res.Conflicts, Attempts: attempt}, false, nil
+		return Pushed{Conflicts: res.Described(), Attempts: attempt}, false, nil
 	}
 	if !res.Changed {
 		return Pushed{NoChange: true, Attempts: attempt}, false, nil

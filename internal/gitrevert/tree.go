@@ -1,6 +1,7 @@
 package gitrevert
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 
@@ -11,7 +12,11 @@ import (
 )
 
 // writeTree stores the trees for a flat path → entry map and returns the
-// root's hash.
+// root's hash. Every tree is checked before it is stored: a name that is
+// both a file and a folder (two entries of one name, which git fsck
+// reports as duplicateEntries and a remote with receive.fsckObjects
+// refuses) or a name git forbids is an error, never a tree. Callers
+// report such paths as conflicts first; this is the last guard.
 func writeTree(s storer.EncodedObjectStorer, entries map[string]entry) (plumbing.Hash, error) {
 	files := map[string]entry{}
 	dirs := map[string]map[string]entry{}
@@ -45,9 +50,29 @@ func writeTree(s storer.EncodedObjectStorer, entries map[string]entry) (plumbing
 		return e.Name
 	}
 	sort.Slice(t.Entries, func(i, j int) bool { return key(t.Entries[i]) < key(t.Entries[j]) })
+	if err := checkTree(t.Entries); err != nil {
+		return plumbing.ZeroHash, err
+	}
 	obj := s.NewEncodedObject()
 	if err := t.Encode(obj); err != nil {
 		return plumbing.ZeroHash, err
 	}
 	return s.SetEncodedObject(obj)
+}
+
+// checkTree is git fsck's check of one tree's entries, in git's order:
+// no two entries share a name, and no name is empty, ".", ".." or holds
+// a "/".
+func checkTree(entries []object.TreeEntry) error {
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		switch {
+		case e.Name == "" || e.Name == "." || e.Name == ".." || strings.Contains(e.Name, "/"):
+			return fmt.Errorf("write tree: invalid entry name %q", e.Name)
+		case seen[e.Name]:
+			return fmt.Errorf("write tree: two entries named %q", e.Name)
+		}
+		seen[e.Name] = true
+	}
+	return nil
 }

@@ -35,6 +35,22 @@ type Options struct {
 	Dir string
 	// Password is the temporal database role's password.
 	Password string
+	// TLS, when set, serves the frontend over TLS only and requires a
+	// client certificate signed by TLS.CAFile (mutual TLS), as a cluster
+	// open to a network would; the services' own connections (internode,
+	// the system worker's calls to the frontend) use TLS too.
+	TLS *TLS
+}
+
+// TLS are the PEM files of a cluster with mutual TLS.
+type TLS struct {
+	// CAFile is the CA that signed CertFile and the clients' certificates
+	// the frontend accepts.
+	CAFile string
+	// CertFile and KeyFile are the services' certificate, for 127.0.0.1
+	// and localhost. They present it to clients and to each other, so it
+	// must allow both server and client authentication.
+	CertFile, KeyFile string
 }
 
 // Cluster is a running PostgreSQL and Temporal server.
@@ -229,7 +245,7 @@ func (c *Cluster) startTemporal(ctx context.Context, ports []int) error {
 	}
 	var b bytes.Buffer
 	err := serverConfig.Execute(&b, map[string]any{
-		"PGPort": c.pgPort, "Password": c.opts.Password, "Ports": ports,
+		"PGPort": c.pgPort, "Password": c.opts.Password, "Ports": ports, "TLS": c.opts.TLS,
 		"DynamicConfig": filepath.Join(dir, "config", "dynamicconfig.yaml"),
 	})
 	if err != nil {
@@ -289,6 +305,29 @@ global:
   membership:
     maxJoinDuration: 30s
     broadcastAddress: 127.0.0.1
+{{- with .TLS}}
+  # Mutual TLS everywhere: the frontend takes only clients with a
+  # certificate of the CA; the services present the same certificate to
+  # each other, and the system worker to the frontend (without a client
+  # certificate of its own it could not reach the frontend either).
+  tls:
+    internode:
+      server: &server
+        certFile: "{{.CertFile}}"
+        keyFile: "{{.KeyFile}}"
+        requireClientAuth: true
+        clientCaFiles: ["{{.CAFile}}"]
+      client: &client
+        serverName: localhost
+        rootCaFiles: ["{{.CAFile}}"]
+    frontend:
+      server: *server
+      client: *client
+    systemWorker:
+      certFile: "{{.CertFile}}"
+      keyFile: "{{.KeyFile}}"
+      client: *client
+{{- end}}
 services:
   frontend:
     rpc: {grpcPort: {{index .Ports 0}}, membershipPort: {{index .Ports 1}}, httpPort: {{index .Ports 2}}, bindOnLocalHost: true}

@@ -2,7 +2,8 @@
 // CLI and language host under Root/bin, a PULUMI_HOME of changeops' own with
 // its provider plugins installed from local files, and the environment that
 // keeps the engine offline (no update check, no plugin downloads, no plugins
-// picked up from PATH).
+// picked up from PATH). Every process it starts gets an environment built
+// on purpose (environ.go), never the worker's own.
 package pulumienv
 
 import (
@@ -38,6 +39,15 @@ type Env struct {
 	BackendURL string
 	// Passphrase encrypts stack secrets; passed to the CLI in its environment only.
 	Passphrase string
+	// Environ is the worker's environment, the only source of the variables
+	// child processes get besides Vars; nil means this process's.
+	Environ []string
+	// Allow are patterns (path.Match) of the variables of Environ every
+	// stack's program, providers and checks get: pulumi.env.
+	Allow []string
+	// Deny names variables never passed, whatever the patterns: the
+	// worker's own secrets (config.SecretVarNames).
+	Deny []string
 }
 
 // Vars is the environment every Pulumi CLI call gets.
@@ -51,7 +61,7 @@ func (e Env) Vars() map[string]string {
 		"PULUMI_IGNORE_AMBIENT_PLUGINS":               "true",
 		// The YAML language host lives beside the CLI; PATH lets the engine
 		// find it wherever it looks.
-		"PATH": filepath.Join(e.Root, "bin") + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"PATH": filepath.Join(e.Root, "bin") + string(os.PathListSeparator) + e.environ()["PATH"],
 	}
 }
 
@@ -72,9 +82,10 @@ func BackendURL(url string) string {
 }
 
 // Command returns the pinned CLI for the Automation API, refusing one of
-// another version with an error that says how to install the right one.
+// another version with an error that says how to install the right one. It
+// runs with Base and Vars, plus what the workspace adds (StackVars).
 func (e Env) Command() (auto.PulumiCommand, error) {
-	cmd, err := auto.NewPulumiCommand(&auto.PulumiCommandOptions{Root: e.Root})
+	cmd, err := e.newCommand(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("pulumi CLI under %s/bin: %w (run scripts/toolchain to build it)", e.Root, err)
 	}
@@ -83,6 +94,9 @@ func (e Env) Command() (auto.PulumiCommand, error) {
 	}
 	return cmd, nil
 }
+
+// bin is the pinned CLI.
+func (e Env) bin() string { return filepath.Join(e.Root, "bin", "pulumi") }
 
 // pluginDir is where `pulumi plugin install` puts a resource plugin.
 func (e Env) pluginDir(name, version string) string {
@@ -106,12 +120,9 @@ func (e Env) EnsurePlugins(ctx context.Context) error {
 	if err := os.MkdirAll(e.Home, 0o755); err != nil {
 		return fmt.Errorf("create PULUMI_HOME %s: %w", e.Home, err)
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(e.Root, "bin", "pulumi"),
+	cmd := exec.CommandContext(ctx, e.bin(),
 		"plugin", "install", "resource", ProviderName, ProviderVersion, "--file", bin, "--reinstall")
-	cmd.Env = os.Environ()
-	for k, v := range e.Vars() {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = List(e.cliEnv())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("install provider %s %s into %s: %w: %s", ProviderName, ProviderVersion, e.Home, err, strings.TrimSpace(string(out)))

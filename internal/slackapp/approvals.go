@@ -18,6 +18,7 @@ import (
 	"github.com/slack-go/slack/socketmode"
 	"go.temporal.io/sdk/client"
 
+	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/notify"
 	"github.com/changeops/changeops/internal/slackui"
 	"github.com/changeops/changeops/starter"
@@ -45,6 +46,11 @@ type Approvals struct {
 	HTTP *http.Client
 	// SigningSecret verifies HTTP requests.
 	SigningSecret string
+	// DecisionKey signs the decisions of verified clicks (gate.SlackKey):
+	// the run accepts a Slack decision only with it.
+	DecisionKey []byte
+	// People links Slack users to people entries.
+	People *gate.Gate
 	// Directory caches who is in a user group and users' emails.
 	Directory *Directory
 
@@ -154,7 +160,7 @@ func (a *Approvals) decide(ctx context.Context, cb slack.InteractionCallback, ap
 	log := a.Logger.With("run", id, "user", user, "approve", approve)
 	req, err := a.request(ctx, id, user, approve)
 	if err == nil {
-		_, err = starter.Decide(ctx, a.Temporal, id, req)
+		_, err = starter.Send(ctx, a.Temporal, id, req)
 	}
 	if err != nil {
 		log.Info("slack decision refused", "reason", err.Error())
@@ -173,21 +179,26 @@ func (a *Approvals) decide(ctx context.Context, cb slack.InteractionCallback, ap
 	})
 }
 
-// request builds the decision for a Slack user: by user ID when the run's
-// approvers list it, else through a listed user group the user is in;
-// with four eyes, with the user's email, which the run compares with the
-// commit's author.
+// request builds the signed decision of a verified click: for the run and
+// the plan it shows now; through a listed user group the user is in when
+// the approvers do not list the user (or their people entry); with four
+// eyes, with the user's email, which the run compares with the commit's
+// author and committer.
 func (a *Approvals) request(ctx context.Context, id, user string, approve bool) (workflows.DecisionRequest, error) {
-	req := workflows.DecisionRequest{Approve: approve, User: user}
 	run, err := starter.Status(ctx, a.Temporal, id)
 	if err != nil {
-		return req, err
+		return workflows.DecisionRequest{}, err
 	}
 	st := run.Status
 	if st == nil {
-		return req, fmt.Errorf("change %s cannot be read right now (%s): try again, or use changeops approve", id, run.Detail)
+		return workflows.DecisionRequest{}, fmt.Errorf("change %s cannot be read right now (%s): try again, or use changeops approve", id, run.Detail)
 	}
+	c := gate.Claim{WorkflowID: st.ID, RunID: st.RunID, Approve: approve, Plan: st.PlanDigest(), SlackUser: user, IssuedAt: time.Now()}
 	listed := slices.Contains(st.Approval.Approvers, user)
+	if p, ok := a.People.Person(user); ok {
+		c.Person = p.Name
+		listed = listed || slices.Contains(st.Approval.Approvers, p.Name)
+	}
 	if !listed {
 		for _, g := range st.Approval.Approvers {
 			if !slackui.IsGroupID(g) {
@@ -195,24 +206,25 @@ func (a *Approvals) request(ctx context.Context, id, user string, approve bool) 
 			}
 			in, err := a.Directory.InGroup(ctx, g, user)
 			if err != nil {
-				return req, fmt.Errorf("cannot read user group %s to check your membership: %w", g, err)
+				return workflows.DecisionRequest{}, fmt.Errorf("cannot read user group %s to check your membership: %w", g, err)
 			}
 			if in {
-				req.Via = g
+				c.Via = g
 				break
 			}
 		}
 	}
 	// Someone who may not decide hears so from the run itself; only an
 	// allowed approver's email matters.
-	if approve && st.Approval.FourEyes && (listed || req.Via != "") {
+	if approve && st.Approval.FourEyes && (listed || c.Via != "") {
 		email, err := a.Directory.Email(ctx, user)
 		if err != nil || email == "" {
-			return req, fmt.Errorf("change %s needs four eyes, and changeops cannot read your Slack email to compare it with the commit's author (the app needs the users:read.email scope): use changeops approve instead", notify.ShortSHA(st.Commit.SHA))
+			return workflows.DecisionRequest{}, fmt.Errorf("change %s needs four eyes, and changeops cannot read your Slack email to compare it with the commit's author (the app needs the users:read.email scope): use changeops approve instead", notify.ShortSHA(st.Commit.SHA))
 		}
-		req.Email = email
+		c.SlackEmail = email
 	}
-	return req, nil
+	signed := gate.SignSlack(a.DecisionKey, c)
+	return workflows.DecisionRequest{Signed: &signed}, nil
 }
 
 func (a *Approvals) reply(ctx context.Context, responseURL string, m *slack.WebhookMessage) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/notify"
 )
 
@@ -341,22 +342,10 @@ func mention(id string) string {
 }
 
 // IsUserID says whether s looks like a Slack user ID (U… or W…).
-func IsUserID(s string) bool { return slackID(s, 'U') || slackID(s, 'W') }
+func IsUserID(s string) bool { return config.IsSlackUser(s) }
 
 // IsGroupID says whether s looks like a Slack user group ID (S…).
-func IsGroupID(s string) bool { return slackID(s, 'S') }
-
-func slackID(s string, prefix byte) bool {
-	if len(s) < 3 || s[0] != prefix {
-		return false
-	}
-	for _, r := range s[1:] {
-		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
-}
+func IsGroupID(s string) bool { return config.IsSlackGroup(s) }
 
 func commitRef(e notify.Event) string {
 	if e.URL != "" {

@@ -15,10 +15,15 @@
 //     and goroutines before and after), then the last one approved;
 //   - queue throughput: changes pushed at once to one stack (30 by
 //     default, to keep the harness under 10 minutes; -queue 100 as the
-//     issue asks takes 7 more), runs per minute against bare `up` calls.
+//     issue asks takes 7 more), runs per minute against bare `up` calls;
+//   - revert: undoing a one-line change in a generated file of 10k, 100k
+//     and 1M lines onto a head that changed another line, against `git
+//     revert --no-commit` on the same repository.
 //
 // Run it with `make bench` or `go run ./tests/bench [-n 1,10] [-pairs 5]
-// [-parked 200] [-queue 30] [-git-commits 10000] [-check]`.
+// [-parked 200] [-queue 30] [-git-commits 10000] [-revert-lines
+// 10000,100000,1000000] [-check]`; `-only revert` runs the revert figure
+// alone (no Temporal server, no toolchain).
 package main
 
 import (
@@ -63,6 +68,8 @@ func main() {
 	flag.IntVar(&gitFiles, "git-files", 5000, "files of the synthetic repository for the git figure")
 	flag.IntVar(&parkedRuns, "parked", 200, "runs parked at their approval on one worker for the memory figure (0: skip it)")
 	flag.IntVar(&queueRuns, "queue", 30, "changes pushed at once to one stack for the queue throughput figure (0: skip it)")
+	flag.StringVar(&revertLines, "revert-lines", "10000,100000,1000000", "file sizes (lines) for the revert figure (empty: skip it)")
+	flag.StringVar(&onlyFigure, "only", "", "run one figure alone: revert")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole harness to this file (go tool pprof)")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -113,6 +120,15 @@ func run(ctx context.Context, tools, sizes string, pairs int) (missed int, err e
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
+	switch onlyFigure {
+	case "":
+	case "revert":
+		fmt.Printf("changeops bench: %s, %d pairs per size\n\n", machine(), pairs)
+		fmt.Printf("%-34s %10s %10s %7s %8s\n", "figure", "changeops", "git", "ratio", "target")
+		return revertFigures(ctx, dir, pairs)
+	default:
+		return 0, fmt.Errorf("-only %q: the figure that runs alone is revert", onlyFigure)
+	}
 	srv, err := devserver.Start(ctx, devserver.Options{
 		Bin: filepath.Join(tools, "bin", "temporal"), DBFile: filepath.Join(dir, "temporal.db"),
 		IP: "127.0.0.1", Port: 17233, UIPort: 18233, LogFile: filepath.Join(dir, "temporal.log"),
@@ -223,6 +239,13 @@ func run(ctx context.Context, tools, sizes string, pairs int) (missed int, err e
 		}
 		fmt.Printf("%-34s %9.3fs %9.3fs %7.2f %8s\n", "git per change (fetch + paths)", median(ours), median(cli), ratio, "≤ 1.50")
 	}
+	if revertLines != "" {
+		m, err := revertFigures(ctx, dir, pairs)
+		if err != nil {
+			return 0, err
+		}
+		missed += m
+	}
 	return missed, nil
 }
 
@@ -231,6 +254,9 @@ var gitCommits, gitFiles int
 
 // parkedRuns and queueRuns size the parked approvals and queue figures.
 var parkedRuns, queueRuns int
+
+// onlyFigure runs one figure alone (-only).
+var onlyFigure string
 
 const webhookSecret = "bench-webhook-secret"
 

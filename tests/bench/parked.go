@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/gate/gatetest"
 	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/worker"
 	"github.com/changeops/changeops/workflows"
@@ -76,6 +77,7 @@ func parkedApprovals(ctx context.Context, dir, tools, temporal string, count int
 		Temporal: config.Temporal{Address: temporal, Namespace: "default", TaskQueue: "bench-parked"},
 		Pulumi:   config.Pulumi{BackendURL: "file://" + filepath.Join(data, "state"), Home: filepath.Join(dir, "pulumi-home"), Root: tools},
 		Stacks:   stacks, HTTP: config.HTTP{Listen: "127.0.0.1:0"}, DataDir: data,
+		People:  []config.Person{gatetest.Person("bench")},
 		Secrets: config.Secrets{PulumiPassphrase: "bench"},
 	}
 	cfg.ApplyDefaults(base)
@@ -151,7 +153,7 @@ func parkedApprovals(ctx context.Context, dir, tools, temporal string, count int
 
 	id := workflows.ChangeWorkflowID(branch, last)
 	approved := time.Now()
-	if _, err := starter.Decide(ctx, c, id, workflows.DecisionRequest{Approve: true, User: "bench"}); err != nil {
+	if _, err := starter.Decide(ctx, c, id, starter.Decision{Approve: true, Person: "bench", Signer: gatetest.Signer("bench")}); err != nil {
 		return res, err
 	}
 	var out workflows.ChangeResult

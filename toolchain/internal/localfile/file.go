@@ -109,12 +109,40 @@ func pause(ctx context.Context, op, path string) {
 	<-ctx.Done()
 }
 
+// throttle is a fault-injection hook for changeops' end-to-end tests:
+// when CHANGEOPS_FILE_THROTTLE is set and a file's path contains it, the
+// first CHANGEOPS_FILE_THROTTLE_TIMES real (not preview) creates or updates
+// of that file fail as a cloud API that throttles would, counting in the
+// file CHANGEOPS_FILE_THROTTLE_COUNT names. Unset, it does nothing.
+func throttle(dryRun bool, path string) error {
+	match, counter := os.Getenv("CHANGEOPS_FILE_THROTTLE"), os.Getenv("CHANGEOPS_FILE_THROTTLE_COUNT")
+	if dryRun || match == "" || counter == "" || !strings.Contains(path, match) {
+		return nil
+	}
+	var times int
+	fmt.Sscan(os.Getenv("CHANGEOPS_FILE_THROTTLE_TIMES"), &times)
+	b, _ := os.ReadFile(counter)
+	if n := strings.Count(string(b), "\n"); n >= times {
+		return nil
+	}
+	f, err := os.OpenFile(counter, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(f, path)
+	f.Close()
+	return fmt.Errorf("ThrottlingException: Rate exceeded for %s (status code: 429, changeops test hook)", path)
+}
+
 func (File) Create(ctx context.Context, req infer.CreateRequest[FileArgs]) (infer.CreateResponse[FileState], error) {
 	in := req.Inputs
 	if err := check(in); err != nil {
 		return infer.CreateResponse[FileState]{}, err
 	}
 	pause(ctx, opName("create", req.DryRun), in.Path)
+	if err := throttle(req.DryRun, in.Path); err != nil {
+		return infer.CreateResponse[FileState]{}, err
+	}
 	state := FileState{FileArgs: in, SHA256: digest(in.Content)}
 	if req.DryRun {
 		return infer.CreateResponse[FileState]{ID: in.Path, Output: state}, nil
@@ -148,6 +176,9 @@ func (File) Update(ctx context.Context, req infer.UpdateRequest[FileArgs, FileSt
 		return infer.UpdateResponse[FileState]{}, err
 	}
 	pause(ctx, opName("update", req.DryRun), in.Path)
+	if err := throttle(req.DryRun, in.Path); err != nil {
+		return infer.UpdateResponse[FileState]{}, err
+	}
 	state := FileState{FileArgs: in, SHA256: digest(in.Content)}
 	if req.DryRun {
 		return infer.UpdateResponse[FileState]{Output: state}, nil
