@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -86,32 +87,48 @@ func (a *Activities) awaitDeadLock(ctx context.Context, stack auto.Stack, in Sta
 	if err != nil {
 		return true, nil // unreadable project: behave as before, cancel
 	}
-	deadline := time.Now().Add(deadGrace)
+	read := func() ([]lockHolder, bool) {
+		return stackLocks(pulumiBackend(a.Pulumi.BackendURL), string(project.Name), in.Stack.Stack)
+	}
+	var note io.Writer = io.Discard
+	if progress != nil {
+		note = progress
+	}
+	cancel, live, err := awaitLocks(ctx, read, deadGrace, 5*time.Second, note)
+	if live != nil {
+		return false, temporal.NewApplicationError(fmt.Sprintf("stack %s (%s): waiting for the lock held by %s, a live process: it is not the attempt that died, and is left alone",
+			in.Stack.Name, in.Stack.Stack, live), ErrStackLocked)
+	}
+	return cancel, err
+}
+
+// awaitLocks is awaitDeadLock's decision over the locks read returns,
+// polled every so often for up to grace; live is the holder that is a live
+// process of this machine, if any.
+func awaitLocks(ctx context.Context, read func() ([]lockHolder, bool), grace, every time.Duration, progress io.Writer) (cancel bool, live *lockHolder, err error) {
+	deadline := time.Now().Add(grace)
 	for {
-		locks, known := stackLocks(pulumiBackend(a.Pulumi.BackendURL), string(project.Name), in.Stack.Stack)
+		locks, known := read()
 		if known && len(locks) == 0 {
-			return false, nil
+			return false, nil, nil
 		}
 		undecided := !known
 		for _, l := range locks {
 			switch alive, ok := l.alive(); {
 			case ok && alive:
-				return false, temporal.NewApplicationError(fmt.Sprintf("stack %s (%s): waiting for the lock held by %s, a live process: it is not the attempt that died, and is left alone",
-					in.Stack.Name, in.Stack.Stack, l), ErrStackLocked)
+				return false, &l, nil
 			case !ok:
 				undecided = true
 			}
 		}
 		if !undecided || !time.Now().Before(deadline) {
-			return true, nil
+			return true, nil, nil
 		}
-		if progress != nil {
-			fmt.Fprintf(progress, "waiting up to %s for the lock of the attempt that stopped heartbeating\n", time.Until(deadline).Round(time.Second))
-		}
+		fmt.Fprintf(progress, "waiting up to %s for the lock of the attempt that stopped heartbeating\n", time.Until(deadline).Round(time.Second))
 		select {
 		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(5 * time.Second):
+			return false, nil, ctx.Err()
+		case <-time.After(every):
 		}
 	}
 }

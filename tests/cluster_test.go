@@ -44,7 +44,9 @@ func TestProductionTwoWorkersOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// The whole test: the killed up alone takes a heartbeat timeout and
+	// the 90 s grace of a lock changeops cannot read.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	certs := t.TempDir()
 	ca, err := testca.New(certs, "ca")

@@ -369,6 +369,9 @@ func detectRenames(ctx context.Context, s storer.EncodedObjectStorer, a, b map[s
 	}
 	changes, err := object.DiffTreeWithOptions(ctx, trees[0], trees[1], nil)
 	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err() // go-git says "operation canceled" for a deadline too
+		}
 		return nil, fmt.Errorf("detect renames: %w", err)
 	}
 	// go-git's own RenameLimit compares max(added, deleted) with the limit
