@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 
 	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/changeops/changeops/internal/gitrepo"
+	"github.com/changeops/changeops/internal/gitrevert"
 )
 
 // maxCommitsPerPoll bounds one poll's result; a longer backlog is worked
@@ -89,6 +92,45 @@ func (a *Activities) onBranch(ctx context.Context, cache *gitrepo.Repo, repo *gi
 		return nil, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("commit %s is not on branch %s of %s (head %s): changeops deploys only merged commits; merge it into %s first", short(sha), branch, cache.URL(), short(head), branch),
 			ErrNotOnBranch, nil)
+	}
+	return repo, nil
+}
+
+// deployable refuses to run the engine on a commit, or a tree with changes
+// subtracted from it, that the branch does not vouch for. Which commit an
+// activity deploys comes from the run's input, and that is only as
+// trustworthy as whoever could write it: a queue's grant or release, or a
+// workflow started by hand, are Temporal signals and inputs, not git. So
+// every Pulumi activity checks, against git itself, that the commit is on
+// the branch's first-parent chain and that each subtracted change was
+// reverted on the branch after it.
+func (a *Activities) deployable(ctx context.Context, cache *gitrepo.Repo, repo *git.Repository, release *func(), branch, sha string, undone []string) (*git.Repository, error) {
+	repo, err := a.onBranch(ctx, cache, repo, release, branch, sha)
+	if err != nil || len(undone) == 0 {
+		return repo, err
+	}
+	head, err := gitrepo.Head(repo, branch)
+	if err != nil {
+		return nil, err
+	}
+	later, _, err := gitrepo.FirstParentsSince(repo, head, sha, 0)
+	if err != nil {
+		return nil, err
+	}
+	var reverts []gitrevert.Reverted
+	for _, l := range later {
+		c, err := repo.CommitObject(plumbing.NewHash(l))
+		if err != nil {
+			return nil, fmt.Errorf("read commit %s: %w", short(l), err)
+		}
+		reverts = append(reverts, gitrevert.Reverts(c.Message)...)
+	}
+	for _, u := range undone {
+		if !slices.ContainsFunc(reverts, func(r gitrevert.Reverted) bool { return r.Matches(u) }) {
+			return nil, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("change %s is to be subtracted from %s, but no commit on branch %s after it reverts it: refused", short(u), short(sha), branch),
+				ErrNotOnBranch, nil)
+		}
 	}
 	return repo, nil
 }

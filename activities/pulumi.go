@@ -193,9 +193,12 @@ func (a *Activities) openStack(ctx context.Context, in StackInput) (auto.Stack, 
 		return auto.Stack{}, err
 	}
 	repo, release, err := cache.EnsureCommit(ctx, sha)
-	defer release()
+	defer func() { release() }() // deployable may replace release
 	if err != nil {
 		return auto.Stack{}, gitError(err, sha, cache.URL())
+	}
+	if repo, err = a.deployable(ctx, cache, repo, &release, a.Config.BranchOf(s), sha, in.Undone); err != nil {
+		return auto.Stack{}, err
 	}
 	ws := a.workspace(s.Repo, sha)
 	switch {

@@ -55,6 +55,11 @@ func (c *Config) validatePeople(bad func(string, ...any)) {
 			at = fmt.Sprintf("people[%d] (%s)", i, p.Name)
 		}
 		checkName(at, "give each person a unique name, used in stacks[].approvers", p.Name, names, bad)
+		if IsSlackUser(p.Name) || IsSlackGroup(p.Name) {
+			// An approvers entry naming a Slack user or group must not
+			// match a person who signs with an SSH key.
+			bad("%s.name %q has the shape of a Slack user or group ID: name people like alice or bob-smith", at, p.Name)
+		}
 		if len(p.Slack) == 0 && len(p.Keys) == 0 {
 			bad("%s has neither slack nor keys: list the person's Slack user ID, or an SSH public key for changeops approve, or both", at)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/gate/gatetest"
@@ -125,6 +126,24 @@ func TestApprovalGate(t *testing.T) {
 	if run := waitState(t, c, idU, time.Minute, workflows.StateFailed, workflows.StateSucceeded); run.State != workflows.StateFailed ||
 		!strings.Contains(run.Status.Error+run.Status.Detail, "is not on branch "+branch) {
 		t.Errorf("run of an unmerged commit = %s (%s / %s), want failed naming the branch", run.State, run.Status.Error, run.Status.Detail)
+	}
+
+	// A drift heal started through Temporal with a forged grant naming
+	// the unmerged commit as the stack's last good state: the activities
+	// check the commit against git, not against the run's input.
+	forged := "drift/gate-a/forged"
+	if _, err := c.SignalWithStartWorkflow(ctx, forged, workflows.GrantSignal,
+		activities.Grant{Stack: "gate-a", LastGood: &activities.Deployed{Commit: unmerged}},
+		client.StartWorkflowOptions{TaskQueue: cfg.Temporal.TaskQueue}, workflows.DriftWorkflowName,
+		workflows.DriftInput{Stack: "gate-a", Policy: config.DriftHeal}); err != nil {
+		t.Fatal(err)
+	}
+	if run := waitState(t, c, forged, time.Minute, workflows.StateFailed, workflows.StateDriftHealed, workflows.StateDriftFound, workflows.StateAwaitingApproval); run.State != workflows.StateFailed ||
+		!strings.Contains(run.Status.Error+run.Status.Detail, "is not on branch "+branch) {
+		t.Errorf("drift run with a forged last good state = %s (%s / %s), want failed naming the branch", run.State, run.Status.Error, run.Status.Detail)
+	}
+	if got, _ := os.ReadFile(outA); strings.Contains(string(got), "evil") {
+		t.Fatal("the unmerged commit was deployed")
 	}
 
 	// The approvers decide: both changes deploy.

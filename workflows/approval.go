@@ -96,6 +96,9 @@ func authorize(st *Status, g Verifier, req DecisionRequest, now time.Time) error
 			who, st.Subject(), strings.Join(st.Approval.Stacks, ", "), strings.Join(st.Approval.Approvers, ", "))
 	}
 	if c.Approve && st.Approval.FourEyes {
+		if id.Method == gate.MethodSlack && c.SlackEmail == "" {
+			return fmt.Errorf("%s needs four eyes, and the Slack decision of %s carries no email to compare with the commit's: the Slack app needs the users:read.email scope", st.Subject(), who)
+		}
 		for _, g := range []struct{ role, name, email string }{
 			{"author", st.Commit.AuthorName, st.Commit.AuthorEmail},
 			{"committer", st.Commit.CommitterName, st.Commit.CommitterEmail},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/notify"
 )
 
@@ -96,17 +97,20 @@ func (r *changeRun) setup(ctx workflow.Context) error {
 	// replayed handler, so since decisions are authenticated every signal
 	// is refused and recorded; runs from before replay their signals by
 	// the old rule.
+	// Each signal asks its own version: the SDK keeps a change ID's first
+	// answer for the whole run, so one ID would let a run that took a
+	// signal before the upgrade judge every later signal by the old rule.
 	decisions := workflow.GetSignalChannel(ctx, DecisionSignal)
 	workflow.Go(ctx, func(ctx workflow.Context) {
-		for {
+		for n := 1; ; n++ {
 			var req DecisionRequest
 			decisions.Receive(ctx, &req)
 			err := errors.New("decisions by signal are refused: a signal cannot be authenticated; decide with the Slack buttons or `changeops approve`")
-			if workflow.GetVersion(ctx, "signed-decisions", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			if workflow.GetVersion(ctx, fmt.Sprintf("signed-decisions-%d", n), workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 				err = validateLegacy(&r.st, req)
 			}
 			if err != nil {
-				r.st.Refusals = append(r.st.Refusals, err.Error())
+				r.refuse(err.Error())
 				workflow.GetLogger(ctx).Warn("decision refused", "reason", err.Error())
 				continue
 			}
@@ -116,13 +120,27 @@ func (r *changeRun) setup(ctx workflow.Context) error {
 	return nil
 }
 
+// maxRefusals bounds the refusals a run keeps (the newest): a flood of
+// signals must not make its status too big to query.
+const maxRefusals = 20
+
+func (r *changeRun) refuse(reason string) {
+	r.st.Refusals = append(r.st.Refusals, reason)
+	if n := len(r.st.Refusals); n > maxRefusals {
+		r.st.Refusals = r.st.Refusals[n-maxRefusals:]
+	}
+}
+
 // record keeps an accepted decision. A signed one is recorded from its
 // claim, which the validator verified.
 func (r *changeRun) record(ctx workflow.Context, req DecisionRequest) {
 	d := &Decision{Approve: req.Approve, User: req.User, Comment: req.Comment, At: workflow.Now(ctx), Via: req.Via}
 	if s := req.Signed; s != nil {
 		d = &Decision{Approve: s.Claim.Approve, User: s.Claim.Who(), Comment: s.Claim.Comment, At: workflow.Now(ctx),
-			Via: s.Claim.Via, Method: s.Method, Key: s.Fingerprint}
+			Method: s.Method, Key: s.Fingerprint}
+		if s.Method == gate.MethodSlack {
+			d.Via = s.Claim.Via // only the Slack app vouches for a group
+		}
 	}
 	r.st.Decision = d
 	if err := workflow.UpsertTypedSearchAttributes(ctx, ChangeApprover.ValueSet(d.User)); err != nil {

@@ -136,3 +136,21 @@ func (s *ChangeSuite) TestSlackUserLinkedToPerson() {
 	s.Equal("erin", st.Decision.User)
 	s.Equal(gate.MethodSlack, st.Decision.Method)
 }
+
+// Under four eyes a Slack approval must carry the user's email: without
+// it the run could not compare the user with the commit.
+func (s *ChangeSuite) TestFourEyesRefusesSlackApprovalWithoutEmail() {
+	web := stack("web", config.ApprovalManual, "U0BOB", "bob")
+	web.FourEyes = true
+	s.inspect(web)
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+	var noEmail, ok error
+	s.decide(time.Minute, DecisionRequest{Approve: true, User: "U0BOB"}, &noEmail)
+	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "bob"}, &ok)
+
+	s.Equal(StateSucceeded, s.run().State)
+	s.ErrorContains(noEmail, "carries no email")
+	s.NoError(ok)
+}

@@ -63,6 +63,18 @@ func (r *changeRun) drift(ctx workflow.Context, in DriftInput) ChangeResult {
 	if in.Policy != "" {
 		policy = in.Policy
 	}
+	// Whoever can start a workflow can ask for --heal, and a heal applies
+	// without a person: so --heal heals at once only where the stack's own
+	// policy does, and elsewhere asks the stack's approvers (or only
+	// reports, when it has none).
+	healAsks := false
+	if in.Policy == config.DriftHeal && s.Drift != config.DriftHeal &&
+		workflow.GetVersion(ctx, "heal-override-asks", workflow.DefaultVersion, 1) == 1 {
+		healAsks, policy = true, config.DriftApprove
+		if len(s.Approvers) == 0 {
+			policy = config.DriftNotify
+		}
+	}
 
 	// 1. Wait for the stack, and learn its last good state.
 	good, res, ok := r.holdStack(ctx, s)
@@ -108,6 +120,9 @@ func (r *changeRun) drift(ctx workflow.Context, in DriftInput) ChangeResult {
 		r.st.Decision = &Decision{Approve: true, User: "policy", Auto: true, At: workflow.Now(ctx)}
 		return r.heal(ctx, s, good, "")
 	case config.DriftApprove:
+		if healAsks {
+			r.detail(ctx, fmt.Sprintf("--heal asks the approvers: stack %s's drift policy is %s, not heal", s.Name, s.Drift))
+		}
 		return r.askDrift(ctx, s, good, found)
 	}
 	return r.finish(ctx, StateDriftFound, fmt.Sprintf(

@@ -144,7 +144,7 @@ func (s *ChangeSuite) TestDriftDecisionNeedsAnApprover() {
 // heal: re-applied without a click, the policy recorded as the decider;
 // --heal (DriftInput.Policy) overrides a notify stack the same way.
 func (s *ChangeSuite) TestDriftHealedByPolicy() {
-	s.driftSetup(driftStack(config.DriftNotify), &activities.Deployed{Commit: sha})
+	s.driftSetup(driftStack(config.DriftHeal), &activities.Deployed{Commit: sha})
 	s.check(drifted)
 	s.reapply("")
 	s.verify("web", true).Once()
@@ -154,6 +154,25 @@ func (s *ChangeSuite) TestDriftHealedByPolicy() {
 	st := s.status()
 	s.True(st.Decision.Auto)
 	s.Equal("Drift check of stack web (asked by carol)", st.Commit.Subject)
+}
+
+// Anyone who can start a workflow can ask for --heal, so on a stack whose
+// own policy is not heal it asks the approvers instead of healing alone.
+func (s *ChangeSuite) TestDriftHealOverrideAsksTheApprovers() {
+	s.driftSetup(driftStack(config.DriftNotify), &activities.Deployed{Commit: sha})
+	s.check(drifted)
+	s.reapply(drifted.Plan.Steps)
+	s.verify("web", true).Once()
+	var refused error
+	s.decide(time.Minute, DecisionRequest{Approve: true, User: "bob"}, &refused)
+
+	res := s.runDrift(DriftInput{Policy: config.DriftHeal, By: "mallory"})
+	s.NoError(refused)
+	s.Equal(StateDriftHealed, res.State)
+	st := s.status()
+	s.False(st.Decision.Auto)
+	s.Equal("bob", st.Decision.User)
+	s.Contains(states(st), StateAwaitingApproval)
 }
 
 // A change that deployed the stack while the drift waited for a decision

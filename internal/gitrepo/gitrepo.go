@@ -156,29 +156,21 @@ func Resolve(repo *git.Repository, rev string) (string, error) {
 	return h.String(), nil
 }
 
-// OnBranch says whether commit sha is on the remote branch: its head or
-// one of the head's ancestors, as fetched last. It also returns the head.
+// OnBranch says whether commit sha is on the remote branch's first-parent
+// chain (as fetched last): the branch's head, or a commit the branch was
+// at. A commit only reachable through a merge's second parent (one of a
+// pull request's own commits) was never the branch's state, so it is not
+// on the branch. It also returns the head.
 func OnBranch(repo *git.Repository, branch, sha string) (bool, string, error) {
 	head, err := Head(repo, branch)
 	if err != nil {
 		return false, "", err
 	}
-	if head == sha {
-		return true, head, nil
-	}
-	c, err := repo.CommitObject(plumbing.NewHash(sha))
-	if err != nil {
-		return false, head, fmt.Errorf("%w: %s", ErrCommitNotFound, sha)
-	}
-	h, err := repo.CommitObject(plumbing.NewHash(head))
-	if err != nil {
-		return false, head, fmt.Errorf("read head %s of branch %s: %w", head, branch, err)
-	}
-	ok, err := c.IsAncestor(h)
+	_, found, err := FirstParentsSince(repo, head, sha, 1)
 	if err != nil {
 		return false, head, fmt.Errorf("walk branch %s from %s: %w", branch, head, err)
 	}
-	return ok, head, nil
+	return found, head, nil
 }
 
 // CommitInfo is the part of a commit people read. Its strings come from

@@ -197,7 +197,9 @@ func (a *Approvals) request(ctx context.Context, id, user string, approve bool) 
 	listed := slices.Contains(st.Approval.Approvers, user)
 	if p, ok := a.People.Person(user); ok {
 		c.Person = p.Name
-		listed = listed || slices.Contains(st.Approval.Approvers, p.Name)
+		// Listed as the person, or as another Slack user of theirs.
+		listed = listed || slices.Contains(st.Approval.Approvers, p.Name) ||
+			slices.ContainsFunc(p.Slack, func(id string) bool { return slices.Contains(st.Approval.Approvers, id) })
 	}
 	if !listed {
 		for _, g := range st.Approval.Approvers {
@@ -214,8 +216,9 @@ func (a *Approvals) request(ctx context.Context, id, user string, approve bool) 
 			}
 		}
 	}
-	// Someone who may not decide hears so from the run itself; only an
-	// allowed approver's email matters.
+	// Under four eyes every approval carries the user's email (the run
+	// refuses a Slack approval without one); someone who may not decide
+	// at all hears so from the run itself.
 	if approve && st.Approval.FourEyes && (listed || c.Via != "") {
 		email, err := a.Directory.Email(ctx, user)
 		if err != nil || email == "" {
