@@ -64,6 +64,10 @@ type Verifier interface {
 	Verify(s gate.Signed, now time.Time) (gate.Identity, error)
 }
 
+// maxComment bounds a decision's comment: it reaches the status, the
+// audit and Slack.
+const maxComment = 2000
+
 // authorize is the rule for every decision a run receives: signed by a
 // path that authenticated a person (gate), for this run and the plan it
 // shows, while it waits, once, by an allowed approver, and under four
@@ -83,6 +87,8 @@ func authorize(st *Status, g Verifier, req DecisionRequest, now time.Time) error
 	c := s.Claim
 	who := c.Who()
 	switch {
+	case len(c.Comment) > maxComment:
+		return fmt.Errorf("the comment is %d bytes; keep it under %d (it goes into the run's status and messages)", len(c.Comment), maxComment)
 	case c.WorkflowID != st.ID || c.RunID != st.RunID:
 		return fmt.Errorf("the decision was signed for run %s (%s), not this one (%s, %s)", c.WorkflowID, c.RunID, st.ID, st.RunID)
 	case st.Decision != nil:

@@ -154,3 +154,18 @@ func (s *ChangeSuite) TestFourEyesRefusesSlackApprovalWithoutEmail() {
 	s.ErrorContains(noEmail, "carries no email")
 	s.NoError(ok)
 }
+
+// A comment is bounded before it reaches the status and the messages.
+func (s *ChangeSuite) TestLongCommentIsRefused() {
+	s.inspect(stack("web", config.ApprovalManual, "bob"))
+	s.plan("web", activities.PlanResult{Update: 1})
+	s.apply("web")
+	s.verify("web", true).Once()
+	var long, ok error
+	s.decide(time.Minute, DecisionRequest{Approve: true, User: "bob", Comment: strings.Repeat("x", 3000)}, &long)
+	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "bob", Comment: "ok"}, &ok)
+
+	s.Equal(StateSucceeded, s.run().State)
+	s.ErrorContains(long, "the comment is 3000 bytes")
+	s.NoError(ok)
+}
