@@ -152,7 +152,6 @@ type Identity struct {
 // Slack app's key, as the worker's configuration has them now (so a removed
 // key or person stops counting at once, even for runs already waiting).
 type Gate struct {
-	people   []config.Person
 	byKey    map[string]config.Person // SHA256 fingerprint -> person
 	bySlack  map[string]config.Person
 	slackKey []byte
@@ -161,7 +160,7 @@ type Gate struct {
 // New builds the gate of a worker: people from the config (validated), the
 // Slack app's secret (empty without Slack).
 func New(people []config.Person, slackSecret string) *Gate {
-	g := &Gate{people: people, byKey: map[string]config.Person{}, bySlack: map[string]config.Person{}, slackKey: SlackKey(slackSecret)}
+	g := &Gate{byKey: map[string]config.Person{}, bySlack: map[string]config.Person{}, slackKey: SlackKey(slackSecret)}
 	for _, p := range people {
 		for _, k := range p.Keys {
 			if pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err == nil {
