@@ -50,7 +50,7 @@ func (a *Activities) StackConfig(ctx context.Context, name string) (config.Stack
 // is a difference between the live system and git. Nothing is written:
 // the refresh in a preview is not saved.
 func (a *Activities) DriftCheck(ctx context.Context, in StackInput) (_ DriftResult, err error) {
-	defer func() { err = retryBound(ctx, in.Stack, err) }()
+	defer func() { err = a.retryBound(ctx, in, err) }()
 	stack, err := a.openStack(ctx, in)
 	if err != nil {
 		return DriftResult{}, err

@@ -90,7 +90,7 @@ func (a *Activities) onBranch(ctx context.Context, cache *gitrepo.Repo, repo *gi
 	}
 	if !ok {
 		return nil, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("commit %s is not on branch %s of %s (head %s): changeops deploys only merged commits; merge it into %s first", short(sha), branch, cache.URL(), short(head), branch),
+			(&gitrepo.NotOnBranchError{SHA: sha, Branch: branch, URL: cache.URL(), Head: head}).Error(),
 			ErrNotOnBranch, nil)
 	}
 	return repo, nil

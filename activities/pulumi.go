@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -34,7 +35,7 @@ const MaxDiffBytes = 16 * 1024
 
 // Preview plans one stack at a commit's effective tree.
 func (a *Activities) Preview(ctx context.Context, in StackInput) (_ PlanResult, err error) {
-	defer func() { err = retryBound(ctx, in.Stack, err) }()
+	defer func() { err = a.retryBound(ctx, in, err) }()
 	stack, err := a.openStack(ctx, in)
 	if err != nil {
 		return PlanResult{}, err
@@ -50,6 +51,7 @@ func (a *Activities) Preview(ctx context.Context, in StackInput) (_ PlanResult, 
 		return plan, err
 	}
 	plan.Artifacts = artifacts(stack.Workspace().WorkDir(), in.Stack.Stack)
+	plan.PulumiVersion = a.cliVersion()
 	stackLog(ctx, in).Info("previewed", "create", plan.Create, "update", plan.Update, "replace", plan.Replace,
 		"delete", plan.Delete, "digest", plan.Digest[:12])
 	return plan, nil
@@ -103,7 +105,7 @@ func (a *Activities) Apply(ctx context.Context, in StackInput) (_ ApplyResult, e
 	defer func() {
 		var ae *temporal.ApplicationError
 		if err != nil && !errors.Is(err, context.Canceled) && !(errors.As(err, &ae) && ae.Type() == ErrPlanChanged) {
-			err = applyFailure(retryBound(ctx, in.Stack, err), began || (progress != nil && progress.updating.Load()))
+			err = applyFailure(a.retryBound(ctx, in, err), began || (progress != nil && progress.updating.Load()))
 		}
 	}()
 	stack, err := a.openStack(ctx, in)
@@ -253,7 +255,7 @@ func pulumiError(op string, s config.Stack, sha string, err error) error {
 			op, s.Name, s.Stack, short(sha), owner), ErrStackLocked)
 	}
 	if programError(err.Error()) {
-		return temporal.NewNonRetryableApplicationError(msg, ErrPulumiProgram, nil)
+		return temporal.NewNonRetryableApplicationError(msg+pluginHint(err.Error()), ErrPulumiProgram, nil)
 	}
 	return temporal.NewApplicationError(msg, ErrPulumiTransient)
 }
@@ -271,6 +273,8 @@ var programErrors = []string{
 	"missing configuration value",    //
 	"no resource plugin",             // a plugin that is not installed
 	"could not find plugin",          //
+	"download and install",           // acquisition on, the download failed
+	"passphrase must be set",         // a passphrase stack, no pulumi.passphrase_env
 	"failed to load plugin",          //
 	"unable to find resource type",   // a resource type the provider lacks
 	"error resolving type of resource",
@@ -315,13 +319,7 @@ func retryBound(ctx context.Context, s config.Stack, err error) error {
 	if errors.As(err, &ae) && ae.NonRetryable() {
 		return err
 	}
-	limit, field, kind := s.RetryFor(), "apply_retry_for", ErrPulumiTransient
-	if ae != nil {
-		kind = ae.Type()
-		if kind == ErrStackLocked {
-			limit, field = s.LockWaitFor(), "lock_wait"
-		}
-	}
+	limit, field, kind := retryLimit(s, err)
 	since := time.Since(activity.GetInfo(ctx).ScheduledTime)
 	if since < limit {
 		return err
@@ -335,6 +333,20 @@ func retryBound(ctx context.Context, s config.Stack, err error) error {
 		kind, err)
 }
 
+// retryLimit is how long a stack's step retries a failure like err, the
+// setting that says so, and the failure's type.
+func retryLimit(s config.Stack, err error) (limit time.Duration, field, kind string) {
+	limit, field, kind = s.RetryFor(), "apply_retry_for", ErrPulumiTransient
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		kind = ae.Type()
+		if kind == ErrStackLocked {
+			limit, field = s.LockWaitFor(), "lock_wait"
+		}
+	}
+	return limit, field, kind
+}
+
 func cliDidNotStart(err error) bool {
 	var execErr *exec.Error
 	if errors.As(err, &execErr) || errors.Is(err, fs.ErrNotExist) {
@@ -344,17 +356,26 @@ func cliDidNotStart(err error) bool {
 	return strings.Contains(m, "fork/exec ") || strings.Contains(m, "exec format error")
 }
 
+// sourceLine is where Pulumi YAML says a diagnostic comes from.
+var sourceLine = regexp.MustCompile(`^on \S+ line \d+`)
+
 // summarize keeps the lines of an engine failure a person needs: those that
-// say "error", without the CLI's banner and progress noise.
+// say "error", and the file line they point at, without the CLI's banner
+// and progress noise.
 func summarize(out string) string {
 	var keep []string
 	seen := map[string]bool{}
 	for _, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)
-		if line == "" || seen[line] || !strings.Contains(strings.ToLower(line), "error") {
+		if strings.HasPrefix(line, "code:") {
 			continue
 		}
-		if strings.HasPrefix(line, "code:") || strings.HasPrefix(line, "stdout:") || strings.HasPrefix(line, "stderr:") {
+		// The Automation API's error has the CLI's first line of output
+		// after "stdout: " and "stderr: ": often the engine's error itself.
+		for _, p := range []string{"stdout:", "stderr:"} {
+			line = strings.TrimSpace(strings.TrimPrefix(line, p))
+		}
+		if line == "" || seen[line] || !(strings.Contains(strings.ToLower(line), "error") || sourceLine.MatchString(line)) {
 			continue
 		}
 		seen[line] = true

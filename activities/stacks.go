@@ -40,6 +40,16 @@ func (a *Activities) command() (auto.PulumiCommand, error) {
 	return cmd, nil
 }
 
+// cliVersion is the version of the CLI the activities run ("" if it
+// cannot start), for the records of what planned a change.
+func (a *Activities) cliVersion() string {
+	cmd, err := a.command()
+	if err != nil {
+		return ""
+	}
+	return "v" + cmd.Version().String()
+}
+
 // selectStack returns the stack for s in dir, selecting (or creating) it
 // the first time.
 func (a *Activities) selectStack(ctx context.Context, s config.Stack, sha, dir string) (auto.Stack, error) {
@@ -54,13 +64,22 @@ func (a *Activities) selectStack(ctx context.Context, s config.Stack, sha, dir s
 	if err != nil {
 		return auto.Stack{}, err
 	}
-	st, err = auto.UpsertStackLocalSource(ctx, s.Stack, dir,
+	opts := []auto.LocalWorkspaceOption{
 		auto.Pulumi(cmd),
 		auto.PulumiHome(a.Pulumi.Home),
 		// With Base from the command, all the CLI gets: the program and
 		// providers see no variable but these.
 		auto.EnvVars(a.Pulumi.StackVars(s.Env)),
-	)
+	}
+	// A stack changeops creates keeps its secrets with the configured
+	// provider; one that exists keeps the provider its
+	// Pulumi.<stack>.yaml names, as the CLI would.
+	switch s.SecretsProvider {
+	case "", config.SecretsDefault, config.SecretsService:
+	default:
+		opts = append(opts, auto.SecretsProvider(s.SecretsProvider))
+	}
+	st, err = auto.UpsertStackLocalSource(ctx, s.Stack, dir, opts...)
 	if err != nil {
 		return auto.Stack{}, pulumiError("select", s, sha, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/notify"
 )
 
 // Error types that workflows and retry policies name, each in one place.
@@ -95,6 +96,10 @@ type StackInput struct {
 	// Refresh makes previews and up read the live state first: a drift
 	// check, and re-applying git over drift.
 	Refresh bool `json:",omitempty"`
+	// Notice is the run's message as it stood when the step was scheduled
+	// (its commit, stacks and Slack thread): a failure that will be
+	// retried is announced in that thread. Nil announces nothing.
+	Notice *notify.Event `json:",omitempty"`
 }
 
 // PlanResult is a preview of one stack.
@@ -117,6 +122,8 @@ type PlanResult struct {
 	// Artifacts are the stack config values that pin an artifact (an
 	// image tag or digest), "key=value", for the audit.
 	Artifacts []string `json:",omitempty"`
+	// PulumiVersion is the version of the Pulumi CLI that planned it.
+	PulumiVersion string `json:",omitempty"`
 }
 
 // Destructive says whether the plan replaces or deletes anything.

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -91,6 +90,15 @@ type Temporal struct {
 	// with every call; it turns TLS on, with the system's roots unless the
 	// tls block names a CA.
 	APIKeyEnv string `yaml:"api_key_env"`
+	// DeploymentName is the Worker Deployment the workers register under;
+	// each build of changeops is one of its versions (config/temporal.go).
+	DeploymentName string `yaml:"deployment_name"`
+	// BuildID names this build in the deployment; empty: the binary's
+	// version (worker.BuildID).
+	BuildID string `yaml:"build_id"`
+	// Versioning turns Worker Versioning on; nil is on. Off, the workers
+	// poll unversioned, as before Worker Deployments.
+	Versioning *bool `yaml:"versioning"`
 }
 
 // Pulumi configures the engine the Automation API drives.
@@ -99,14 +107,17 @@ type Pulumi struct {
 	PassphraseEnv string `yaml:"passphrase_env"`
 	// Home is PULUMI_HOME: plugins are installed and looked up there only.
 	Home string `yaml:"home"`
-	// Root holds bin/pulumi and bin/pulumi-language-yaml (and the provider
-	// binaries installed into Home at start-up).
+	// Root is the toolchain scripts/toolchain builds: bin/pulumi (the CLI
+	// when neither cli nor PATH gives one), bin/pulumi-language-yaml and
+	// changeops' own provider, installed into Home at start-up.
 	Root string `yaml:"root"`
 	// Env are patterns (path.Match: AWS_*, ARM_*) of the worker's
 	// variables that every stack's program, providers and command checks
 	// get; nothing else of the worker's environment reaches them (see
 	// config/env.go).
 	Env []string `yaml:"env"`
+	// The CLI, its plugins and the service backend's token: config/pulumi.go.
+	PulumiCLI `yaml:",inline"`
 }
 
 // Stack is one deployable Pulumi stack in the repository.
@@ -145,6 +156,11 @@ type Stack struct {
 	// Env are more patterns of variables this stack's program, providers
 	// and command checks get, besides pulumi.env.
 	Env []string `yaml:"env"`
+	// SecretsProvider encrypts the stack's secrets when changeops creates
+	// the stack: default (the backend's), passphrase, service, or a KMS
+	// URL (awskms://, azurekeyvault://, gcpkms://, hashivault://); an
+	// existing stack keeps the one its Pulumi.<stack>.yaml names.
+	SecretsProvider string `yaml:"secrets_provider" json:",omitempty"`
 }
 
 // RetryFor is apply_retry_for, defaulted: runs recorded before the field
@@ -254,6 +270,7 @@ type Secrets struct {
 	GitPassword        string
 	RepoCreds          map[string]Creds // of repos entries, by name
 	PulumiPassphrase   string
+	PulumiAccessToken  string
 	SlackBotToken      string
 	SlackSigningSecret string
 	SlackAppToken      string
@@ -396,6 +413,7 @@ func (c *Config) ApplyDefaults(base string) {
 	setDefault(&c.Pulumi.Home, filepath.Join(c.DataDir, "pulumi-home"))
 	c.Pulumi.Home = absFrom(base, c.Pulumi.Home)
 	c.Pulumi.Root = absFrom(base, c.Pulumi.Root)
+	c.Pulumi.PulumiCLI.applyDefaults(base)
 	setDefault(&c.HTTP.Listen, DefaultListen)
 	if c.HTTP.MaxConcurrent == 0 {
 		c.HTTP.MaxConcurrent = DefaultMaxConcurrent
@@ -484,7 +502,11 @@ func (c *Config) resolveSecrets(getenv func(string) string) error {
 			Password: get(fmt.Sprintf("repos[%d].password_env", i), r.PasswordEnv, true),
 		}
 	}
-	c.Secrets.PulumiPassphrase = get("pulumi.passphrase_env", c.Pulumi.PassphraseEnv, true)
+	c.Secrets.PulumiPassphrase = get("pulumi.passphrase_env", c.Pulumi.PassphraseEnv, false)
+	if c.Secrets.PulumiPassphrase == "" && c.PassphraseStacks() != nil {
+		missing = append(missing, c.passphraseMissing())
+	}
+	c.Secrets.PulumiAccessToken = get("pulumi.access_token_env", c.Pulumi.AccessTokenEnv, true)
 	c.Secrets.SlackBotToken = get("slack.bot_token_env", c.Slack.BotTokenEnv, false)
 	c.Secrets.SlackSigningSecret = get("slack.signing_secret_env", c.Slack.SigningSecretEnv, false)
 	c.Secrets.SlackAppToken = get("slack.app_token_env", c.Slack.AppTokenEnv, c.Slack.SocketMode)
@@ -520,17 +542,7 @@ func (c *Config) Validate() error {
 		}
 		r.validate(at, bad)
 	}
-	if !strings.HasPrefix(c.Pulumi.BackendURL, "file://") && !strings.Contains(c.Pulumi.BackendURL, "://") {
-		bad("pulumi.backend_url %q is not a URL: use file:///path/to/state or another DIY backend URL", c.Pulumi.BackendURL)
-	}
-	// A password in the URL would reach the CLI's error messages, and from
-	// there logs and workflow history; the backends read it from the
-	// environment instead.
-	if u, err := url.Parse(c.Pulumi.BackendURL); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			bad("pulumi.backend_url carries a password: remove it from the URL and set it in the worker's environment, which the backend reads (PGPASSWORD for postgres://, AWS_SECRET_ACCESS_KEY for s3://)")
-		}
-	}
+	c.validatePulumi(bad)
 	c.validateEnv(bad)
 	if c.Secrets.SlackBotToken != "" {
 		if c.Slack.Channel == "" {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 )
 
 // TemporalTLS secures the connection to the Temporal frontend. A tls block,
@@ -34,9 +35,28 @@ type TemporalTLS struct {
 // block, or with an API key, which Temporal Cloud takes only over TLS.
 func (t Temporal) Secured() bool { return t.TLS != nil || t.APIKeyEnv != "" }
 
-// applyDefaults resolves the tls block's files against the config file's
-// folder.
+// DefaultDeploymentName is the Worker Deployment of temporal.deployment_name.
+const DefaultDeploymentName = "changeops"
+
+// Versioned reports whether the workers poll as a version of the Worker
+// Deployment (temporal.versioning, on unless set to false).
+//
+// On is the default for new and existing installs alike: the first
+// versioned worker of a deployment that has no current build makes its
+// own build current (worker.joinDeployment), and runs started by the
+// unversioned workers before it move to that build on their next task,
+// replayed through their GetVersion branches as any upgrade was before.
+// From then on a change or drift run stays on the build that started it
+// (README, "Upgrading changeops"). Off is for a server that does not
+// serve Worker Deployments (Temporal server 1.29, which the tests and the
+// compose file run, serves them by default) and for going back to
+// unversioned workers.
+func (t Temporal) Versioned() bool { return t.Versioning == nil || *t.Versioning }
+
+// applyDefaults names the deployment and resolves the tls block's files
+// against the config file's folder.
 func (t *Temporal) applyDefaults(base string) {
+	setDefault(&t.DeploymentName, DefaultDeploymentName)
 	if t.TLS == nil {
 		return
 	}
@@ -45,7 +65,26 @@ func (t *Temporal) applyDefaults(base string) {
 	t.TLS.KeyFile = absFrom(base, t.TLS.KeyFile)
 }
 
+// maxVersionPart is Temporal's limit on a deployment name or build ID.
+const maxVersionPart = 255
+
 func (t *Temporal) validate(bad func(string, ...any)) {
+	// Temporal reserves "." in deployment names (it separates the name
+	// from the build ID in version strings).
+	switch {
+	case strings.ContainsAny(t.DeploymentName, ". \t\n"):
+		bad("temporal.deployment_name %q has a dot or a space: name the Worker Deployment with letters, digits, - and _ (default %s)", t.DeploymentName, DefaultDeploymentName)
+	case len(t.DeploymentName) > maxVersionPart:
+		bad("temporal.deployment_name is %d bytes long: Temporal takes at most %d", len(t.DeploymentName), maxVersionPart)
+	}
+	switch {
+	case strings.ContainsAny(t.BuildID, " \t\n"):
+		bad("temporal.build_id %q has a space: use the build's version or commit, like 3f2a91c4e5d6 or v1.4.2", t.BuildID)
+	case len(t.BuildID) > maxVersionPart:
+		bad("temporal.build_id is %d bytes long: Temporal takes at most %d", len(t.BuildID), maxVersionPart)
+	case t.BuildID == "__unversioned__":
+		bad("temporal.build_id %q is Temporal's name for unversioned workers: set temporal.versioning: false instead", t.BuildID)
+	}
 	if t.TLS == nil {
 		return
 	}

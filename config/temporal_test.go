@@ -136,3 +136,37 @@ stacks:
 		t.Error("Secured: want true with an API key or a tls block, false with neither")
 	}
 }
+
+func TestTemporalDeployment(t *testing.T) {
+	t.Parallel()
+	base := "repo:\n  url: /srv/infra.git\nstacks:\n  - {name: web, path: stacks/web, stack: prod, approval: auto}\n"
+	parse := func(temporal string) (*Config, error) {
+		return Parse([]byte(base+temporal), "/etc/changeops", withPassphrase)
+	}
+
+	cfg, err := parse("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cfg.Temporal; d.DeploymentName != "changeops" || d.BuildID != "" || !d.Versioned() {
+		t.Errorf("defaults: deployment %q, build %q, versioned %v; want changeops, the binary's (empty here), on", d.DeploymentName, d.BuildID, d.Versioned())
+	}
+	cfg, err = parse("temporal:\n  deployment_name: changeops-eu\n  build_id: v1.4.2\n  versioning: false\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cfg.Temporal; d.DeploymentName != "changeops-eu" || d.BuildID != "v1.4.2" || d.Versioned() {
+		t.Errorf("set: deployment %q, build %q, versioned %v; want changeops-eu, v1.4.2, off", d.DeploymentName, d.BuildID, d.Versioned())
+	}
+
+	for _, tc := range []struct{ temporal, want string }{
+		{"temporal:\n  deployment_name: changeops.eu\n", `temporal.deployment_name "changeops.eu" has a dot`},
+		{"temporal:\n  build_id: \"v1 2\"\n", `temporal.build_id "v1 2" has a space`},
+		{"temporal:\n  build_id: __unversioned__\n", "set temporal.versioning: false instead"},
+		{"temporal:\n  build_id: " + strings.Repeat("a", 256) + "\n", "temporal.build_id is 256 bytes long"},
+	} {
+		if _, err := parse(tc.temporal); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.temporal, err, tc.want)
+		}
+	}
+}

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -36,6 +38,15 @@ type Run struct {
 	Retrying []string `json:"retrying,omitempty"`
 	// Status is the full query answer when the run could be queried.
 	Status *workflows.Status `json:"status,omitempty"`
+	// Deployment and Build are the Worker Deployment version that ran the
+	// run's last workflow task, or the one an operator moved it to; a
+	// change or drift run is pinned to the build that started it. Empty
+	// for a run of unversioned workers.
+	Deployment string `json:"deployment,omitempty"`
+	Build      string `json:"build,omitempty"`
+	// Versioning is how the run follows builds: pinned or auto-upgrade
+	// (empty: unversioned); "(moved)" is added when an operator moved it.
+	Versioning string `json:"versioning,omitempty"`
 }
 
 // Filter narrows List.
@@ -162,6 +173,7 @@ func Status(ctx context.Context, c client.Client, id string) (Run, error) {
 	}
 	run := runFromAttributes(id, desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields())
 	run.Kind = kindOf(desc.GetWorkflowExecutionInfo().GetType().GetName())
+	run.Deployment, run.Build, run.Versioning = versionOf(desc.GetWorkflowExecutionInfo().GetVersioningInfo())
 	for _, pa := range desc.GetPendingActivities() {
 		if f := pa.GetLastFailure(); pa.GetAttempt() > 1 && f != nil {
 			run.Retrying = append(run.Retrying, fmt.Sprintf("%s (attempt %d): %s", pa.GetActivityType().GetName(), pa.GetAttempt(), f.GetMessage()))
@@ -189,4 +201,29 @@ func Status(ctx context.Context, c client.Client, id string) (Run, error) {
 		run.Approver = st.Decision.User
 	}
 	return run, nil
+}
+
+// versionOf reads which build runs an execution: an operator's pinned
+// override (temporal workflow update-options) wins over the version that
+// completed its last workflow task.
+func versionOf(vi *workflowpb.WorkflowExecutionVersioningInfo) (deployment, build, behavior string) {
+	if vi == nil {
+		return "", "", ""
+	}
+	v := vi.GetDeploymentVersion()
+	switch vi.GetBehavior() {
+	case enumspb.VERSIONING_BEHAVIOR_PINNED:
+		behavior = "pinned"
+	case enumspb.VERSIONING_BEHAVIOR_AUTO_UPGRADE:
+		behavior = "auto-upgrade"
+	}
+	if o := vi.GetVersioningOverride(); o != nil {
+		if p := o.GetPinned().GetVersion(); p != nil {
+			v, behavior = p, "pinned"
+		} else if o.GetAutoUpgrade() {
+			behavior = "auto-upgrade"
+		}
+		behavior += " (moved)"
+	}
+	return v.GetDeploymentName(), v.GetBuildId(), behavior
 }

@@ -61,7 +61,7 @@ func Start(ctx context.Context, c client.Client, cfg *config.Config, cache *gitr
 	case err != nil:
 		return Started{}, err
 	case !on:
-		return Started{}, fmt.Errorf("commit %s is not on branch %s of %s (head %s): changeops deploys only merged commits; merge it into %s first", sha[:7], t.Branch, repo.URL, head[:min(7, len(head))], t.Branch)
+		return Started{}, &gitrepo.NotOnBranchError{SHA: sha, Branch: t.Branch, URL: repo.URL, Head: head}
 	}
 	id := workflows.ChangeID(t.Repo, t.Branch, sha)
 	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{

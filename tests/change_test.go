@@ -274,6 +274,19 @@ resources:
 	if !strings.Contains(th[1].Blocks, "changeops:index:Nope") {
 		t.Errorf("the failure message does not say what failed: %s", th[1].Blocks)
 	}
+	// The engine's words reach people without the escape codes Pulumi
+	// YAML colours its diagnostics with (type: \x1b[1;4mchangeops:index:Nope\x1b[0m).
+	_, status, _ := changeops(t, "status", sha[:8])
+	for _, want := range []string{`unable to find resource type "changeops:index:Nope"`, "on Pulumi.yaml line 5"} {
+		if !strings.Contains(run.Error, want) {
+			t.Errorf("error %q does not say %q (the engine's error and the file line it comes from)", run.Error, want)
+		}
+	}
+	for place, text := range map[string]string{"the run's error": run.Error, "Slack": th[1].Blocks, "changeops status": status} {
+		if !strings.Contains(text, "changeops:index:Nope") || strings.ContainsAny(text, "\x1b\x07") || strings.Contains(text, `\u001b`) || strings.Contains(text, "[1;4m") {
+			t.Errorf("%s is not plain text: %q", place, text)
+		}
+	}
 }
 
 // Bad input to `changeops start`: a commit that does not exist, and a remote

@@ -14,6 +14,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/pulumienv"
 )
 
 // The reference deployment cannot run here (no Docker engine), so it is
@@ -124,8 +125,11 @@ func TestComposeDeployment(t *testing.T) {
 	}
 }
 
-// The image runs as a non-root user, builds only the runtime toolchain, and
-// checks /healthz.
+// The image is Pulumi's official one (every language host and runtime)
+// at the CLI version changeops' tests run, with changeops on top: a
+// non-root user whose home is the data volume, changeops as the
+// entrypoint (the official image's is pulumi), and a health check on
+// /healthz.
 func TestDockerfile(t *testing.T) {
 	t.Parallel()
 	b, err := os.ReadFile("../Dockerfile")
@@ -135,18 +139,25 @@ func TestDockerfile(t *testing.T) {
 	df := string(b)
 	for _, re := range []string{
 		`(?m)^FROM golang:\S+ AS build$`,
-		`scripts/toolchain --runtime`,
+		`(?m)^FROM pulumi/pulumi:\$\{PULUMI_VERSION\}$`,
+		`(?m)^ARG PULUMI_VERSION=` + regexp.QuoteMeta(strings.TrimPrefix(pulumienv.PulumiVersion, "v")) + `$`,
+		`useradd --system --uid 10001 --home-dir /var/lib/changeops`,
 		`(?m)^USER changeops$`,
+		`(?m)^\s+HOME=/var/lib/changeops \\$`,
+		`(?m)^VOLUME /var/lib/changeops$`,
 		`(?s)\nHEALTHCHECK .*?CMD curl -fsS http://127\.0\.0\.1:8088/healthz`,
 		`(?m)^ENTRYPOINT \["/opt/changeops/bin/changeops"\]$`,
-		`apt-get install -y --no-install-recommends git `,
 	} {
 		if !regexp.MustCompile(re).MatchString(df) {
 			t.Errorf("Dockerfile lacks %s", re)
 		}
 	}
-	if stages := regexp.MustCompile(`(?m)^FROM `).FindAllStringIndex(df, -1); len(stages) < 2 {
-		t.Errorf("Dockerfile has %d stages, want a build stage and a runtime stage", len(stages))
+	if stages := regexp.MustCompile(`(?m)^FROM `).FindAllStringIndex(df, -1); len(stages) != 2 {
+		t.Errorf("Dockerfile has %d stages, want a build stage and the runtime on pulumi/pulumi", len(stages))
+	}
+	// The Pulumi CLI comes from the official image, not from a build.
+	if strings.Contains(df, "scripts/toolchain") {
+		t.Error("Dockerfile builds the Pulumi toolchain; the official image ships it")
 	}
 }
 

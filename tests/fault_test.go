@@ -503,7 +503,7 @@ func TestOutagePulumiCLIAndFullDisk(t *testing.T) {
 		}
 	}
 	cfg := testConfig(t, remote.Bare, branch, config.Stack{Name: "site-outage", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto})
-	cfg.Pulumi.Root = root
+	cfg.Pulumi.Root, cfg.Pulumi.CLI = root, filepath.Join(bin, "pulumi")
 	c := startWorker(t, cfg)
 	waitWatching(t, c, branch)
 	ctx := context.Background()

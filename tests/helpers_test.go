@@ -83,6 +83,11 @@ func testConfig(t *testing.T, url, branch string, stacks ...config.Stack) *confi
 		Repo: config.Repo{URL: url, Branch: branch, PollInterval: config.Duration(time.Second)},
 		Temporal: config.Temporal{
 			Address: temporalURL, Namespace: "default", TaskQueue: "e2e-" + branch, UIURL: "http://127.0.0.1:8233",
+			// One build for every worker of the suite, in this process
+			// and as `changeops worker` processes (whose binary would
+			// otherwise name another build): the first to start makes it
+			// current, as a fresh install's first worker does.
+			BuildID: "e2e",
 		},
 		Pulumi: config.Pulumi{
 			BackendURL: "file://" + filepath.Join(data, "state"),
@@ -91,6 +96,8 @@ func testConfig(t *testing.T, url, branch string, stacks ...config.Stack) *confi
 			// The provider's fault-injection switches (fault_test.go)
 			// reach it only as variables pulumi.env allows.
 			Env: []string{"CHANGEOPS_FILE_*"},
+			// The toolchain's CLI and provider, and no downloads.
+			PulumiCLI: config.PulumiCLI{CLI: filepath.Join(tools, "bin", "pulumi"), Offline: true},
 		},
 		Stacks:  stacks,
 		People:  testPeople(),

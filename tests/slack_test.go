@@ -319,6 +319,33 @@ func (ws *workspace) send(t *testing.T, endpoint string, c click) int {
 	return resp.StatusCode
 }
 
+// buttonValue reads the value of the Approve button in a message's blocks.
+func buttonValue(t *testing.T, blocks string) slackui.Button {
+	t.Helper()
+	var bs []struct {
+		Elements []struct {
+			ActionID string `json:"action_id"`
+			Value    string `json:"value"`
+		} `json:"elements"`
+	}
+	if err := json.Unmarshal([]byte(blocks), &bs); err != nil {
+		t.Fatalf("blocks %s: %v", blocks, err)
+	}
+	for _, b := range bs {
+		for _, e := range b.Elements {
+			if e.ActionID == slackui.ActionApprove {
+				v, err := slackui.ParseButton(e.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+		}
+	}
+	t.Fatalf("no Approve button in %s", blocks)
+	return slackui.Button{}
+}
+
 // approveClick is a valid click on Approve by user, now.
 func approveClick(user, run, responsePath string) click {
 	return click{user: user, action: slackui.ActionApprove, run: run, responsePath: responsePath, secret: slackSecret, at: time.Now()}

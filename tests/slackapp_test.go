@@ -45,9 +45,10 @@ func slackSetup(t *testing.T, branch string, timeout time.Duration) (*workspace,
 // signed like Slack signs them. Forged and stale requests are refused with
 // 401 and decide nothing; a person who may not decide, the commit's author
 // under four eyes, and an approver whose email Slack hides (so four eyes
-// cannot be checked) hear why privately while the run keeps waiting;
-// a member of a listed user group approves, and a double click decides
-// once. The channel then reads as the run's story.
+// cannot be checked) hear why privately while the run keeps waiting, and
+// so does a click whose button names another run or plan than the run's
+// now; a member of a listed user group approves, and a double click
+// decides once. The channel then reads as the run's story.
 func TestSlackButtonsDecide(t *testing.T) {
 	const branch = "e2e-slack"
 	ws, set, cfg := slackSetup(t, branch, time.Hour)
@@ -61,10 +62,15 @@ func TestSlackButtonsDecide(t *testing.T) {
 	waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
 	th := ws.waitThread(t, sha[:7], workflows.StateAwaitingApproval, "received", "plan ready", "Waiting for a decision on "+sha[:7])
 	buttons := th[2].Blocks
-	for _, want := range []string{slackui.ActionApprove, slackui.ActionReject, `"value":"` + id + `"`, "<@U0BOB>", "<!subteam^S0PLATFORM>", "Four eyes"} {
+	for _, want := range []string{slackui.ActionApprove, slackui.ActionReject, "<@U0BOB>", "<!subteam^S0PLATFORM>", "Four eyes"} {
 		if !strings.Contains(buttons, want) {
 			t.Errorf("approval message lacks %s: %s", want, buttons)
 		}
+	}
+	value := buttonValue(t, buttons)
+	asked := waitState(t, c, id, time.Second, workflows.StateAwaitingApproval)
+	if want := (slackui.Button{Workflow: id, Execution: asked.Status.RunID, Plan: asked.Status.PlanDigest()}); value != want {
+		t.Fatalf("the buttons carry %+v, want the run and its plan %+v", value, want)
 	}
 
 	forged := approveClick("U0BOB", id, "/response/forged")
@@ -82,8 +88,17 @@ func TestSlackButtonsDecide(t *testing.T) {
 		{"U0MALLORY", "/response/mallory", "U0MALLORY may not decide change " + sha[:7]},
 		{"U0ALICE", "/response/alice", "U0ALICE is linked to the author of commit " + sha[:7] + " by email alice@example.com"},
 		{"U0DAVE", "/response/dave", "cannot read your Slack email"},
+		{"U0BOB", "/response/other-plan", "the plan of " + id + " has changed since this message was posted"},
+		{"U0BOB", "/response/other-run", "this message belongs to an earlier run of " + id},
 	} {
-		if code := ws.send(t, endpoint, approveClick(refused.user, id, refused.path)); code != http.StatusOK {
+		b := value
+		switch refused.path {
+		case "/response/other-plan":
+			b.Plan = strings.Repeat("0", 64)
+		case "/response/other-run":
+			b.Execution = "00000000-0000-4000-8000-000000000000"
+		}
+		if code := ws.send(t, endpoint, approveClick(refused.user, b.Value(), refused.path)); code != http.StatusOK {
 			t.Fatalf("click by %s answered %d, want 200", refused.user, code)
 		}
 		r := ws.replyTo(t, refused.path)
@@ -101,7 +116,7 @@ func TestSlackButtonsDecide(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if code := ws.send(t, endpoint, approveClick("U0CAROL", id, path)); code != http.StatusOK {
+			if code := ws.send(t, endpoint, approveClick("U0CAROL", value.Value(), path)); code != http.StatusOK {
 				t.Errorf("click by carol answered %d", code)
 			}
 		}()
@@ -139,7 +154,8 @@ func TestSlackButtonsDecide(t *testing.T) {
 		t.Errorf("the channel holds %d top-level messages, want one per run", n)
 	}
 
-	// Reject, the other button.
+	// Reject, the other button, on a message of an earlier version whose
+	// buttons carried the workflow ID alone: it still decides.
 	sha2 := set("Serve v3", "v3")
 	id2 := workflows.ChangeWorkflowID(branch, sha2)
 	waitState(t, c, id2, time.Minute, workflows.StateAwaitingApproval)

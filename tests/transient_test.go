@@ -44,7 +44,8 @@ func TestTransientApplyErrorIsRetried(t *testing.T) {
 }
 
 // A stack locked by someone else (here a DIY lock file of a live process,
-// as `pulumi up` on a laptop leaves it) is waited for, visibly; once the
+// as `pulumi up` on a laptop leaves it) is waited for, visibly (in the
+// run's status and its Slack thread); once the
 // lock is released the approved change applies. A lock held past the
 // stack's lock_wait fails the change without rolling back or reverting
 // anything, since nothing was applied.
@@ -57,6 +58,7 @@ func TestLockedStackIsWaitedFor(t *testing.T) {
 		Name: "site-locked", Path: "stacks/site", Stack: "test", Approval: config.ApprovalManual, Approvers: []string{"bob"},
 		LockWait: config.Duration(20 * time.Second),
 	})
+	ws := slackWorkspace(t, cfg)
 	c := startWorker(t, cfg)
 	waitWatching(t, c, branch)
 	ctx := context.Background()
@@ -76,6 +78,22 @@ func TestLockedStackIsWaitedFor(t *testing.T) {
 			return false, err.Error()
 		}
 		return strings.Contains(strings.Join(run.Retrying, "; "), "waiting for the lock held by laptop-user@laptop (pid"), strings.Join(run.Retrying, "; ")
+	})
+	waitFor(t, time.Minute, "the run's Slack thread says it waits for the lock", func() (bool, string) {
+		parent, ok := ws.parentOf(sha[:7])
+		if !ok {
+			return false, "no parent message"
+		}
+		var got []string
+		for _, m := range ws.thread(parent.TS) {
+			if strings.Contains(m.Text, "waiting for the lock on site-locked") &&
+				strings.Contains(m.Blocks, "waiting for the lock held by laptop-user@laptop") &&
+				strings.Contains(m.Blocks, "stacks[].lock_wait of site-locked is 20s") {
+				return true, ""
+			}
+			got = append(got, m.Text)
+		}
+		return false, strings.Join(got, " | ")
 	})
 	unlock()
 	if run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack); run.State != workflows.StateSucceeded {

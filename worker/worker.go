@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -26,7 +25,6 @@ import (
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/metrics"
 	"github.com/changeops/changeops/internal/notify"
-	"github.com/changeops/changeops/internal/pulumienv"
 	"github.com/changeops/changeops/internal/slackapp"
 	"github.com/changeops/changeops/workflows"
 )
@@ -51,6 +49,10 @@ type Worker struct {
 	metrics    *metrics.Metrics
 	// polling is set once the worker polls its task queue, cleared on Stop.
 	polling atomic.Bool
+	// pulumi is the Pulumi CLI it runs.
+	pulumi pulumiCLI
+	// deployment is the Worker Deployment version it polls as.
+	deployment Deployment
 }
 
 // Option changes how Start runs the worker.
@@ -79,33 +81,9 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 	if err := hideFromChildren(); err != nil {
 		logger.Warn("could not mark the worker non-dumpable: processes of its user may read its environment through /proc", "error", err)
 	}
-	env := pulumienv.Env{
-		Root:       cfg.Pulumi.Root,
-		Home:       cfg.Pulumi.Home,
-		BackendURL: cfg.Pulumi.BackendURL,
-		Passphrase: cfg.Secrets.PulumiPassphrase,
-		// The programs, providers and checks get the base set, the Pulumi
-		// settings and what these patterns match; never the variables
-		// holding the worker's own secrets.
-		Allow: cfg.Pulumi.Env,
-		Deny:  cfg.SecretVarNames(),
-	}
-	if _, err := env.Command(); err != nil {
+	env, cli, err := startPulumi(ctx, cfg, logger)
+	if err != nil {
 		return nil, err
-	}
-	if err := env.EnsurePlugins(ctx); err != nil {
-		return nil, err
-	}
-	for _, s := range cfg.Stacks {
-		if w := env.Withheld(s.Env); len(w) > 0 {
-			logger.Warn("variables allowed by pulumi.env or stacks[].env are withheld from the stack's programs and checks: each holds the same value as a variable that a *_env field names (a secret of the worker); give them values of their own",
-				"stack", s.Name, "variables", strings.Join(w, ","))
-		}
-	}
-	if dir, ok := strings.CutPrefix(cfg.Pulumi.BackendURL, "file://"); ok {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("create pulumi.backend_url folder %s: %w", dir, err)
-		}
 	}
 
 	repos := activities.OpenRepos(cfg)
@@ -148,7 +126,9 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 		}
 	}
 
+	dep := deploymentOf(cfg.Temporal)
 	w := sdkworker.New(c, cfg.Temporal.TaskQueue, sdkworker.Options{
+		DeploymentOptions: dep.options(),
 		WorkerStopTimeout: cfg.Temporal.WorkerStopTimeout.D(),
 		// The SDK would hold heartbeats back for up to 80% of the
 		// heartbeat timeout (48 s of a minute), so a stall of a few
@@ -164,7 +144,8 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 	}
 	w.RegisterActivity(acts)
 
-	wk := &Worker{cfg: cfg, logger: logger, client: c, worker: w, approvals: approvals, metrics: m}
+	wk := &Worker{cfg: cfg, logger: logger, client: c, worker: w, approvals: approvals, metrics: m, deployment: dep}
+	wk.pulumi = cli
 	if err := wk.serveHTTP(defaultHTTPTimeouts); err != nil {
 		c.Close()
 		return nil, err
@@ -173,6 +154,17 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 	if err := w.Start(); err != nil {
 		wk.Stop()
 		return nil, fmt.Errorf("start worker on task queue %s: %w", cfg.Temporal.TaskQueue, err)
+	}
+	current := ""
+	if dep.Versioned {
+		if current, err = joinDeployment(ctx, c, dep, cfg.Temporal.TaskQueue, logger); err != nil {
+			wk.Stop()
+			return nil, err
+		}
+		if current != dep.BuildID {
+			logger.Warn("this build is not the deployment's current build: it runs only the runs pinned to it (and a ramp's share); new runs go to the current build. Once it should take them: changeops deployment set-current "+dep.BuildID,
+				"deployment", dep.Name, "build", dep.BuildID, "current", current)
+		}
 	}
 	wk.polling.Store(true)
 	if err := wk.startWatchers(ctx); err != nil {
@@ -187,6 +179,7 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 		wk.runSocketMode()
 	}
 	logger.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "repo", cfg.Repo.URL,
+		"deployment", dep.Name, "build", dep.BuildID, "versioned", dep.Versioned, "current_build", current,
 		"watches", len(cfg.Watches()), "http", wk.Addr(), "metrics", wk.MetricsAddr())
 	return wk, nil
 }
@@ -334,6 +327,8 @@ func (w *Worker) routes() http.Handler {
 			return
 		}
 		fmt.Fprintln(rw, "ready")
+		w.writeReady(rw)
+		fmt.Fprintf(rw, "pulumi: %s (%s)\n", w.pulumi.Version, w.pulumi.Path)
 	})
 	if w.cfg.HTTP.MetricsListen == "" { // else on its own listener only
 		mux.Handle("GET /metrics", w.metrics.HTTP)

@@ -26,20 +26,6 @@ type Workflows struct {
 	Gate Verifier
 }
 
-// Registry is where workflows are registered: a worker, a replayer or
-// the test environment.
-type Registry interface {
-	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
-}
-
-// Register registers every workflow under its recorded name.
-func (w Workflows) Register(r Registry) {
-	r.RegisterWorkflowWithOptions(w.Change, workflow.RegisterOptions{Name: ChangeWorkflowName})
-	r.RegisterWorkflowWithOptions(WatcherWorkflow, workflow.RegisterOptions{Name: WatcherWorkflowName})
-	r.RegisterWorkflowWithOptions(StackQueueWorkflow, workflow.RegisterOptions{Name: StackQueueWorkflowName})
-	r.RegisterWorkflowWithOptions(w.Drift, workflow.RegisterOptions{Name: DriftWorkflowName})
-}
-
 // Change is one merged commit's run: inspect, plan, approve, apply,
 // verify (DESIGN.md, "The change run").
 func (w Workflows) Change(ctx workflow.Context, in ChangeInput) (ChangeResult, error) {
@@ -246,7 +232,7 @@ func (r *changeRun) plan(ctx workflow.Context) (ChangeResult, bool) {
 		r.detail(ctx, fmt.Sprintf("Previewing %s at %s…", s.Name, short))
 		var plan activities.PlanResult
 		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Preview %s at %s", s.Name, short), 30*time.Minute, s)),
-			a.Preview, r.stackInput(s)).Get(ctx, &plan)
+			a.Preview, r.stackInput(ctx, s)).Get(ctx, &plan)
 		if err != nil {
 			return r.fail(ctx, "plan "+s.Name, err), false
 		}
@@ -265,7 +251,7 @@ func (r *changeRun) apply(ctx workflow.Context) (res ChangeResult, changed bool)
 	r.notify(ctx, notify.Event{Kind: notify.KindApplying, Step: "applying"})
 	for i, s := range r.stacks {
 		r.detail(ctx, fmt.Sprintf("Applying %s at %s…", s.Name, short))
-		in := r.stackInput(s)
+		in := r.stackInput(ctx, s)
 		// Under `auto` any plan is approved, so there is nothing to hold
 		// the apply to (and no second preview to pay for); `manual` and
 		// `on-destructive` approved this plan, and only this one.
@@ -310,8 +296,8 @@ func updateBegan(err error) bool {
 }
 
 // stackInput names a stack at the run's effective tree.
-func (r *changeRun) stackInput(s config.Stack) activities.StackInput {
-	return activities.StackInput{RunID: r.st.ID, Stack: s, Commit: r.in.Commit, Undone: r.st.Undone}
+func (r *changeRun) stackInput(ctx workflow.Context, s config.Stack) activities.StackInput {
+	return activities.StackInput{RunID: r.st.ID, Stack: s, Commit: r.in.Commit, Undone: r.st.Undone, Notice: r.notice(ctx)}
 }
 
 func nothingToDo(plans []activities.PlanResult) bool {
@@ -361,6 +347,7 @@ func (r *changeRun) ask(ctx workflow.Context, labels notify.Ask) (decided bool, 
 	ap.Deadline = workflow.Now(ctx).Add(ap.Timeout)
 	r.enter(ctx, StateAwaitingApproval, fmt.Sprintf("Waiting for %s until %s", strings.Join(ap.Approvers, " or "), ap.Deadline.Format(time.RFC3339)))
 	labels.Approvers, labels.FourEyes, labels.Deadline = ap.Approvers, ap.FourEyes, ap.Deadline
+	labels.Execution, labels.Plan = r.st.RunID, r.st.PlanDigest()
 	r.notify(ctx, notify.Event{
 		Kind: notify.KindApproval, Step: "awaiting approval",
 		Detail: fmt.Sprintf("approvers: %s; expires %s", strings.Join(ap.Approvers, ", "), ap.Deadline.Format(time.RFC3339)),
@@ -514,7 +501,7 @@ func (r *changeRun) restore(ctx workflow.Context, s config.Stack) Restore {
 	r.detail(ctx, fmt.Sprintf("Restoring %s to %s…", s.Name, short))
 	var applied activities.ApplyResult
 	err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Restore %s to %s", s.Name, short), 2*time.Hour, s)),
-		a.Apply, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit, Undone: good.Undone}).Get(ctx, &applied)
+		a.Apply, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit, Undone: good.Undone, Notice: r.notice(ctx)}).Get(ctx, &applied)
 	if err != nil {
 		res.Detail = fmt.Sprintf("apply %s: %s", short, errorMessage(err))
 		return res
@@ -587,6 +574,11 @@ func observe(ctx workflow.Context, name string, since time.Time, tags map[string
 // notify adds who, what and where. The outbox delivers it in order and a
 // failure is logged, never fatal.
 func (r *changeRun) notify(ctx workflow.Context, e notify.Event) {
+	r.out.send(ctx, r.about(ctx, e))
+}
+
+// about fills in who, what and where of an event about the run.
+func (r *changeRun) about(ctx workflow.Context, e notify.Event) notify.Event {
 	e.RunID = r.st.ID
 	e.Branch = r.in.Branch
 	e.Commit = r.st.Commit.SHA
@@ -601,7 +593,18 @@ func (r *changeRun) notify(ctx workflow.Context, e notify.Event) {
 		e.URL = fmt.Sprintf("%s/namespaces/%s/workflows/%s", strings.TrimSuffix(r.in.UIURL, "/"),
 			url.PathEscape(workflow.GetInfo(ctx).Namespace), url.PathEscape(r.st.ID))
 	}
-	r.out.send(ctx, e)
+	return e
+}
+
+// notice is where a stack's step announces the failures it retries: the
+// run's message and Slack thread as they stand (StackInput.Notice).
+func (r *changeRun) notice(ctx workflow.Context) *notify.Event {
+	if r.out.quiet {
+		return nil
+	}
+	e := r.about(ctx, notify.Event{})
+	e.Thread = r.out.thread
+	return &e
 }
 
 // errorMessage extracts what a person should read from an activity error.

@@ -806,3 +806,35 @@ func (s *ChangeSuite) TestFourEyesMatchesSlackEmail() {
 	s.ErrorContains(author, "U0ALICE is linked to the author of commit 3f2a91c by email alice@example.com")
 	s.NoError(other)
 }
+
+// Each engine step is told where the run's messages go, so a failure it
+// retries can be announced in the run's thread; the approval request
+// names the run and the plan its buttons decide.
+func (s *ChangeSuite) TestStepsKnowTheRunsThread() {
+	s.inspect(stack("web", config.ApprovalManual, "bob"))
+	s.plan("web", activities.PlanResult{Update: 1, Steps: "steps-1", Digest: "digest-1"})
+	var applied activities.StackInput
+	s.env.OnActivity(a.Apply, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StackInput) (activities.ApplyResult, error) {
+		applied = in
+		return activities.ApplyResult{Stack: in.Stack.Name}, nil
+	})
+	s.verify("web", true).Once()
+	s.decide(time.Minute, DecisionRequest{Approve: true, User: "bob"}, new(error))
+
+	s.Equal(StateSucceeded, s.run().State)
+	st := s.status()
+	s.Require().NotNil(applied.Notice, "apply was not told where to announce retries")
+	s.Equal(notify.Event{RunID: st.ID, Branch: "main", Commit: sha, Subject: st.Commit.Subject, Author: st.Commit.AuthorName,
+		Stacks: []string{"web"}, State: StateApplying, Thread: applied.Notice.Thread}, *applied.Notice)
+	s.NotEmpty(applied.Notice.Thread.ParentTS, "the notice must name the run's Slack thread")
+	var ask *notify.Ask
+	for _, e := range s.events {
+		if e.Kind == notify.KindApproval {
+			ask = e.Ask
+		}
+	}
+	s.Require().NotNil(ask)
+	s.Equal(st.RunID, ask.Execution)
+	s.Equal(st.PlanDigest(), ask.Plan)
+	s.NotEmpty(ask.Plan)
+}

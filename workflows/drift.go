@@ -92,7 +92,7 @@ func (r *changeRun) drift(ctx workflow.Context, in DriftInput) ChangeResult {
 	r.enter(ctx, StateDriftChecking, fmt.Sprintf("Checking %s against %s…", s.Name, short))
 	var found activities.DriftResult
 	err = workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Drift check of %s at %s", s.Name, short), 30*time.Minute, s)),
-		a.DriftCheck, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit, Undone: good.Undone, Refresh: true}).Get(ctx, &found)
+		a.DriftCheck, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit, Undone: good.Undone, Refresh: true, Notice: r.notice(ctx)}).Get(ctx, &found)
 	if err != nil {
 		return r.fail(ctx, "drift check of "+s.Name, err)
 	}
@@ -175,7 +175,7 @@ func (r *changeRun) heal(ctx workflow.Context, s config.Stack, checked *activiti
 	var out activities.ApplyResult
 	started := workflow.Now(ctx)
 	err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Re-apply %s to %s", short, s.Name), 2*time.Hour, s)),
-		a.Apply, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit, Undone: good.Undone, Refresh: true, Approved: approved}).Get(ctx, &out)
+		a.Apply, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit, Undone: good.Undone, Refresh: true, Approved: approved, Notice: r.notice(ctx)}).Get(ctx, &out)
 	observe(ctx, MetricApplyDuration, started, map[string]string{"stack": s.Name})
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.Type() == activities.ErrPlanChanged {

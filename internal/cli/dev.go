@@ -85,10 +85,22 @@ func runDev(ctx context.Context, g *globals, f devFlags) error {
 	if err != nil {
 		return err
 	}
+	// dev runs the toolchain's Pulumi CLI unless the config names one.
+	if cfg.Pulumi.CLI == "" {
+		cfg.Pulumi.CLI = filepath.Join(cfg.Pulumi.Root, "bin", "pulumi")
+	}
 	// dev always runs against the server it started, which speaks
 	// plaintext on loopback.
 	cfg.Temporal.Address, cfg.Temporal.UIURL = srv.Address(), srv.UIURL()
 	cfg.Temporal.TLS, cfg.Temporal.APIKeyEnv, cfg.Secrets.TemporalAPIKey = nil, "", ""
+	// Every binary dev runs is build "dev" of the deployment: a rebuilt
+	// changeops must pick up the runs in flight on this one server
+	// (replayed through their GetVersion branches), where pinning them to
+	// the binary that started them would leave them to a worker that is
+	// gone.
+	if cfg.Temporal.BuildID == "" {
+		cfg.Temporal.BuildID = "dev"
+	}
 
 	var site *http.Server
 	if d != nil {

@@ -234,6 +234,9 @@ func printStatus(w io.Writer, r starter.Run) {
 		fmt.Fprintf(tw, "author\t%s\n", r.Author)
 	}
 	fmt.Fprintf(tw, "stacks\t%s\n", strings.Join(r.Stacks, ", "))
+	if r.Build != "" {
+		fmt.Fprintf(tw, "build\t%s of deployment %s (%s)\n", r.Build, r.Deployment, r.Versioning)
+	}
 	if r.Detail != "" {
 		fmt.Fprintf(tw, "detail\t%s\n", r.Detail)
 	}

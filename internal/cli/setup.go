@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
+	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/worker"
 )
 
@@ -34,9 +37,28 @@ func setupCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "namespace %s on %s is ready for changeops\n", t.Namespace, t.Address)
+			if t.Versioned() {
+				fmt.Fprintln(cmd.OutOrStdout(), deploymentNote(cmd.Context(), c, t.DeploymentName))
+			}
 			return nil
 		},
 	}
 	cmd.Flags().DurationVar(&retention, "retention", 30*24*time.Hour, "how long a new namespace keeps finished runs")
 	return cmd
+}
+
+// deploymentNote says where the workers' Worker Deployment stands, and
+// what the first worker will do with it.
+func deploymentNote(ctx context.Context, c client.Client, name string) string {
+	if name == "" {
+		name = config.DefaultDeploymentName
+	}
+	build, exists, err := worker.CurrentBuild(ctx, c, name)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("worker deployment %s: %v (set temporal.versioning: false if this server does not serve Worker Deployments)", name, err)
+	case !exists || build == "":
+		return fmt.Sprintf("worker deployment %s: no build is current yet; the first worker to start makes its build current", name)
+	}
+	return fmt.Sprintf("worker deployment %s: build %s is current; a new build becomes current with `changeops deployment set-current BUILD`", name, build)
 }

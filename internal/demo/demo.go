@@ -252,6 +252,9 @@ temporal:
 data_dir: {{.DataDir}}
 pulumi:
   passphrase_env: PULUMI_CONFIG_PASSPHRASE
+  # The demo deploys with changeops' own provider, installed from the
+  # toolchain: nothing is downloaded.
+  offline: true
 http:
   listen: {{.HTTPListen}}
 # Who may decide: each approver's identities. Decisions are signed: in

@@ -173,6 +173,20 @@ func OnBranch(repo *git.Repository, branch, sha string) (bool, string, error) {
 	return found, head, nil
 }
 
+// NotOnBranchError says that a commit is not on the tracked branch, and
+// what to do about it; `changeops start` and the run's activities both
+// refuse such a commit with it.
+type NotOnBranchError struct {
+	SHA, Branch, URL, Head string
+}
+
+func (e *NotOnBranchError) Error() string {
+	return fmt.Sprintf("commit %s is not on branch %s of %s (head %s): changeops deploys only merged commits; merge it into %s first",
+		shortSHA(e.SHA), e.Branch, e.URL, shortSHA(e.Head), e.Branch)
+}
+
+func shortSHA(sha string) string { return sha[:min(7, len(sha))] }
+
 // CommitInfo is the part of a commit people read. Its strings come from
 // whoever wrote the commit, so each is cut to a bound (MaxSubject,
 // MaxIdentity) before it can reach a payload, a search attribute or a

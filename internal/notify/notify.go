@@ -30,6 +30,7 @@ const (
 	KindRevertConflict Kind = "revert-conflict" // the revert conflicts in Detail's paths
 	KindRestored       Kind = "restored"        // a stack is back at its last good state
 	KindFinished       Kind = "finished"        // the run ended; State says how
+	KindRetrying       Kind = "retrying"        // a step failed and is retried, or waits for a lock
 	KindDrift          Kind = "drift"           // a drift check found differences: Plans
 	// Events that belong to no change run: a branch's watcher (rewrite,
 	// outage) or a stack's queue (a holder skipped).
@@ -91,6 +92,11 @@ type Ask struct {
 	Question     string `json:",omitempty"`
 	ApproveLabel string `json:",omitempty"`
 	RejectLabel  string `json:",omitempty"`
+	// Execution and Plan are the Temporal run and the digest of the plan
+	// being asked about: a button binds its click to them, so a click on
+	// an older message never decides a newer run or plan.
+	Execution string `json:",omitempty"`
+	Plan      string `json:",omitempty"`
 }
 
 // Decision is who decided a run, and how.

@@ -24,10 +24,16 @@ import (
 // to replace it, so a program would see the worker's secrets. This one
 // starts from env (Base and Vars) and adds only what the workspace sets
 // (PULUMI_HOME and auto.EnvVars: StackVars).
+//
+// And what the CLI prints reaches the Automation API, and from there
+// errors, plans, heartbeats, Slack and workflow histories, as Readable
+// text: without terminal escape codes, and with the secrets changeops
+// handed the CLI (the passphrase, the service's access token) masked.
 type command struct {
 	bin     string
 	version semver.Version
 	env     map[string]string
+	secrets []string
 }
 
 var _ auto.PulumiCommand = command{}
@@ -40,7 +46,7 @@ func (e Env) cliEnv() map[string]string {
 }
 
 func (e Env) newCommand(ctx context.Context) (command, error) {
-	c := command{bin: e.bin(), env: e.cliEnv()}
+	c := command{bin: e.bin(), env: e.cliEnv(), secrets: e.secrets()}
 	cmd := exec.CommandContext(ctx, c.bin, "version")
 	cmd.Env = List(c.env)
 	out, err := cmd.Output()
@@ -75,8 +81,11 @@ func (c command) Run(ctx context.Context, workdir string, stdin io.Reader,
 	// Later lines win: the workspace's variables over the base.
 	cmd.Env = List(c.env, append(slices.Clone(additionalEnv), "PULUMI_AUTOMATION_API=true")...)
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout = io.MultiWriter(append(slices.Clone(additionalOutput), &stdout)...)
-	cmd.Stderr = io.MultiWriter(append(slices.Clone(additionalErrorOutput), &stderr)...)
+	outs, errs := c.lines(additionalOutput), c.lines(additionalErrorOutput)
+	defer outs.flush()
+	defer errs.flush()
+	cmd.Stdout = io.MultiWriter(outs, &stdout)
+	cmd.Stderr = io.MultiWriter(errs, &stderr)
 	cmd.Stdin = stdin
 	// An interrupted CLI cancels its update and releases the stack's lock;
 	// one that ignores the interrupt is killed after WaitDelay.
@@ -96,5 +105,5 @@ func (c command) Run(ctx context.Context, workdir string, stdin io.Reader,
 	case errors.As(err, &exit):
 		code = exit.ExitCode()
 	}
-	return stdout.String(), stderr.String(), code, err
+	return c.readable(stdout.String()), c.readable(stderr.String()), code, err
 }

@@ -15,8 +15,9 @@ import (
 // approves. They get an environment built here, never the worker's own:
 //
 //   - baseVars, read from the worker's environment;
-//   - for the Pulumi CLI, Vars (PULUMI_HOME, the backend, the passphrase,
-//     the offline switches and a PATH that starts with the toolchain);
+//   - for the Pulumi CLI, Vars (PULUMI_HOME, the backend, the passphrase
+//     and the service's access token when set, the plugin switches and a
+//     PATH that starts with the CLI's folder);
 //   - the variables matched by pulumi.env and the stack's stacks[].env,
 //     and those the state backend reads its credentials from
 //     (backendPatterns; the CLI needs them, and passes its environment on
@@ -50,9 +51,10 @@ func backendPatterns(url string) []string {
 		return []string{"GOOGLE_*"}
 	case "azblob":
 		return []string{"AZURE_*"}
-	case "http", "https":
-		return []string{"PULUMI_ACCESS_TOKEN"}
 	}
+	// A Pulumi service (http, https) reads PULUMI_ACCESS_TOKEN, which the
+	// CLI gets from pulumi.access_token_env (Vars), never from the
+	// worker's environment.
 	return nil
 }
 

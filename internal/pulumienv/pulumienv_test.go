@@ -131,7 +131,7 @@ func TestCommandRunsWithTheBuiltEnvironment(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "bin", "pulumi"), []byte(cli), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e := Env{Root: root, Home: "/h", BackendURL: "file:///state", Passphrase: "pass", Environ: worker, Allow: []string{"AWS_*"}, Deny: secretNames}
+	e := Env{Root: root, Home: "/h", BackendURL: "file:///state", Passphrase: "pass", Environ: worker, Allow: []string{"AWS_*"}, Deny: secretNames, Offline: true}
 	cmd, err := e.Command()
 	if err != nil {
 		t.Fatal(err)

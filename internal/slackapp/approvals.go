@@ -121,7 +121,7 @@ func verify(h http.Header, body []byte, secret string) error {
 // Dispatch starts the decision a verified interaction asks for, if any,
 // and returns at once.
 func (a *Approvals) Dispatch(cb slack.InteractionCallback) {
-	id, approve, ok := decisionOf(cb)
+	b, approve, ok := decisionOf(cb)
 	if !ok {
 		return
 	}
@@ -130,37 +130,38 @@ func (a *Approvals) Dispatch(cb slack.InteractionCallback) {
 		defer a.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), decideTimeout)
 		defer cancel()
-		a.decide(ctx, cb, approve, id)
+		a.decide(ctx, cb, approve, b)
 	}()
 }
 
 // decisionOf is the decision an interaction asks for: a click on one of
 // our buttons, whose value names a change run or a drift run.
-func decisionOf(cb slack.InteractionCallback) (id string, approve, ok bool) {
+func decisionOf(cb slack.InteractionCallback) (b slackui.Button, approve, ok bool) {
 	if cb.Type != slack.InteractionTypeBlockActions || cb.User.ID == "" {
-		return "", false, false
+		return b, false, false
 	}
 	for _, act := range cb.ActionCallback.BlockActions {
 		if act == nil || (act.ActionID != slackui.ActionApprove && act.ActionID != slackui.ActionReject) {
 			continue
 		}
-		if !strings.HasPrefix(act.Value, "change/") && !strings.HasPrefix(act.Value, "drift/") {
-			return "", false, false
+		b, err := slackui.ParseButton(act.Value)
+		if err != nil || (!strings.HasPrefix(b.Workflow, "change/") && !strings.HasPrefix(b.Workflow, "drift/")) {
+			return slackui.Button{}, false, false
 		}
-		return act.Value, act.ActionID == slackui.ActionApprove, true
+		return b, act.ActionID == slackui.ActionApprove, true
 	}
-	return "", false, false
+	return b, false, false
 }
 
 // Wait waits for the decisions in flight (on shutdown).
 func (a *Approvals) Wait() { a.wg.Wait() }
 
-func (a *Approvals) decide(ctx context.Context, cb slack.InteractionCallback, approve bool, id string) {
+func (a *Approvals) decide(ctx context.Context, cb slack.InteractionCallback, approve bool, b slackui.Button) {
 	user := cb.User.ID
-	log := a.Logger.With("run", id, "user", user, "approve", approve)
-	req, err := a.request(ctx, id, user, approve)
+	log := a.Logger.With("run", b.Workflow, "user", user, "approve", approve)
+	req, err := a.request(ctx, b, user, approve)
 	if err == nil {
-		_, err = starter.Send(ctx, a.Temporal, id, req)
+		_, err = starter.Send(ctx, a.Temporal, b.Workflow, req)
 	}
 	if err != nil {
 		log.Info("slack decision refused", "reason", err.Error())
@@ -180,18 +181,27 @@ func (a *Approvals) decide(ctx context.Context, cb slack.InteractionCallback, ap
 }
 
 // request builds the signed decision of a verified click: for the run and
-// the plan it shows now; through a listed user group the user is in when
+// the plan its message asked about (for a message of an earlier version,
+// which named neither, the ones the workflow has now); through a listed user group the user is in when
 // the approvers do not list the user (or their people entry); with four
 // eyes, with the user's email, which the run compares with the commit's
 // author and committer.
-func (a *Approvals) request(ctx context.Context, id, user string, approve bool) (workflows.DecisionRequest, error) {
-	run, err := starter.Status(ctx, a.Temporal, id)
+func (a *Approvals) request(ctx context.Context, b slackui.Button, user string, approve bool) (workflows.DecisionRequest, error) {
+	run, err := starter.Status(ctx, a.Temporal, b.Workflow)
 	if err != nil {
 		return workflows.DecisionRequest{}, err
 	}
 	st := run.Status
 	if st == nil {
-		return workflows.DecisionRequest{}, fmt.Errorf("change %s cannot be read right now (%s): try again, or use changeops approve", id, run.Detail)
+		return workflows.DecisionRequest{}, fmt.Errorf("change %s cannot be read right now (%s): try again, or use changeops approve", b.Workflow, run.Detail)
+	}
+	// Checked, the claim below binds what the message asked about; the
+	// run checks the claim again at the moment it decides.
+	switch {
+	case b.Execution != "" && b.Execution != st.RunID:
+		return workflows.DecisionRequest{}, fmt.Errorf("this message belongs to an earlier run of %s, which has since been started again: decide on the newest message in the channel", b.Workflow)
+	case b.Plan != "" && b.Plan != st.PlanDigest():
+		return workflows.DecisionRequest{}, fmt.Errorf("the plan of %s has changed since this message was posted: review the new plan in its thread and decide there", b.Workflow)
 	}
 	c := gate.Claim{WorkflowID: st.ID, RunID: st.RunID, Approve: approve, Plan: st.PlanDigest(), SlackUser: user, IssuedAt: time.Now()}
 	listed := slices.Contains(st.Approval.Approvers, user)

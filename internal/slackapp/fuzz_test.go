@@ -19,6 +19,8 @@ func FuzzInteraction(f *testing.F) {
 	f.Add("payload=" + url.QueryEscape(`{"type":"block_actions","actions":[null]}`))
 	f.Add("payload=" + url.QueryEscape(`{"type":"view_submission","user":{"id":"U1"}}`))
 	f.Add("payload=" + url.QueryEscape(`{"type":"block_actions","user":{"id":"U1"},"actions":[{"action_id":"`+slackui.ActionReject+`","value":"queue/web"}]}`))
+	f.Add("payload=" + url.QueryEscape(`{"type":"block_actions","user":{"id":"U1"},"actions":[{"action_id":"`+slackui.ActionApprove+`","value":"{\"w\":\"change/main/abc\",\"r\":\"run\",\"p\":\"digest\"}"}]}`))
+	f.Add("payload=" + url.QueryEscape(`{"type":"block_actions","user":{"id":"U1"},"actions":[{"action_id":"`+slackui.ActionApprove+`","value":"{\"w\":\"queue/web\"}"}]}`))
 	f.Add("payload=%zz")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, body string) {
@@ -29,12 +31,12 @@ func FuzzInteraction(f *testing.F) {
 			}
 			return
 		}
-		id, _, ok := decisionOf(cb)
+		b, _, ok := decisionOf(cb)
 		if !ok {
 			return
 		}
-		if cb.User.ID == "" || (!strings.HasPrefix(id, "change/") && !strings.HasPrefix(id, "drift/")) {
-			t.Fatalf("a decision from %+v: user %q, run %q", cb, cb.User.ID, id)
+		if cb.User.ID == "" || (!strings.HasPrefix(b.Workflow, "change/") && !strings.HasPrefix(b.Workflow, "drift/")) {
+			t.Fatalf("a decision from %+v: user %q, run %+v", cb, cb.User.ID, b)
 		}
 	})
 }

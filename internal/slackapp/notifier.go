@@ -53,6 +53,16 @@ func (n *Notifier) Notify(ctx context.Context, d *notify.Delivery) error {
 		return nil
 	}
 	th := &d.Thread
+	if e.Kind == notify.KindRetrying {
+		// Sent by an activity while the run waits on it, beside the run's
+		// own ordered messages: a reply in the thread, never a change to
+		// the parent or the approval buttons, and nothing before the run
+		// has a thread (the log has it).
+		if th.ParentTS == "" {
+			return nil
+		}
+		return n.post(ctx, th.Channel, th.ParentTS, slackui.Step(e, 1))
+	}
 	if th.Channel == "" {
 		th.Channel = n.Channel
 	}

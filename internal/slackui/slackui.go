@@ -16,9 +16,9 @@ import (
 	"github.com/changeops/changeops/internal/notify"
 )
 
-// Action IDs of the approval buttons; each button's value is the run's
-// workflow ID. Nothing here needs to be secret: every click is verified
-// and authorised before it decides anything.
+// Action IDs of the approval buttons; each button's value is a Button.
+// Nothing here needs to be secret: every click is verified and authorised
+// before it decides anything.
 const (
 	ActionApprove   = "changeops_approve"
 	ActionReject    = "changeops_reject"
@@ -267,9 +267,10 @@ func approval(e notify.Event) []slack.Block {
 		line += "\n" + esc(ask.Question)
 		title, confirm = yes+"?", ask.Question
 	}
-	approve := slack.NewButtonBlockElement(ActionApprove, e.RunID, plain(yes)).WithStyle(slack.StylePrimary)
+	value := Button{Workflow: e.RunID, Execution: ask.Execution, Plan: ask.Plan}.Value()
+	approve := slack.NewButtonBlockElement(ActionApprove, value, plain(yes)).WithStyle(slack.StylePrimary)
 	approve.Confirm = slack.NewConfirmationBlockObject(plain(truncate(title, 100)), plain(truncate(confirm, 300)), plain(yes), plain("Cancel"))
-	reject := slack.NewButtonBlockElement(ActionReject, e.RunID, plain(no)).WithStyle(slack.StyleDanger)
+	reject := slack.NewButtonBlockElement(ActionReject, value, plain(no)).WithStyle(slack.StyleDanger)
 	return []slack.Block{section(line), slack.NewActionBlock(decisionBlockID, approve, reject)}
 }
 
@@ -296,6 +297,7 @@ func generic(e notify.Event) []slack.Block {
 		notify.KindRollingBack: ":rewind:",
 		notify.KindRestored:    ":leftwards_arrow_with_hook:",
 		notify.KindPlanChanged: ":arrows_counterclockwise:",
+		notify.KindRetrying:    ":hourglass_flowing_sand:",
 	}[e.Kind]
 	if icon == "" {
 		icon = Emoji(e.State)

@@ -35,7 +35,8 @@ func TestGolden(t *testing.T) {
 	huge := run(notify.KindPlanned, "planning", "plan ready", "")
 	huge.Plans = []notify.Plan{{Stack: "web", Create: 400, Diff: strings.Repeat("+ changeops:index:File: (create)\n", 400)}}
 	ask := run(notify.KindApproval, "awaiting-approval", "awaiting approval", "")
-	ask.Ask = &notify.Ask{Approvers: []string{"U01BOB", "S02PLATFORM", "carol"}, FourEyes: true, Deadline: at.Add(24 * time.Hour)}
+	ask.Ask = &notify.Ask{Approvers: []string{"U01BOB", "S02PLATFORM", "carol"}, FourEyes: true, Deadline: at.Add(24 * time.Hour),
+		Execution: "9f1c2d3e-0000-4000-8000-000000000001", Plan: "5e8a0c4b"}
 	decided := run(notify.KindDecision, "awaiting-approval", "approved by U01BOB", "lgtm")
 	decided.Decision = &notify.Decision{Approve: true, User: "U01BOB", Comment: "lgtm <!channel>", At: at}
 	auto := run(notify.KindDecision, "planning", "approved by policy", "")
@@ -70,6 +71,7 @@ func TestGolden(t *testing.T) {
 		"planned":           Step(planned, 1),
 		"planned_truncated": Step(huge, 1),
 		"approval":          Step(ask, 1),
+		"retrying":          Step(run(notify.KindRetrying, "applying", "waiting for the lock on web", "apply stack web (prod) at 1a2b3c4: waiting for the lock held by ann@laptop (pid 7)\nattempt 2 failed; tried again until 2026-12-02 14:00 UTC (stacks[].lock_wait of web is 4h0m0s)"), 1),
 		"decided":           Step(decided, 1),
 		"decided_by_policy": Step(auto, 1),
 		"applying":          Step(run(notify.KindApplying, "applying", "applying", ""), 1),

@@ -363,7 +363,8 @@ func setup(ctx context.Context, dir, tools, temporal string, n int, poll time.Du
 	b.cfg = &config.Config{
 		Repo:     config.Repo{URL: remote, Branch: b.branch, PollInterval: config.Duration(poll)},
 		Temporal: config.Temporal{Address: temporal, Namespace: "default", TaskQueue: fmt.Sprintf("bench-%d-%s", n, poll)},
-		Pulumi:   config.Pulumi{BackendURL: "file://" + filepath.Join(data, "state"), Home: filepath.Join(dir, "pulumi-home"), Root: tools},
+		Pulumi: config.Pulumi{BackendURL: "file://" + filepath.Join(data, "state"), Home: filepath.Join(dir, "pulumi-home"), Root: tools,
+			PulumiCLI: config.PulumiCLI{Offline: true}},
 		// One stack name per setup: a stack's queue lives on the task
 		// queue of the worker that started it.
 		Stacks: []config.Stack{{Name: fmt.Sprintf("site-%d-%s", n, poll), Path: "stacks/site", Stack: "bench", Approval: config.ApprovalAuto,
@@ -376,7 +377,7 @@ func setup(ctx context.Context, dir, tools, temporal string, n int, poll time.Du
 	if err := b.cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b.env = pulumienv.Env{Root: tools, Home: b.cfg.Pulumi.Home, BackendURL: b.cfg.Pulumi.BackendURL, Passphrase: "bench"}
+	b.env = pulumienv.Env{Root: tools, Home: b.cfg.Pulumi.Home, BackendURL: b.cfg.Pulumi.BackendURL, Passphrase: "bench", Offline: true}
 	w, err := worker.Start(ctx, b.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return nil, err

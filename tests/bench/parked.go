@@ -75,8 +75,9 @@ func parkedApprovals(ctx context.Context, dir, tools, temporal string, count int
 	cfg := &config.Config{
 		Repo:     config.Repo{URL: remote, Branch: branch, PollInterval: config.Duration(time.Second)},
 		Temporal: config.Temporal{Address: temporal, Namespace: "default", TaskQueue: "bench-parked"},
-		Pulumi:   config.Pulumi{BackendURL: "file://" + filepath.Join(data, "state"), Home: filepath.Join(dir, "pulumi-home"), Root: tools},
-		Stacks:   stacks, HTTP: config.HTTP{Listen: "127.0.0.1:0"}, DataDir: data,
+		Pulumi: config.Pulumi{BackendURL: "file://" + filepath.Join(data, "state"), Home: filepath.Join(dir, "pulumi-home"), Root: tools,
+			PulumiCLI: config.PulumiCLI{Offline: true}},
+		Stacks: stacks, HTTP: config.HTTP{Listen: "127.0.0.1:0"}, DataDir: data,
 		People:  []config.Person{gatetest.Person("bench")},
 		Secrets: config.Secrets{PulumiPassphrase: "bench"},
 	}
