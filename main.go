@@ -1,6 +1,6 @@
 // Command changeops turns every commit merged into an infrastructure repo
 // into a durable Temporal workflow: plan with Pulumi, approve, apply,
-// verify. See README.md.
+// verify. See README.md, and docs/ for the rest.
 package main
 
 import (

@@ -13,7 +13,7 @@ import (
 
 // Effective works out what a run deploys now that its turn has come: the
 // commit's tree minus every change a revert on the branch has undone since
-// (DESIGN.md, "Effective tree"). Deploying the commit's own tree would
+// (docs/design.md, "The effective tree"). Deploying the commit's own tree would
 // bring back a change that failed and was reverted while the run queued.
 func (a *Activities) Effective(ctx context.Context, in EffectiveInput) (EffectiveResult, error) {
 	cache, err := a.git(in.Repo)

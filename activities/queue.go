@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 )
 
-// Names of the per-stack queue (DESIGN.md, step 2). They live here, beside
+// Names of the per-stack queue (docs/runs.md, step 2). They live here, beside
 // the activity that starts queues, because workflows imports this package.
 const (
 	QueueWorkflowName = "StackQueueWorkflow"

@@ -42,6 +42,7 @@ type Config struct {
 	Slack    Slack    `yaml:"slack"`
 	HTTP     HTTP     `yaml:"http"`
 	Webhooks Webhooks `yaml:"webhooks"`
+	Windows  []Window `yaml:"windows"` // when stacks may apply (only the apply waits): config/windows.go
 	Log      Log      `yaml:"log"`
 	// DataDir holds the git cache and workspaces. Relative paths in the file
 	// are resolved against the file's folder.
@@ -562,6 +563,7 @@ func (c *Config) Validate() error {
 		bad("log.level %q is not a level: use debug, info, warn or error", c.Log.Level)
 	}
 	c.validatePeople(bad)
+	c.validateWindows(bad)
 	if len(c.Stacks) == 0 {
 		bad("stacks is empty: list at least one stack (name, path, stack)")
 	}

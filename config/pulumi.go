@@ -31,7 +31,8 @@ type PulumiCLI struct {
 	// changeops dev's demo and the tests set it.
 	Offline bool `yaml:"offline"`
 	// AmbientPlugins lets the engine use plugin binaries on the worker's
-	// PATH, as the Pulumi CLI does by default (off: see README).
+	// PATH, as the Pulumi CLI does by default (off: see docs/your-stacks.md,
+	// "Plugins").
 	AmbientPlugins bool `yaml:"ambient_plugins"`
 	// Plugins are installed into PULUMI_HOME at start-up.
 	Plugins []Plugin `yaml:"plugins"`

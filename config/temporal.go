@@ -47,7 +47,7 @@ const DefaultDeploymentName = "changeops"
 // unversioned workers before it move to that build on their next task,
 // replayed through their GetVersion branches as any upgrade was before.
 // From then on a change or drift run stays on the build that started it
-// (README, "Upgrading changeops"). Off is for a server that does not
+// (docs/upgrading.md). Off is for a server that does not
 // serve Worker Deployments (Temporal server 1.29, which the tests and the
 // compose file run, serves them by default) and for going back to
 // unversioned workers.

@@ -3,7 +3,6 @@ package starter
 import (
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/internal/jsonout"
 	"github.com/changeops/changeops/workflows"
 )
 
@@ -47,6 +47,13 @@ type Record struct {
 	// git: "op urn (properties)".
 	Drifted []string `json:"drifted,omitempty"`
 	Error   string   `json:"error,omitempty"`
+	// Overrides are the votes to apply outside the change window or
+	// inside a freeze ("person: reason"); Overridden is set when the run
+	// applied on them (break glass).
+	Overrides  []string `json:"overrides,omitempty"`
+	Overridden bool     `json:"overridden,omitempty"`
+	// Until ends a freeze record's freeze (kind freeze).
+	Until time.Time `json:"until,omitzero"`
 }
 
 // Plan is a stack's approved plan: its digests and counts.
@@ -134,6 +141,12 @@ func record(r Run) Record {
 		}
 	}
 	rec.Steps = append(rec.Steps, st.Steps...)
+	if w := st.Window; w != nil {
+		for _, v := range w.Overrides {
+			rec.Overrides = append(rec.Overrides, v.User+": "+v.Comment)
+		}
+		rec.Overridden = w.Overridden
+	}
 	if st.Drift != nil {
 		for _, d := range st.Drift.Resources {
 			line := d.Op + " " + d.URN
@@ -156,9 +169,8 @@ func checked(v activities.VerifyResult) []Checked {
 
 // WriteJSONL writes one JSON object per record.
 func WriteJSONL(w io.Writer, recs []Record) error {
-	enc := json.NewEncoder(w)
 	for _, r := range recs {
-		if err := enc.Encode(r); err != nil {
+		if err := jsonout.Encode(w, r); err != nil {
 			return err
 		}
 	}
@@ -168,7 +180,7 @@ func WriteJSONL(w io.Writer, recs []Record) error {
 // csvHeader names WriteCSV's columns; lists are joined with ';'.
 var csvHeader = []string{"id", "commit", "parent", "branch", "subject", "author_name", "author_email", "stacks", "state",
 	"approver", "approved_via", "decided_at", "plan_digests", "artifacts", "creates", "updates", "replaces", "deletes",
-	"pulumi_updates", "checks", "revert_commit", "restored", "started_at", "finished_at", "error", "kind", "drifted"}
+	"pulumi_updates", "checks", "revert_commit", "restored", "started_at", "finished_at", "error", "kind", "drifted", "overrides"}
 
 // WriteCSV writes a header and one row per record.
 func WriteCSV(w io.Writer, recs []Record) error {
@@ -200,7 +212,7 @@ func WriteCSV(w io.Writer, recs []Record) error {
 			strings.Join(r.Stacks, ";"), r.State, r.Approver, r.ApprovedVia, stamp(r.DecidedAt),
 			strings.Join(digests, ";"), strings.Join(artifacts, ";"), strconv.Itoa(cr), strconv.Itoa(up), strconv.Itoa(rp), strconv.Itoa(del),
 			strings.Join(versions, ";"), strings.Join(checks, ";"), r.RevertCommit, strings.Join(r.Restored, ";"),
-			started, finished, r.Error, r.Kind, strings.Join(r.Drifted, ";")}
+			started, finished, r.Error, r.Kind, strings.Join(r.Drifted, ";"), strings.Join(r.Overrides, ";")}
 		if err := cw.Write(row); err != nil {
 			return err
 		}
@@ -214,4 +226,30 @@ func stamp(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// FreezeRecords are the freezes' record as audit records (kind freeze),
+// newest first: each freeze, unfreeze and freeze that ran out, with
+// who (approver, by their key or Slack), when (decided_at) and why
+// (comment). The freezes keep their newest 200 events.
+func FreezeRecords(ctx context.Context, c client.Client, taskQueue string, since time.Time) ([]Record, error) {
+	st, err := Freezes(ctx, c, taskQueue)
+	if err != nil {
+		return nil, err
+	}
+	var out []Record
+	for i := len(st.Log) - 1; i >= 0; i-- {
+		e := st.Log[i]
+		if e.At.Before(since) {
+			continue
+		}
+		stack := e.Stack
+		if stack == "" {
+			stack = "*"
+		}
+		out = append(out, Record{ID: workflows.FreezesID(taskQueue), Kind: KindFreeze, State: e.Action, Stacks: []string{stack},
+			Approver: e.By, ApprovedVia: e.Method, DecidedAt: e.At, Comment: e.Reason, Until: e.Until,
+			Plans: []Plan{}, Updates: []Update{}, Checks: []Checked{}, Restored: []string{}, Steps: []workflows.Step{}})
+	}
+	return out, nil
 }

@@ -65,11 +65,12 @@ func Drift(ctx context.Context, c client.Client, cfg *config.Config, req DriftRe
 }
 
 // DriftSettled says whether a drift run has reached a state that waits
-// for nobody but a person: its outcome, or a request for a decision.
+// for nobody but a person or the clock: its outcome, a request for a
+// decision, or a heal waiting for its change window.
 func DriftSettled(r Run) bool {
 	switch r.State {
 	case workflows.StateDriftNone, workflows.StateDriftFound, workflows.StateDriftHealed, workflows.StateDriftAccepted,
-		workflows.StateAwaitingApproval, workflows.StateNoOp, workflows.StateFailed:
+		workflows.StateAwaitingApproval, workflows.StateWaitingForWindow, workflows.StateNoOp, workflows.StateFailed:
 		return r.Status != nil
 	}
 	return false

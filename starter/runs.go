@@ -68,6 +68,8 @@ type Filter struct {
 const (
 	KindChange = "change"
 	KindDrift  = "drift"
+	// KindFreeze marks an audit record of a freeze, not a run.
+	KindFreeze = "freeze"
 )
 
 func (f Filter) query() string {

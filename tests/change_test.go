@@ -216,6 +216,7 @@ func TestFailingVerificationRollsBack(t *testing.T) {
 	}
 	// The revert's own run plans against what is deployed: nothing to do.
 	waitState(t, c, workflows.ChangeWorkflowID(branch, run.RevertCommit), time.Minute, workflows.StateNoOp)
+	recordHistory(t, c, workflows.ChangeWorkflowID(branch, run.RevertCommit), "change_revert_nothing_to_do.json")
 
 	// Slack: the run's parent message shows how it ended; its thread tells
 	// the story in order, the restore's verification included.

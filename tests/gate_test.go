@@ -142,6 +142,7 @@ func TestApprovalGate(t *testing.T) {
 		!strings.Contains(run.Status.Error+run.Status.Detail, "is not on branch "+branch) {
 		t.Errorf("drift run with a forged last good state = %s (%s / %s), want failed naming the branch", run.State, run.Status.Error, run.Status.Detail)
 	}
+	recordHistory(t, c, forged, "drift_heal_forged_grant.json")
 	if got, _ := os.ReadFile(outA); strings.Contains(string(got), "evil") {
 		t.Fatal("the unmerged commit was deployed")
 	}

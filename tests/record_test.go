@@ -16,14 +16,22 @@ import (
 )
 
 // recordHistory writes a run's history to workflows/testdata for the replay
-// tests when CHANGEOPS_RECORD_HISTORIES is set. Recorded histories are
-// committed; re-record only for a deliberate, versioned workflow change.
+// tests when CHANGEOPS_RECORD_HISTORIES is set, unless the file exists.
+// Recorded histories are committed, and an old one is what proves that
+// runs of an older build replay (it took the old branches): it is
+// replaced only with CHANGEOPS_RECORD_HISTORIES=overwrite.
 func recordHistory(t *testing.T, c client.Client, id, name string) {
 	t.Helper()
-	if os.Getenv("CHANGEOPS_RECORD_HISTORIES") == "" {
+	mode := os.Getenv("CHANGEOPS_RECORD_HISTORIES")
+	if mode == "" {
 		return
 	}
-	if err := os.WriteFile(filepath.Join("..", "workflows", "testdata", name), historyJSON(t, c, id), 0o644); err != nil {
+	path := filepath.Join("..", "workflows", "testdata", name)
+	if _, err := os.Stat(path); err == nil && mode != "overwrite" {
+		t.Logf("%s is recorded already; not replaced (CHANGEOPS_RECORD_HISTORIES=overwrite replaces it)", name)
+		return
+	}
+	if err := os.WriteFile(path, historyJSON(t, c, id), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -183,8 +183,8 @@ outputs:
 			}
 		}
 	}
-	// A check needs no passphrase; the program's engine does (a limit the
-	// README states).
+	// A check needs no passphrase; the program's engine does (a limit
+	// docs/security.md states).
 	if _, ok := seen["the check"]["PULUMI_CONFIG_PASSPHRASE"]; ok {
 		t.Error("the check got the Pulumi passphrase")
 	}

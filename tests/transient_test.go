@@ -117,6 +117,7 @@ func TestLockedStackIsWaitedFor(t *testing.T) {
 	if got, _ := os.ReadFile(out); string(got) != "v2" {
 		t.Errorf("page = %q, want v2 still", got)
 	}
+	recordHistory(t, c, id, "change_lock_held_past_lock_wait.json")
 	if log := remote.Git(remote.Clone, "log", "--format=%s", "origin/"+branch); strings.Contains(log, "Revert") {
 		t.Errorf("a revert was pushed for a change that was never applied:\n%s", log)
 	}

@@ -155,6 +155,7 @@ func TestForcePushIsHeldUntilAcknowledged(t *testing.T) {
 	if _, err := c.DescribeWorkflowExecution(ctx, workflows.ChangeWorkflowID(branch, rewritten), ""); err == nil {
 		t.Error("the rewritten head got a run after the ack")
 	}
+	recordHistory(t, c, workflows.WatcherWorkflowID(branch), "watcher_rewrite_held.json")
 }
 
 // A remote that goes away is reported once and, when back, no commit pushed
@@ -184,6 +185,7 @@ func TestRemoteDownThenUpSkipsNothing(t *testing.T) {
 	if st := watcherStatus(t, c, branch); st.Outage != "" {
 		t.Errorf("after recovery: status %+v, want no outage", st)
 	}
+	recordHistory(t, c, workflows.WatcherWorkflowID(branch), "watcher_poll_outage.json")
 }
 
 // A worker configured with another task queue than the branch's running

@@ -26,7 +26,7 @@ import (
 // as a version of temporal.deployment_name, named by its build ID. A new
 // run goes to the deployment's current build; a change or drift run stays
 // on the build that started it (workflows.Register says which workflow
-// does what, and why); README "Upgrading changeops" is the procedure.
+// does what, and why); docs/upgrading.md is the procedure.
 
 // Deployment is the Worker Deployment version a worker polls as.
 type Deployment struct {

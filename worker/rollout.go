@@ -14,7 +14,7 @@ import (
 )
 
 // What an operator does to roll a build of changeops out (`changeops
-// deployment`, README "Upgrading changeops"): see the deployment's
+// deployment`, docs/upgrading.md): see the deployment's
 // builds and what still runs on each, make a build current, ramp one.
 
 // DeploymentState is a Worker Deployment as `changeops deployment

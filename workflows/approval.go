@@ -87,6 +87,9 @@ func authorize(st *Status, g Verifier, req DecisionRequest, now time.Time) error
 	c := s.Claim
 	who := c.Who()
 	switch {
+	case c.Action != "":
+		// An override vote or a freeze is signed for its own use only.
+		return fmt.Errorf("the claim's action is %q, so it is no decision: decide with changeops approve or reject", c.Action)
 	case len(c.Comment) > maxComment:
 		return fmt.Errorf("the comment is %d bytes; keep it under %d (it goes into the run's status and messages)", len(c.Comment), maxComment)
 	case c.WorkflowID != st.ID || c.RunID != st.RunID:

@@ -27,7 +27,7 @@ type Workflows struct {
 }
 
 // Change is one merged commit's run: inspect, plan, approve, apply,
-// verify (DESIGN.md, "The change run").
+// verify, roll back (docs/runs.md).
 func (w Workflows) Change(ctx workflow.Context, in ChangeInput) (ChangeResult, error) {
 	r := &changeRun{in: in, gate: w.Gate}
 	if err := r.setup(ctx); err != nil {
@@ -92,7 +92,7 @@ func (r *changeRun) setup(ctx workflow.Context) error {
 			var req DecisionRequest
 			decisions.Receive(ctx, &req)
 			err := errors.New("decisions by signal are refused: a signal cannot be authenticated; decide with the Slack buttons or `changeops approve`")
-			if workflow.GetVersion(ctx, fmt.Sprintf("signed-decisions-%d", n), workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			if workflow.GetVersion(ctx, fmt.Sprintf("%s%d", VersionSignedDecisionPrefix, n), workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 				err = validateLegacy(&r.st, req)
 			}
 			if err != nil {
@@ -168,7 +168,7 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 
 	// 2. Queue, then the effective tree. Runs started before queues
 	// existed keep their recorded shape.
-	if workflow.GetVersion(ctx, "stack-queues", workflow.DefaultVersion, 1) == 1 {
+	if workflow.GetVersion(ctx, VersionStackQueues, workflow.DefaultVersion, 1) == 1 {
 		if res, ok := r.acquire(ctx); !ok {
 			return res
 		}
@@ -181,12 +181,15 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 		}
 		// A plan with nothing to do needs no decision: a revert commit's
 		// own run, after its rollback restored the stacks, ends here.
-		if nothingToDo(r.st.Plans) && workflow.GetVersion(ctx, "skip-empty-plans", workflow.DefaultVersion, 1) == 1 {
+		if nothingToDo(r.st.Plans) && workflow.GetVersion(ctx, VersionSkipEmptyPlans, workflow.DefaultVersion, 1) == 1 {
 			return r.finish(ctx, StateNoOp, "the stacks already match this commit")
 		}
 
-		// 4. Approve.
+		// 4. Approve, then wait for the stacks' change window (window.go).
 		if res, ok := r.approve(ctx); !ok {
+			return res
+		}
+		if res, ok := r.awaitWindow(ctx); !ok {
 			return res
 		}
 
@@ -273,7 +276,7 @@ func (r *changeRun) apply(ctx workflow.Context) (res ChangeResult, changed bool)
 			// applied before it, there is nothing to roll back, and a
 			// revert would undo a change that was never deployed.
 			if len(r.st.Applies) == 0 && !updateBegan(err) &&
-				workflow.GetVersion(ctx, "unapplied-no-rollback", workflow.DefaultVersion, 1) == 1 {
+				workflow.GetVersion(ctx, VersionUnappliedNoRollback, workflow.DefaultVersion, 1) == 1 {
 				return r.finish(ctx, StateFailed, r.st.Error+"; nothing was applied, so nothing is rolled back"), false
 			}
 			return r.changeFailed(ctx, r.st.Error), false
@@ -407,13 +410,13 @@ func (r *changeRun) verify(ctx workflow.Context, s config.Stack, commit string, 
 }
 
 // changeFailed handles a change that reached the infrastructure and then
-// failed (apply or verification): roll back (DESIGN.md step 8). Each stack
+// failed (apply or verification): roll back (docs/runs.md, step 8). Each stack
 // is put back to its last good commit and verified, git is put back with a
 // revert commit, and the run ends rolled-back, or rollback-failed saying
 // what is left to a person. Runs started before rollback existed
 // keep their recorded ending (failed).
 func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResult {
-	if workflow.GetVersion(ctx, "rollback", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if workflow.GetVersion(ctx, VersionRollback, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return r.finish(ctx, StateFailed, reason)
 	}
 	r.st.Error = reason
@@ -434,7 +437,7 @@ func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResu
 		}
 	}
 
-	if workflow.GetVersion(ctx, "restored-commit-attribute", workflow.DefaultVersion, 1) == 1 {
+	if workflow.GetVersion(ctx, VersionRestoredCommitAttribute, workflow.DefaultVersion, 1) == 1 {
 		var restored []string
 		for _, res := range r.st.Restored {
 			if res.OK {

@@ -17,7 +17,7 @@ import (
 const queueAskEvery = 5 * time.Minute
 
 // acquire enters the run's stacks' queues, waits until every one is granted
-// (DESIGN.md step 2), then works out the effective tree. ok is false when
+// (docs/runs.md, step 2), then works out the effective tree. ok is false when
 // the run ends here.
 func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
 	r.queued = true
@@ -47,7 +47,7 @@ func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
 	// waits. Queues key entries by run, so asking again never adds a run
 	// twice or moves it back. Runs that started waiting before this
 	// existed keep their recorded shape.
-	askAgain := workflow.GetVersion(ctx, "ask-queues-again", workflow.DefaultVersion, 1) == 1
+	askAgain := workflow.GetVersion(ctx, VersionAskQueuesAgain, workflow.DefaultVersion, 1) == 1
 	grants := workflow.GetSignalChannel(ctx, GrantSignal)
 	for len(r.st.Held) < len(r.st.Stacks) {
 		var g activities.Grant

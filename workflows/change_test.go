@@ -35,6 +35,8 @@ type ChangeSuite struct {
 	released map[string]activities.Release
 	// asked collects the run's requests to its watcher for queue places.
 	asked []activities.EnqueueRequest
+	// windows scripts the Window activity's answers (window_test.go).
+	windows windowScript
 }
 
 func TestChangeSuite(t *testing.T) { suite.Run(t, new(ChangeSuite)) }
@@ -80,7 +82,9 @@ func (s *ChangeSuite) newEnv() {
 	s.mu.Lock()
 	s.notes, s.events, s.asked, s.lastGood = nil, nil, nil, nil
 	s.released = map[string]activities.Release{}
+	s.windows = windowScript{}
 	s.mu.Unlock()
+	s.env.OnActivity(a.Window, mock.Anything, mock.Anything).Return(s.window).Maybe()
 	s.env.OnSignalExternalWorkflow(mock.Anything, WatcherID("", "main"), "", EnqueueRunSignal, mock.Anything).Return(
 		func(_, _, _, _ string, arg any) error {
 			s.mu.Lock()
@@ -567,6 +571,7 @@ func (s *ChangeSuite) TestWithoutWatcherEntersQueuesItself() {
 	s.env.RegisterActivity(&activities.Activities{})
 	Workflows{Gate: testGate}.Register(s.env)
 	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(notify.Thread{}, nil).Maybe()
+	s.env.OnActivity(a.Window, mock.Anything, mock.Anything).Return(activities.WindowResult{Allowed: true}, nil).Maybe()
 	s.env.OnSignalExternalWorkflow(mock.Anything, WatcherID("", "main"), "", EnqueueRunSignal, mock.Anything).
 		Return(errors.New("unknown external workflow execution")).Once()
 	s.env.OnSignalExternalWorkflow(mock.Anything, "queue/web", "", ReleaseSignal, mock.Anything).Return(nil).Once()

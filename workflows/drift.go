@@ -69,7 +69,7 @@ func (r *changeRun) drift(ctx workflow.Context, in DriftInput) ChangeResult {
 	// reports, when it has none).
 	healAsks := false
 	if in.Policy == config.DriftHeal && s.Drift != config.DriftHeal &&
-		workflow.GetVersion(ctx, "heal-override-asks", workflow.DefaultVersion, 1) == 1 {
+		workflow.GetVersion(ctx, VersionHealOverrideAsks, workflow.DefaultVersion, 1) == 1 {
 		healAsks, policy = true, config.DriftApprove
 		if len(s.Approvers) == 0 {
 			policy = config.DriftNotify
@@ -168,6 +168,10 @@ func (r *changeRun) heal(ctx workflow.Context, s config.Stack, checked *activiti
 		return r.finish(ctx, StateDriftFound, fmt.Sprintf(
 			"a change deployed %s while the drift waited, so the check no longer holds: nothing was re-applied; run changeops drift %s to check again",
 			s.Name, s.Name))
+	}
+	// A heal applies only inside the stack's change window (window.go).
+	if res, ok := r.awaitWindow(ctx); !ok {
+		return res
 	}
 	short := shortSHA(good.Commit)
 	r.enter(ctx, StateApplying, fmt.Sprintf("Re-applying %s to %s…", short, s.Name))

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/changeops/changeops/activities"
 )
 
 // Names of workflows, signals, updates and queries. Clients (the CLI, Slack,
@@ -36,13 +38,33 @@ const (
 	// activities.EnqueueRequest): the watcher is the one writer to its
 	// stacks' queues, so every queue orders any two runs the same way.
 	EnqueueRunSignal = "enqueue-run"
+
+	// OverrideWindowUpdate carries one person's signed vote to apply a
+	// run waiting for its window now (break glass; gate.ActionOverride).
+	OverrideWindowUpdate = "override-window"
 )
+
+// Names of the freezes workflow, re-exported for clients of this package.
+const (
+	FreezesWorkflowName = activities.FreezesWorkflowName
+	FreezeUpdate        = activities.FreezeUpdate
+	UnfreezeUpdate      = activities.UnfreezeUpdate
+	FreezesQuery        = activities.FreezesQuery
+	WaitingSignal       = activities.WaitingSignal
+	WindowRecheckSignal = activities.WindowRecheckSignal
+)
+
+// FreezesID is the one freezes workflow of a deployment's task queue.
+func FreezesID(taskQueue string) string { return activities.FreezesID(taskQueue) }
 
 // States of a change run, as shown in ChangeState and the CLI.
 const (
 	StatePlanning         = "planning"
 	StateQueued           = "queued"
 	StateAwaitingApproval = "awaiting-approval"
+	// StateWaitingForWindow: approved, and waiting for its stacks' change
+	// window to open or their freeze to end before applying.
+	StateWaitingForWindow = "waiting-for-window"
 	StateApplying         = "applying"
 	StateVerifying        = "verifying"
 	StateSucceeded        = "succeeded"

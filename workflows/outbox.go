@@ -23,7 +23,7 @@ type outbox struct {
 }
 
 func newOutbox(ctx workflow.Context) *outbox {
-	o := &outbox{async: workflow.GetVersion(ctx, "async-notifications", workflow.DefaultVersion, 1) == 1}
+	o := &outbox{async: workflow.GetVersion(ctx, VersionAsyncNotifications, workflow.DefaultVersion, 1) == 1}
 	if o.async {
 		workflow.Go(ctx, o.loop)
 	}

@@ -30,7 +30,7 @@ const (
 	defaultProbe = time.Minute
 )
 
-// StackQueueWorkflow is a stack's queue (DESIGN.md, step 2): one entity
+// StackQueueWorkflow is a stack's queue (docs/runs.md, step 2): one entity
 // workflow per stack, started by signal-with-start, that grants the stack to
 // change runs one at a time, first in first out. Runs enter in merge order
 // (the branch's watcher enqueues the runs it starts, in order), so a later

@@ -9,8 +9,8 @@ type Registry interface {
 }
 
 // Register registers every workflow under its recorded name, each with the
-// versioning behaviour it needs under Worker Deployments (README,
-// "Upgrading changeops"). A workflow type added without one fails the
+// versioning behaviour it needs under Worker Deployments
+// (docs/upgrading.md). A workflow type added without one fails the
 // worker's start: the worker sets no default behaviour on purpose.
 func (w Workflows) Register(r Registry) {
 	// A change run is pinned to the build that started it. It plans,
@@ -43,5 +43,11 @@ func (w Workflows) Register(r Registry) {
 	// exactly that, and heals by the logic it was started with.
 	r.RegisterWorkflowWithOptions(w.Drift, workflow.RegisterOptions{
 		Name: DriftWorkflowName, VersioningBehavior: workflow.VersioningBehaviorPinned,
+	})
+	// The freezes live as long as the deployment, like a queue: they move
+	// to the current build, under the same GetVersion discipline, and
+	// serve the runs of every build.
+	r.RegisterWorkflowWithOptions(w.Freezes, workflow.RegisterOptions{
+		Name: FreezesWorkflowName, VersioningBehavior: workflow.VersioningBehaviorAutoUpgrade,
 	})
 }

@@ -25,6 +25,7 @@ func TestEveryWorkflowDeclaresItsVersioningBehaviour(t *testing.T) {
 		DriftWorkflowName:      workflow.VersioningBehaviorPinned,
 		WatcherWorkflowName:    workflow.VersioningBehaviorAutoUpgrade,
 		StackQueueWorkflowName: workflow.VersioningBehaviorAutoUpgrade,
+		FreezesWorkflowName:    workflow.VersioningBehaviorAutoUpgrade,
 	}
 	if len(got) != len(want) {
 		t.Errorf("registered %v, want %v", got, want)

@@ -128,6 +128,9 @@ type Status struct {
 	Steps    []Step
 	// Drift is what a drift run's check found.
 	Drift *activities.DriftResult `json:",omitempty"`
+	// Window is the run's change window: the last check, and the votes
+	// to override it; nil until the run first checked (workflows/window.go).
+	Window *WindowStatus `json:",omitempty"`
 }
 
 // PlanDigest names the plans a decision is for: a decision signed for

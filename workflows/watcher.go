@@ -120,7 +120,7 @@ func (w *watcher) poll(ctx workflow.Context) (activities.PollResult, bool) {
 		workflow.GetLogger(ctx).Warn("poll failed", "branch", w.in.Branch, "error", err)
 		// Reported once per outage; watchers started before reporting
 		// existed keep their recorded behaviour.
-		if workflow.GetVersion(ctx, "report-poll-outage", workflow.DefaultVersion, 1) == 1 {
+		if workflow.GetVersion(ctx, VersionReportPollOutage, workflow.DefaultVersion, 1) == 1 {
 			if w.st.Outage == "" {
 				w.notify(ctx, "polling failing", "", fmt.Sprintf("cannot poll %s: %s; retrying every poll interval", w.in.Branch, errorMessage(err)))
 			}
@@ -150,7 +150,7 @@ func (w *watcher) poll(ctx workflow.Context) (activities.PollResult, bool) {
 	// The runs started here enter their stacks' queues in merge order,
 	// after they exist (a queue grants by signalling the run). Watchers
 	// started before queues existed keep their recorded shape.
-	queues := workflow.GetVersion(ctx, "enqueue-runs", workflow.DefaultVersion, 1) == 1
+	queues := workflow.GetVersion(ctx, VersionEnqueueRuns, workflow.DefaultVersion, 1) == 1
 	var entries []activities.QueueRequest
 	defer func() { w.enqueue(ctx, entries) }()
 	for i, sha := range res.NewCommits {
@@ -198,7 +198,7 @@ func (w *watcher) enqueue(ctx workflow.Context, entries []activities.QueueReques
 // rewritten handles a force push that dropped the last seen commit.
 func (w *watcher) rewritten(ctx workflow.Context, res activities.PollResult) {
 	hold := res.OnRewrite != config.RewriteContinue &&
-		workflow.GetVersion(ctx, "hold-on-rewrite", workflow.DefaultVersion, 1) == 1
+		workflow.GetVersion(ctx, VersionHoldOnRewrite, workflow.DefaultVersion, 1) == 1
 	detail := fmt.Sprintf("%s no longer holds %s (force push?): nothing from the rewritten part is deployed; ",
 		w.in.Branch, shortSHA(w.st.LastSeen))
 	if hold {

@@ -1,5 +1,6 @@
 // Package cli is the `changeops` command line: dev, worker, start, approve,
-// reject, status, list, audit, ack-rewrite, drift, setup and deployment.
+// reject, status, list, audit, ack-rewrite, drift, setup, deployment,
+// freeze and unfreeze.
 package cli
 
 import (
@@ -50,7 +51,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 	root.PersistentFlags().StringVar(&g.configPath, "config", "", "changeops.yaml to use")
 	root.PersistentFlags().StringVar(&g.address, "address", "", "Temporal frontend host:port (default: from the config, else "+config.DefaultTemporalAddress+")")
 	root.PersistentFlags().StringVar(&g.namespace, "namespace", "", "Temporal namespace (default: from the config, else "+config.DefaultNamespace+")")
-	root.AddCommand(devCmd(g), workerCmd(g), startCmd(g), decideCmd(g, true), decideCmd(g, false), statusCmd(g), listCmd(g), auditCmd(g), ackRewriteCmd(g), driftCmd(g), setupCmd(g), deploymentCmd(g))
+	root.AddCommand(devCmd(g), workerCmd(g), startCmd(g), decideCmd(g, true), decideCmd(g, false), statusCmd(g), listCmd(g), auditCmd(g), ackRewriteCmd(g), driftCmd(g), setupCmd(g), deploymentCmd(g), freezeCmd(g, true), freezeCmd(g, false))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(env.Stderr, "changeops:", err)
 		return 1

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -11,11 +10,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/jsonout"
 	"github.com/changeops/changeops/worker"
 )
 
 // deploymentCmd wraps Temporal's Worker Deployment API for rolling out a
-// build of changeops (README, "Upgrading changeops").
+// build of changeops (docs/upgrading.md).
 func deploymentCmd(g *globals) *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
@@ -64,7 +64,7 @@ func deploymentCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(st)
+				return jsonout.Encode(cmd.OutOrStdout(), st)
 			}
 			printDeployment(cmd.OutOrStdout(), st)
 			return nil

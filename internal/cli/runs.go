@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -11,7 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/internal/jsonout"
 	"github.com/changeops/changeops/starter"
+	"github.com/changeops/changeops/workflows"
 )
 
 func startCmd(g *globals) *cobra.Command {
@@ -59,7 +60,8 @@ func startCmd(g *globals) *cobra.Command {
 }
 
 func decideCmd(g *globals, approve bool) *cobra.Command {
-	var as, comment, key string
+	var as, comment, key, reason string
+	var override bool
 	use, short := "reject ID", "Reject a change waiting for approval"
 	if approve {
 		use, short = "approve ID", "Approve a change waiting for approval"
@@ -85,6 +87,16 @@ func decideCmd(g *globals, approve bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if override {
+				// Break glass (README, "Change windows and freezes").
+				res, err := starter.Override(cmd.Context(), c, id, starter.Decision{Approve: true, Comment: reason, Person: person, Signer: signer})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: override of its change window by %s recorded (%d of %d: %s)\n",
+					id, person, len(res.Votes), res.Needed, strings.Join(res.Votes, ", "))
+				return nil
+			}
 			res, err := starter.Decide(cmd.Context(), c, id, starter.Decision{Approve: approve, Comment: comment, Person: person, Signer: signer})
 			if err != nil {
 				return err
@@ -101,6 +113,16 @@ func decideCmd(g *globals, approve bool) *cobra.Command {
 	cmd.Flags().StringVar(&as, "as", "", "your people entry (default: the one of --config that lists your key)")
 	cmd.Flags().StringVar(&key, "key", "", "SSH private key file to sign with (default: ssh-agent, else ~/.ssh/id_ed25519)")
 	cmd.Flags().StringVar(&comment, "comment", "", "why")
+	if approve {
+		cmd.Flags().BoolVar(&override, "override-window", false, "vote to apply a run waiting for its change window or a freeze now (two approvers must; needs --reason)")
+		cmd.Flags().StringVar(&reason, "reason", "", "why the window is overridden (recorded and announced)")
+		cmd.PreRunE = func(*cobra.Command, []string) error {
+			if override && strings.TrimSpace(reason) == "" {
+				return fmt.Errorf("--override-window needs --reason TEXT: it is recorded and announced")
+			}
+			return nil
+		}
+	}
 	return cmd
 }
 
@@ -125,7 +147,7 @@ func statusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(run)
+				return jsonout.Encode(cmd.OutOrStdout(), run)
 			}
 			printStatus(cmd.OutOrStdout(), run)
 			return nil
@@ -154,13 +176,17 @@ func listCmd(g *globals) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
 				for _, r := range runs {
-					if err := enc.Encode(r); err != nil {
+					if err := jsonout.Encode(out, r); err != nil {
 						return err
 					}
 				}
 				return nil
+			}
+			if t, _, err := g.temporalConfig(); err == nil {
+				if fr, err := starter.Freezes(cmd.Context(), c, taskQueueOf(t)); err == nil {
+					printFreezes(out, fr, time.Now())
+				}
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATE\tSTACKS\tAPPROVER")
@@ -209,9 +235,22 @@ func auditCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			recs, err := starter.Audit(cmd.Context(), c, f)
-			if err != nil {
-				return err
+			var recs []starter.Record
+			if f.Kind != starter.KindFreeze {
+				if recs, err = starter.Audit(cmd.Context(), c, f); err != nil {
+					return err
+				}
+			}
+			if f.Kind == "" || f.Kind == starter.KindFreeze {
+				t, _, err := g.temporalConfig()
+				if err != nil {
+					return err
+				}
+				frozen, err := starter.FreezeRecords(cmd.Context(), c, taskQueueOf(t), f.Since)
+				if err != nil {
+					return err
+				}
+				recs = append(recs, frozen...)
 			}
 			return write(cmd.OutOrStdout(), recs)
 		},
@@ -264,6 +303,32 @@ func printStatus(w io.Writer, r starter.Run) {
 				verb = "approved"
 			}
 			fmt.Fprintf(tw, "decision\t%s by %s %s\n", verb, d.User, d.Comment)
+		}
+		if w := st.Window; w != nil && !w.Since.IsZero() {
+			verb := "waited for its window from"
+			if st.State == workflows.StateWaitingForWindow {
+				verb = "waiting for its window since"
+			}
+			fmt.Fprintf(tw, "window\t%s %s\n", verb, w.Since.Format("2006-01-02 15:04:05Z07:00"))
+			for _, f := range w.Check.Frozen {
+				fmt.Fprintf(tw, "frozen\t%s\n", f)
+			}
+			for _, c := range w.Check.Closed {
+				fmt.Fprintf(tw, "closed\t%s\n", c)
+			}
+			if next := w.Check.Next; !next.IsZero() && st.State == workflows.StateWaitingForWindow {
+				label := "opens"
+				if len(w.Check.Frozen) > 0 {
+					label = "next check" // when the freezes run out
+				}
+				fmt.Fprintf(tw, "%s\t%s\n", label, next.Format("2006-01-02 15:04:05Z07:00"))
+			}
+			for _, v := range w.Overrides {
+				fmt.Fprintf(tw, "override\tby %s at %s: %s\n", v.User, v.At.Format("2006-01-02 15:04:05Z07:00"), v.Comment)
+			}
+			if w.Overridden {
+				fmt.Fprintf(tw, "overridden\tapplied outside its window (break glass)\n")
+			}
 		}
 		if st.RevertCommit != "" {
 			fmt.Fprintf(tw, "revert\t%s\n", st.RevertCommit)

@@ -3,7 +3,7 @@
 // verified Slack's request and vouches for the clicking user with a key
 // derived from the Slack app's secret, or a person's own SSH key through
 // `changeops approve`. Whoever can only reach Temporal holds neither, so the
-// Update they send is refused (docs: README "Who can decide").
+// Update they send is refused (docs/security.md, "Who can decide").
 //
 // Each signature covers one run (workflow and run ID), the plan the decider
 // saw, the decision and the time, so a signed decision cannot be replayed
@@ -57,7 +57,31 @@ type Claim struct {
 	SlackEmail string `json:",omitempty"`
 	Via        string `json:",omitempty"`
 	IssuedAt   time.Time
+	// Action is what the claim is, when it is not a decision on a run
+	// (empty): ActionOverride, ActionFreeze or ActionUnfreeze. A claim
+	// counts only for its own action, so a signed approval can never pass
+	// for an override or an unfreeze. The fields below are left out of
+	// the signed JSON when empty, so the bytes of a decision, and the
+	// signatures over them, are what they were before they existed.
+	Action string `json:",omitempty"`
+	// Stack is the stack a freeze or unfreeze is for; empty for every
+	// stack.
+	Stack string `json:",omitempty"`
+	// Until ends a freeze; zero: until it is lifted.
+	Until time.Time `json:",omitzero"`
 }
+
+// Actions a claim can sign besides a decision on a run.
+const (
+	// ActionOverride is one person's vote to apply a run outside its
+	// change window or inside a freeze (break glass); Comment is why.
+	ActionOverride = "override-window"
+	// ActionFreeze and ActionUnfreeze stop and resume the applies of a
+	// stack (or all); WorkflowID names the freezes workflow and Plan the
+	// freezes it showed, so a signed claim cannot be sent again later.
+	ActionFreeze   = "freeze"
+	ActionUnfreeze = "unfreeze"
+)
 
 // Who names the decider for people: the person, else the Slack user.
 func (c Claim) Who() string {

@@ -1,8 +1,11 @@
 package gate_test
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +180,55 @@ func TestRSA(t *testing.T) {
 	s.Format, s.Signature = sha1.Format, sha1.Blob
 	if _, err := g.Verify(s, now); err == nil || !strings.Contains(err.Error(), "SHA-1") {
 		t.Fatalf("SHA-1 signature: err = %v", err)
+	}
+}
+
+// Claims signed before Action, Stack and Until existed still verify: the
+// new fields are left out of the signed JSON when empty, so the bytes of
+// an old decision are the bytes the current code signs and checks. And a
+// signature over a decision does not cover the same claim as an override.
+func TestClaimsBeforeActionsStillVerify(t *testing.T) {
+	// The claim as it was, field for field.
+	type claimV1 struct {
+		WorkflowID string
+		RunID      string
+		Approve    bool
+		Comment    string
+		Plan       string
+		Person     string `json:",omitempty"`
+		SlackUser  string `json:",omitempty"`
+		SlackEmail string `json:",omitempty"`
+		Via        string `json:",omitempty"`
+		IssuedAt   time.Time
+	}
+	old := claimV1{WorkflowID: "change/main/abc", RunID: "r1", Approve: true, Comment: "ok", Plan: "p", Person: "bob", IssuedAt: now}
+	b, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := gatetest.Signer("bob").Sign(rand.Reader, append([]byte("changeops-decision-v1\n"), b...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := gatetest.Person("bob")
+	g := gate.New([]config.Person{bob}, "")
+	signed := gate.Signed{
+		Claim:  gate.Claim{WorkflowID: old.WorkflowID, RunID: old.RunID, Approve: true, Comment: "ok", Plan: "p", Person: "bob", IssuedAt: now},
+		Method: gate.MethodSSH, Key: bob.Keys[0], Fingerprint: gate.Fingerprint(bob.Keys[0]), Format: sig.Format, Signature: sig.Blob,
+	}
+	if _, err := g.Verify(signed, now); err != nil {
+		t.Fatalf("a claim signed before actions existed: %v", err)
+	}
+	signed.Claim.Action = gate.ActionOverride
+	if _, err := g.Verify(signed, now); err == nil || !strings.Contains(err.Error(), "does not verify") {
+		t.Fatalf("an approval's signature passed off as an override: err = %v", err)
+	}
+	slack := gate.SlackKey("s")
+	v1 := gate.SignSlack(slack, gate.Claim{WorkflowID: "w", IssuedAt: now, SlackUser: "U0BOB"})
+	m := hmac.New(sha256.New, slack)
+	b, _ = json.Marshal(claimV1{WorkflowID: "w", IssuedAt: now, SlackUser: "U0BOB"})
+	m.Write(append([]byte("changeops-decision-v1\n"), b...))
+	if !hmac.Equal(m.Sum(nil), v1.Signature) {
+		t.Fatal("the Slack app's signature over a decision changed")
 	}
 }

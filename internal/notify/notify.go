@@ -32,6 +32,7 @@ const (
 	KindFinished       Kind = "finished"        // the run ended; State says how
 	KindRetrying       Kind = "retrying"        // a step failed and is retried, or waits for a lock
 	KindDrift          Kind = "drift"           // a drift check found differences: Plans
+	KindWindow         Kind = "window"          // waiting for a change window or a freeze, or overriding it
 	// Events that belong to no change run: a branch's watcher (rewrite,
 	// outage) or a stack's queue (a holder skipped).
 	KindBranch Kind = "branch"

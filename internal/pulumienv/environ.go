@@ -39,7 +39,7 @@ var baseVars = []string{"PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "LANG", "LC
 // backendPatterns are the variables the state backend at url reads its
 // credentials from: the CLI opens the backend itself, so without them
 // nothing works, and whatever the CLI has its plugins and the program get
-// too (a limit of the engine's design, stated in the README).
+// too (a limit of the engine's design, stated in docs/security.md).
 func backendPatterns(url string) []string {
 	scheme, _, _ := strings.Cut(url, "://")
 	switch scheme {

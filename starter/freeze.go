@@ -1,0 +1,163 @@
+package starter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/internal/gate"
+	"github.com/changeops/changeops/workflows"
+)
+
+// FreezeRequest is a freeze or unfreeze as a person asks for it on the
+// command line, signed with the SSH key of their people entry.
+type FreezeRequest struct {
+	// TaskQueue names the deployment whose freezes these are.
+	TaskQueue string
+	// Stack is the stack; empty for every stack (--all).
+	Stack  string
+	Reason string
+	// Until ends a freeze by itself; zero: until unfrozen.
+	Until  time.Time
+	Person string
+	Signer ssh.Signer
+}
+
+// FreezeAnswer is what a freeze or unfreeze did.
+type FreezeAnswer struct {
+	workflows.FreezeResult
+	// Applying are the runs applying the frozen stacks right now: a
+	// freeze stops runs before their apply begins, so these finish.
+	Applying []string `json:",omitempty"`
+}
+
+// Freezes reads the freezes of a deployment (its task queue); none when
+// nobody ever froze anything.
+func Freezes(ctx context.Context, c client.Client, taskQueue string) (activities.FreezesState, error) {
+	var st activities.FreezesState
+	id := workflows.FreezesID(taskQueue)
+	v, err := c.QueryWorkflow(ctx, id, "", workflows.FreezesQuery)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("read the freezes (%s): %w", id, err)
+	}
+	if err := v.Get(&st); err != nil {
+		return st, fmt.Errorf("decode the freezes of %s: %w", id, err)
+	}
+	return st, nil
+}
+
+// Freeze stops the applies of a stack (or every stack): runs plan and ask
+// as usual, and wait in waiting-for-window before applying.
+func Freeze(ctx context.Context, c client.Client, req FreezeRequest) (FreezeAnswer, error) {
+	ans, err := changeFreezes(ctx, c, req, gate.ActionFreeze, workflows.FreezeUpdate)
+	if err != nil {
+		return ans, err
+	}
+	f := Filter{State: workflows.StateApplying, Stack: req.Stack, Limit: 100}
+	runs, err := List(ctx, c, f)
+	if err != nil {
+		return ans, nil // the freeze holds; only the note is missing
+	}
+	for _, r := range runs {
+		ans.Applying = append(ans.Applying, r.ID)
+	}
+	return ans, nil
+}
+
+// Unfreeze lifts the freezes of a stack (every freeze, for Stack ""), and
+// the runs waiting on them check their windows at once.
+func Unfreeze(ctx context.Context, c client.Client, req FreezeRequest) (FreezeAnswer, error) {
+	return changeFreezes(ctx, c, req, gate.ActionUnfreeze, workflows.UnfreezeUpdate)
+}
+
+// changeFreezes signs the change for the freezes as they stand and sends
+// it, starting the freezes workflow if it does not run. A workflow that
+// just started reads its last run's freezes first and refuses changes
+// meanwhile: the change is signed and sent again for a while.
+func changeFreezes(ctx context.Context, c client.Client, req FreezeRequest, action, update string) (FreezeAnswer, error) {
+	if req.TaskQueue == "" {
+		return FreezeAnswer{}, errors.New("no task queue: pass --config (temporal.task_queue)")
+	}
+	id := workflows.FreezesID(req.TaskQueue)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := Freezes(ctx, c, req.TaskQueue)
+		if err != nil {
+			return FreezeAnswer{}, err
+		}
+		signed, err := gate.SignSSH(req.Signer, gate.Claim{
+			WorkflowID: id, Comment: req.Reason, Plan: st.Digest(), Person: req.Person, IssuedAt: time.Now(),
+			Action: action, Stack: req.Stack, Until: req.Until,
+		})
+		if err != nil {
+			return FreezeAnswer{}, err
+		}
+		op := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+			ID:                       id,
+			TaskQueue:                req.TaskQueue,
+			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+			StaticSummary:            "Freezes of task queue " + req.TaskQueue,
+		}, workflows.FreezesWorkflowName, activities.FreezesState{})
+		h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+			StartWorkflowOperation: op,
+			UpdateOptions: client.UpdateWorkflowOptions{
+				UpdateName:   update,
+				Args:         []any{workflows.FreezeRequest{Signed: &signed}},
+				WaitForStage: client.WorkflowUpdateStageCompleted,
+			},
+		})
+		var res workflows.FreezeResult
+		if err == nil {
+			err = h.Get(ctx, &res)
+		}
+		if err != nil && strings.Contains(err.Error(), "is starting and reads the freezes") && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return FreezeAnswer{}, ctx.Err()
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if err != nil {
+			return FreezeAnswer{}, refusal(id, err)
+		}
+		return FreezeAnswer{FreezeResult: res}, nil
+	}
+}
+
+// Override is one person's vote to apply a run waiting for its change
+// window now (break glass): it applies once two different approvers
+// voted, and the reason is recorded and announced.
+func Override(ctx context.Context, c client.Client, id string, d Decision) (workflows.OverrideResult, error) {
+	run, err := Status(ctx, c, id)
+	if err != nil {
+		return workflows.OverrideResult{}, err
+	}
+	st := run.Status
+	if st == nil {
+		return workflows.OverrideResult{}, fmt.Errorf("override %s: %s", id, run.Detail)
+	}
+	if st.State != workflows.StateWaitingForWindow {
+		return workflows.OverrideResult{}, fmt.Errorf("refused: %s is %s, not waiting for its change window: only a run that waits for one can be overridden (approve it first, without --override-window)", st.Subject(), st.State)
+	}
+	signed, err := gate.SignSSH(d.Signer, gate.Claim{
+		WorkflowID: st.ID, RunID: st.RunID, Approve: true, Comment: d.Comment,
+		Plan: st.PlanDigest(), Person: d.Person, IssuedAt: time.Now(), Action: gate.ActionOverride,
+	})
+	if err != nil {
+		return workflows.OverrideResult{}, err
+	}
+	return update[workflows.OverrideResult](ctx, c, id, workflows.OverrideWindowUpdate, workflows.DecisionRequest{Signed: &signed})
+}

@@ -1,0 +1,60 @@
+package starter
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/internal/jsonout"
+	"github.com/changeops/changeops/workflows"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite the golden files")
+
+// The scripted contract of `changeops status --json` (and list's lines):
+// snake_case keys all the way down, durations as strings, times in
+// RFC 3339. A change to the golden file is a change to the contract
+// (docs/cli.md).
+func TestStatusJSONContract(t *testing.T) {
+	at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	run := Run{
+		ID: "change/main/3f2a91c0aa", Kind: KindChange, Commit: "3f2a91c0aa", Stacks: []string{"web"}, State: workflows.StateSucceeded,
+		Approver: "bob", Author: "alice@example.com", Subject: "Serve v2", Deployment: "changeops", Build: "b1", Versioning: "pinned",
+		Status: &workflows.Status{
+			Kind: workflows.KindChange, ID: "change/main/3f2a91c0aa", RunID: "9f1c2d3e", Branch: "main",
+			Commit:       activities.Commit{SHA: "3f2a91c0aa", Subject: "Serve v2", AuthorName: "Alice", AuthorEmail: "alice@example.com", When: at},
+			ChangedPaths: []string{"stacks/web/Pulumi.prod.yaml"}, Stacks: []string{"web"}, State: workflows.StateSucceeded,
+			Plans:    []activities.PlanResult{{Stack: "web", Update: 1, Same: 2, Steps: "s1", Digest: "d1"}},
+			Approval: workflows.Approval{Required: true, Stacks: []string{"web"}, Approvers: []string{"bob"}, Timeout: 24 * time.Hour, Deadline: at.Add(24 * time.Hour)},
+			Decision: &workflows.Decision{Approve: true, User: "bob", At: at.Add(time.Minute), Method: "ssh", Key: "SHA256:abc"},
+			Applies:  []activities.ApplyResult{{Stack: "web", Update: 1, Same: 2, UpdateVersion: 3}},
+			Steps:    []workflows.Step{{State: workflows.StatePlanning, At: at}, {State: workflows.StateSucceeded, At: at.Add(2 * time.Minute)}},
+		},
+	}
+	var b bytes.Buffer
+	if err := jsonout.Encode(&b, run); err != nil {
+		t.Fatal(err)
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, b.Bytes(), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "status.json")
+	if *updateGolden {
+		if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (go test ./starter -update writes it)", err)
+	}
+	if !bytes.Equal(pretty.Bytes(), want) {
+		t.Errorf("status --json changed:\n%s\nwant (testdata/status.json):\n%s", pretty.Bytes(), want)
+	}
+}
