@@ -7,6 +7,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gitrepo"
 	"github.com/changeops/changeops/internal/gitrevert"
 )
@@ -31,7 +32,7 @@ func (a *Activities) Effective(ctx context.Context, in EffectiveInput) (Effectiv
 	}
 	undone, err := gitrevert.Undone(repo, in.Commit, head)
 	if err != nil {
-		return EffectiveResult{}, fmt.Errorf("effective tree of %s on %s: %w", short(in.Commit), in.Branch, err)
+		return EffectiveResult{}, fmt.Errorf("effective tree of %s on %s: %w", contract.ShortSHA(in.Commit), in.Branch, err)
 	}
 	res := EffectiveResult{Undone: undone, Head: head}
 	if len(undone) == 0 {
@@ -40,7 +41,7 @@ func (a *Activities) Effective(ctx context.Context, in EffectiveInput) (Effectiv
 	// Subtracting merges files line by line, which can take a while on
 	// large generated files: heartbeats show it is alive, and deliver a
 	// cancellation, which stops the merge at once.
-	progress := startHeartbeat(ctx, a.HeartbeatEvery, fmt.Sprintf("effective tree of %s without %d reverted changes", short(in.Commit), len(undone)))
+	progress := startHeartbeat(ctx, a.HeartbeatEvery, fmt.Sprintf("effective tree of %s without %d reverted changes", contract.ShortSHA(in.Commit), len(undone)))
 	defer progress.Stop()
 	if _, err := gitrevert.Subtract(ctx, repo, in.Commit, undone); err != nil {
 		var dep *gitrevert.DependsError

@@ -11,6 +11,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gitrepo"
 	"github.com/changeops/changeops/internal/gitrevert"
 )
@@ -54,11 +55,11 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 	for _, s := range stacks {
 		ok, err := gitrepo.HasFile(repo, info.SHA, path.Join(s.Path, "Pulumi.yaml"))
 		if err != nil {
-			return InspectResult{}, fmt.Errorf("inspect stack %s at %s: %w", s.Name, short(info.SHA), err)
+			return InspectResult{}, fmt.Errorf("inspect stack %s at %s: %w", s.Name, contract.ShortSHA(info.SHA), err)
 		}
 		if !ok {
 			return InspectResult{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("stack %s: %s/Pulumi.yaml does not exist at commit %s: fix stacks[].path in the config or add the Pulumi project", s.Name, s.Path, short(info.SHA)),
+				fmt.Sprintf("stack %s: %s/Pulumi.yaml does not exist at commit %s: fix stacks[].path in the config or add the Pulumi project", s.Name, s.Path, contract.ShortSHA(info.SHA)),
 				ErrStackInvalid, nil)
 		}
 	}
@@ -121,14 +122,14 @@ func (a *Activities) deployable(ctx context.Context, cache *gitrepo.Repo, repo *
 	for _, l := range later {
 		c, err := repo.CommitObject(plumbing.NewHash(l))
 		if err != nil {
-			return nil, fmt.Errorf("read commit %s: %w", short(l), err)
+			return nil, fmt.Errorf("read commit %s: %w", contract.ShortSHA(l), err)
 		}
 		reverts = append(reverts, gitrevert.Reverts(c.Message)...)
 	}
 	for _, u := range undone {
 		if !slices.ContainsFunc(reverts, func(r gitrevert.Reverted) bool { return r.Matches(u) }) {
 			return nil, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("change %s is to be subtracted from %s, but no commit on branch %s after it reverts it: refused", short(u), short(sha), branch),
+				fmt.Sprintf("change %s is to be subtracted from %s, but no commit on branch %s after it reverts it: refused", contract.ShortSHA(u), contract.ShortSHA(sha), branch),
 				ErrNotOnBranch, nil)
 		}
 	}
@@ -169,7 +170,7 @@ func (a *Activities) PollBranch(ctx context.Context, in PollInput) (PollResult, 
 	for _, sha := range commits {
 		info, err := gitrepo.Lookup(repo, sha)
 		if err != nil {
-			return res, fmt.Errorf("read commit %s: %w", short(sha), err)
+			return res, fmt.Errorf("read commit %s: %w", contract.ShortSHA(sha), err)
 		}
 		paths, err := gitrepo.ChangedPaths(info.Commit)
 		if err != nil {
@@ -213,11 +214,4 @@ func gitError(err error, sha, url string) error {
 			ErrGitAuth)
 	}
 	return err
-}
-
-func short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
 }

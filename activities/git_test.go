@@ -10,7 +10,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 )
 
 func inspectEnv(t *testing.T, remote *gittest.Remote, stacks ...config.Stack) (*testsuite.TestActivityEnvironment, *Activities) {

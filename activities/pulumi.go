@@ -25,6 +25,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gitrepo"
 	"github.com/changeops/changeops/internal/gitrevert"
 )
@@ -60,7 +61,7 @@ func (a *Activities) Preview(ctx context.Context, in StackInput) (_ PlanResult, 
 // stackLog is the activity's logger (workflow and activity IDs) with the
 // run, the commit and the stack on every line.
 func stackLog(ctx context.Context, in StackInput) log.Logger {
-	return log.With(activity.GetLogger(ctx), "run", in.RunID, "commit", short(in.Commit), "stack", in.Stack.Name)
+	return log.With(activity.GetLogger(ctx), "run", in.RunID, "commit", contract.ShortSHA(in.Commit), "stack", in.Stack.Name)
 }
 
 // previewWith previews the stack, refreshing first when in.Refresh is set,
@@ -131,7 +132,7 @@ func (a *Activities) Apply(ctx context.Context, in StackInput) (_ ApplyResult, e
 			return ApplyResult{}, temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("stack %s at %s would now change differently from the approved plan "+
 					"(%d to create, %d to update, %d to replace, %d to delete): it must be approved again",
-					in.Stack.Name, short(in.Commit), now.Create, now.Update, now.Replace, now.Delete),
+					in.Stack.Name, contract.ShortSHA(in.Commit), now.Create, now.Update, now.Replace, now.Delete),
 				ErrPlanChanged, nil, now)
 		}
 	}
@@ -223,12 +224,12 @@ func (a *Activities) openStack(ctx context.Context, in StackInput) (auto.Stack, 
 		err = gitrepo.ExportTree(repo, tree, sha, ws)
 	}
 	if err != nil {
-		return auto.Stack{}, fmt.Errorf("prepare workspace for stack %s at %s: %w", s.Name, short(sha), err)
+		return auto.Stack{}, fmt.Errorf("prepare workspace for stack %s at %s: %w", s.Name, contract.ShortSHA(sha), err)
 	}
 	dir := filepath.Join(ws, filepath.FromSlash(s.Path))
 	if _, err := os.Stat(filepath.Join(dir, "Pulumi.yaml")); err != nil {
 		return auto.Stack{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("stack %s: %s/Pulumi.yaml does not exist at commit %s: fix stacks[].path in the config", s.Name, s.Path, short(sha)),
+			fmt.Sprintf("stack %s: %s/Pulumi.yaml does not exist at commit %s: fix stacks[].path in the config", s.Name, s.Path, contract.ShortSHA(sha)),
 			ErrStackInvalid, nil)
 	}
 	return a.selectStack(ctx, s, sha, dir)
@@ -243,16 +244,16 @@ func pulumiError(op string, s config.Stack, sha string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	msg := fmt.Sprintf("%s stack %s (%s) at %s: %s", op, s.Name, s.Stack, short(sha), summarize(err.Error()))
+	msg := fmt.Sprintf("%s stack %s (%s) at %s: %s", op, s.Name, s.Stack, contract.ShortSHA(sha), summarize(err.Error()))
 	// The CLI itself did not start (removed, or broken, since the worker
 	// checked it): not the program's fault, and it may be put back.
 	if cliDidNotStart(err) {
 		return temporal.NewApplicationError(fmt.Sprintf("%s stack %s at %s: the pulumi CLI could not start (%s): reinstall it with scripts/toolchain",
-			op, s.Name, short(sha), err.Error()), ErrPulumiUnavailable)
+			op, s.Name, contract.ShortSHA(sha), err.Error()), ErrPulumiUnavailable)
 	}
 	if owner, ok := lockedBy(err); ok {
 		return temporal.NewApplicationError(fmt.Sprintf("%s stack %s (%s) at %s: waiting for the lock held by %s",
-			op, s.Name, s.Stack, short(sha), owner), ErrStackLocked)
+			op, s.Name, s.Stack, contract.ShortSHA(sha), owner), ErrStackLocked)
 	}
 	if programError(err.Error()) {
 		return temporal.NewNonRetryableApplicationError(msg+pluginHint(err.Error()), ErrPulumiProgram, nil)

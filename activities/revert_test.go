@@ -7,7 +7,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 )
 
 // revertFixture is a remote over smart HTTP whose main holds a good and a

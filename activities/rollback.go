@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing/object"
 
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gitrevert"
 )
 
@@ -24,7 +25,7 @@ func (a *Activities) Revert(ctx context.Context, in RevertInput) (RevertResult, 
 	repo, _ := a.Config.RepoByName(in.Repo)
 	// Heartbeats let Temporal notice a dead worker within the heartbeat
 	// timeout and retry elsewhere; the retry finds a pushed revert.
-	progress := startHeartbeat(ctx, a.HeartbeatEvery, "revert "+short(in.Commit))
+	progress := startHeartbeat(ctx, a.HeartbeatEvery, "revert "+contract.ShortSHA(in.Commit))
 	defer progress.Stop()
 	res, err := gitrevert.RevertAndPush(ctx, cache, gitrevert.Request{
 		Branch:     in.Branch,
@@ -52,7 +53,8 @@ func (a *Activities) LastGood(ctx context.Context, in LastGoodInput) (LastGoodRe
 	// Visibility lists closed runs newest first; ORDER BY is not portable
 	// across visibility stores.
 	resp, err := a.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query:    fmt.Sprintf("WorkflowType = 'ChangeWorkflow' AND ChangeStacks = '%s' AND ChangeState = 'succeeded'", in.Stack),
+		Query: fmt.Sprintf("WorkflowType = '%s' AND %s = '%s' AND %s = '%s'",
+			contract.ChangeWorkflowName, contract.ChangeStacks.GetName(), in.Stack, contract.ChangeState.GetName(), contract.StateSucceeded),
 		PageSize: 1,
 	})
 	if err != nil {
@@ -60,7 +62,7 @@ func (a *Activities) LastGood(ctx context.Context, in LastGoodInput) (LastGoodRe
 	}
 	for _, e := range resp.GetExecutions() {
 		var sha string
-		if p, ok := e.GetSearchAttributes().GetIndexedFields()["ChangeCommit"]; ok {
+		if p, ok := e.GetSearchAttributes().GetIndexedFields()[contract.ChangeCommit.GetName()]; ok {
 			if err := decode(p, &sha); err != nil {
 				return LastGoodResult{}, err
 			}

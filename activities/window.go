@@ -11,28 +11,9 @@ import (
 	"go.temporal.io/api/serviceerror"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
-)
 
-// Names of the freezes workflow (README, "Change windows and freezes").
-// They live here, beside the activity that reads the freezes, because
-// workflows imports this package.
-const (
-	FreezesWorkflowName = "FreezesWorkflow"
-	// FreezeUpdate and UnfreezeUpdate carry a signed FreezeRequest.
-	FreezeUpdate   = "freeze"
-	UnfreezeUpdate = "unfreeze"
-	// FreezesQuery returns the FreezesState.
-	FreezesQuery = "freezes"
-	// WaitingSignal registers a run that waits for a freeze to end (a
-	// Waiter): it is woken when a freeze is lifted or runs out.
-	WaitingSignal = "waiting"
-	// WindowRecheckSignal wakes a run waiting for its window to check
-	// again.
-	WindowRecheckSignal = "window-recheck"
+	"github.com/changeops/changeops/contract"
 )
-
-// FreezesID is the one freezes workflow of a deployment (its task queue).
-func FreezesID(taskQueue string) string { return "freezes/" + taskQueue }
 
 // Freeze stops the applies of a stack (or of every stack) until it is
 // lifted or runs out: runs plan and ask as usual, then wait.
@@ -86,7 +67,7 @@ type Waiter struct {
 }
 
 // FreezesState is the freezes workflow's whole state, carried across
-// continue-as-new and returned by FreezesQuery.
+// continue-as-new and returned by contract.FreezesQuery.
 type FreezesState struct {
 	Freezes []Freeze
 	// Waiters are woken, oldest first, when a freeze ends.
@@ -152,8 +133,8 @@ func (a *Activities) Window(ctx context.Context, in WindowInput) (WindowResult, 
 	}
 	frozen := st.Holding(in.Stacks, now)
 	if len(frozen) > 0 && in.RunID != "" {
-		id := FreezesID(a.Config.Temporal.TaskQueue)
-		if err := a.Temporal.SignalWorkflow(ctx, id, "", WaitingSignal, Waiter{RunID: in.RunID, Stacks: in.Stacks}); err != nil {
+		id := contract.FreezesID(a.Config.Temporal.TaskQueue)
+		if err := a.Temporal.SignalWorkflow(ctx, id, "", contract.WaitingSignal, Waiter{RunID: in.RunID, Stacks: in.Stacks}); err != nil {
 			return res, fmt.Errorf("register %s with %s to be woken when its freeze ends: %w", in.RunID, id, err)
 		}
 		if st, err = a.freezes(ctx); err != nil {
@@ -196,14 +177,14 @@ func (a *Activities) freezes(ctx context.Context) (FreezesState, error) {
 	if a.Temporal == nil {
 		return st, nil
 	}
-	id := FreezesID(a.Config.Temporal.TaskQueue)
-	v, err := a.Temporal.QueryWorkflow(ctx, id, "", FreezesQuery)
+	id := contract.FreezesID(a.Config.Temporal.TaskQueue)
+	v, err := a.Temporal.QueryWorkflow(ctx, id, "", contract.FreezesQuery)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return st, nil
 	}
 	if err != nil {
-		return st, fmt.Errorf("read the freezes (query %s on %s): %w", FreezesQuery, id, err)
+		return st, fmt.Errorf("read the freezes (query %s on %s): %w", contract.FreezesQuery, id, err)
 	}
 	if err := v.Get(&st); err != nil {
 		return st, fmt.Errorf("decode the freezes of %s: %w", id, err)
@@ -250,7 +231,7 @@ func (a *Activities) PriorFreezes(ctx context.Context, in PriorFreezesInput) (Fr
 	if newest == nil {
 		return st, nil
 	}
-	v, err := a.Temporal.QueryWorkflow(ctx, in.WorkflowID, newest.GetExecution().GetRunId(), FreezesQuery)
+	v, err := a.Temporal.QueryWorkflow(ctx, in.WorkflowID, newest.GetExecution().GetRunId(), contract.FreezesQuery)
 	if err != nil {
 		return st, fmt.Errorf("read the freezes of %s run %s: %w", in.WorkflowID, newest.GetExecution().GetRunId(), err)
 	}

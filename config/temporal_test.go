@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/changeops/changeops/internal/testca"
+	"github.com/changeops/changeops/internal/testkit/testca"
 )
 
 func TestTemporalTLSLoad(t *testing.T) {

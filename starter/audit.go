@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/jsonout"
 	"github.com/changeops/changeops/workflows"
 )
@@ -247,7 +248,7 @@ func FreezeRecords(ctx context.Context, c client.Client, taskQueue string, since
 		if stack == "" {
 			stack = "*"
 		}
-		out = append(out, Record{ID: workflows.FreezesID(taskQueue), Kind: KindFreeze, State: e.Action, Stacks: []string{stack},
+		out = append(out, Record{ID: contract.FreezesID(taskQueue), Kind: KindFreeze, State: e.Action, Stacks: []string{stack},
 			Approver: e.By, ApprovedVia: e.Method, DecidedAt: e.At, Comment: e.Reason, Until: e.Until,
 			Plans: []Plan{}, Updates: []Update{}, Checks: []Checked{}, Restored: []string{}, Steps: []workflows.Step{}})
 	}

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/workflows"
 )
 
@@ -41,7 +42,7 @@ func Drift(ctx context.Context, c client.Client, cfg *config.Config, req DriftRe
 	default:
 		return "", fmt.Errorf("drift policy %q: use notify, approve or heal", req.Policy)
 	}
-	id := workflows.DriftID(s.Name, time.Now())
+	id := contract.DriftID(s.Name, time.Now())
 	summary := "Drift check of stack " + s.Name
 	if req.By != "" {
 		summary += " (asked by " + req.By + ")"
@@ -54,10 +55,10 @@ func Drift(ctx context.Context, c client.Client, cfg *config.Config, req DriftRe
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            summary,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.ChangeStacks.ValueSet([]string{s.Name}),
-			workflows.ChangeState.ValueSet(workflows.StateDriftChecking),
+			contract.ChangeStacks.ValueSet([]string{s.Name}),
+			contract.ChangeState.ValueSet(contract.StateDriftChecking),
 		),
-	}, workflows.DriftWorkflowName, workflows.DriftInput{Stack: s.Name, UIURL: cfg.Temporal.UIURL, Policy: req.Policy, By: req.By})
+	}, contract.DriftWorkflowName, workflows.DriftInput{Stack: s.Name, UIURL: cfg.Temporal.UIURL, Policy: req.Policy, By: req.By})
 	if err != nil {
 		return "", fmt.Errorf("start drift check %s: %w", id, err)
 	}
@@ -69,8 +70,8 @@ func Drift(ctx context.Context, c client.Client, cfg *config.Config, req DriftRe
 // decision, or a heal waiting for its change window.
 func DriftSettled(r Run) bool {
 	switch r.State {
-	case workflows.StateDriftNone, workflows.StateDriftFound, workflows.StateDriftHealed, workflows.StateDriftAccepted,
-		workflows.StateAwaitingApproval, workflows.StateWaitingForWindow, workflows.StateNoOp, workflows.StateFailed:
+	case contract.StateDriftNone, contract.StateDriftFound, contract.StateDriftHealed, contract.StateDriftAccepted,
+		contract.StateAwaitingApproval, contract.StateWaitingForWindow, contract.StateNoOp, contract.StateFailed:
 		return r.Status != nil
 	}
 	return false

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/workflows"
 )
@@ -43,8 +44,8 @@ type FreezeAnswer struct {
 // nobody ever froze anything.
 func Freezes(ctx context.Context, c client.Client, taskQueue string) (activities.FreezesState, error) {
 	var st activities.FreezesState
-	id := workflows.FreezesID(taskQueue)
-	v, err := c.QueryWorkflow(ctx, id, "", workflows.FreezesQuery)
+	id := contract.FreezesID(taskQueue)
+	v, err := c.QueryWorkflow(ctx, id, "", contract.FreezesQuery)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return st, nil
@@ -61,11 +62,11 @@ func Freezes(ctx context.Context, c client.Client, taskQueue string) (activities
 // Freeze stops the applies of a stack (or every stack): runs plan and ask
 // as usual, and wait in waiting-for-window before applying.
 func Freeze(ctx context.Context, c client.Client, req FreezeRequest) (FreezeAnswer, error) {
-	ans, err := changeFreezes(ctx, c, req, gate.ActionFreeze, workflows.FreezeUpdate)
+	ans, err := changeFreezes(ctx, c, req, gate.ActionFreeze, contract.FreezeUpdate)
 	if err != nil {
 		return ans, err
 	}
-	f := Filter{State: workflows.StateApplying, Stack: req.Stack, Limit: 100}
+	f := Filter{State: contract.StateApplying, Stack: req.Stack, Limit: 100}
 	runs, err := List(ctx, c, f)
 	if err != nil {
 		return ans, nil // the freeze holds; only the note is missing
@@ -79,7 +80,7 @@ func Freeze(ctx context.Context, c client.Client, req FreezeRequest) (FreezeAnsw
 // Unfreeze lifts the freezes of a stack (every freeze, for Stack ""), and
 // the runs waiting on them check their windows at once.
 func Unfreeze(ctx context.Context, c client.Client, req FreezeRequest) (FreezeAnswer, error) {
-	return changeFreezes(ctx, c, req, gate.ActionUnfreeze, workflows.UnfreezeUpdate)
+	return changeFreezes(ctx, c, req, gate.ActionUnfreeze, contract.UnfreezeUpdate)
 }
 
 // changeFreezes signs the change for the freezes as they stand and sends
@@ -90,7 +91,7 @@ func changeFreezes(ctx context.Context, c client.Client, req FreezeRequest, acti
 	if req.TaskQueue == "" {
 		return FreezeAnswer{}, errors.New("no task queue: pass --config (temporal.task_queue)")
 	}
-	id := workflows.FreezesID(req.TaskQueue)
+	id := contract.FreezesID(req.TaskQueue)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st, err := Freezes(ctx, c, req.TaskQueue)
@@ -109,7 +110,7 @@ func changeFreezes(ctx context.Context, c client.Client, req FreezeRequest, acti
 			TaskQueue:                req.TaskQueue,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 			StaticSummary:            "Freezes of task queue " + req.TaskQueue,
-		}, workflows.FreezesWorkflowName, activities.FreezesState{})
+		}, contract.FreezesWorkflowName, activities.FreezesState{})
 		h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 			StartWorkflowOperation: op,
 			UpdateOptions: client.UpdateWorkflowOptions{
@@ -149,7 +150,7 @@ func Override(ctx context.Context, c client.Client, id string, d Decision) (work
 	if st == nil {
 		return workflows.OverrideResult{}, fmt.Errorf("override %s: %s", id, run.Detail)
 	}
-	if st.State != workflows.StateWaitingForWindow {
+	if st.State != contract.StateWaitingForWindow {
 		return workflows.OverrideResult{}, fmt.Errorf("refused: %s is %s, not waiting for its change window: only a run that waits for one can be overridden (approve it first, without --override-window)", st.Subject(), st.State)
 	}
 	signed, err := gate.SignSSH(d.Signer, gate.Claim{
@@ -159,5 +160,5 @@ func Override(ctx context.Context, c client.Client, id string, d Decision) (work
 	if err != nil {
 		return workflows.OverrideResult{}, err
 	}
-	return update[workflows.OverrideResult](ctx, c, id, workflows.OverrideWindowUpdate, workflows.DecisionRequest{Signed: &signed})
+	return update[workflows.OverrideResult](ctx, c, id, contract.OverrideWindowUpdate, workflows.DecisionRequest{Signed: &signed})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/jsonout"
 	"github.com/changeops/changeops/workflows"
 )
@@ -23,17 +24,17 @@ var updateGolden = flag.Bool("update", false, "rewrite the golden files")
 func TestStatusJSONContract(t *testing.T) {
 	at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
 	run := Run{
-		ID: "change/main/3f2a91c0aa", Kind: KindChange, Commit: "3f2a91c0aa", Stacks: []string{"web"}, State: workflows.StateSucceeded,
+		ID: "change/main/3f2a91c0aa", Kind: KindChange, Commit: "3f2a91c0aa", Stacks: []string{"web"}, State: contract.StateSucceeded,
 		Approver: "bob", Author: "alice@example.com", Subject: "Serve v2", Deployment: "changeops", Build: "b1", Versioning: "pinned",
 		Status: &workflows.Status{
-			Kind: workflows.KindChange, ID: "change/main/3f2a91c0aa", RunID: "9f1c2d3e", Branch: "main",
+			Kind: contract.KindChange, ID: "change/main/3f2a91c0aa", RunID: "9f1c2d3e", Branch: "main",
 			Commit:       activities.Commit{SHA: "3f2a91c0aa", Subject: "Serve v2", AuthorName: "Alice", AuthorEmail: "alice@example.com", When: at},
-			ChangedPaths: []string{"stacks/web/Pulumi.prod.yaml"}, Stacks: []string{"web"}, State: workflows.StateSucceeded,
+			ChangedPaths: []string{"stacks/web/Pulumi.prod.yaml"}, Stacks: []string{"web"}, State: contract.StateSucceeded,
 			Plans:    []activities.PlanResult{{Stack: "web", Update: 1, Same: 2, Steps: "s1", Digest: "d1"}},
 			Approval: workflows.Approval{Required: true, Stacks: []string{"web"}, Approvers: []string{"bob"}, Timeout: 24 * time.Hour, Deadline: at.Add(24 * time.Hour)},
 			Decision: &workflows.Decision{Approve: true, User: "bob", At: at.Add(time.Minute), Method: "ssh", Key: "SHA256:abc"},
 			Applies:  []activities.ApplyResult{{Stack: "web", Update: 1, Same: 2, UpdateVersion: 3}},
-			Steps:    []workflows.Step{{State: workflows.StatePlanning, At: at}, {State: workflows.StateSucceeded, At: at.Add(2 * time.Minute)}},
+			Steps:    []workflows.Step{{State: contract.StatePlanning, At: at}, {State: contract.StateSucceeded, At: at.Add(2 * time.Minute)}},
 		},
 	}
 	var b bytes.Buffer

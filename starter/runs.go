@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/workflows"
 )
 
@@ -76,11 +77,11 @@ func (f Filter) query() string {
 	var q []string
 	switch f.Kind {
 	case KindChange:
-		q = append(q, fmt.Sprintf("WorkflowType = '%s'", workflows.ChangeWorkflowName))
+		q = append(q, fmt.Sprintf("WorkflowType = '%s'", contract.ChangeWorkflowName))
 	case KindDrift:
-		q = append(q, fmt.Sprintf("WorkflowType = '%s'", workflows.DriftWorkflowName))
+		q = append(q, fmt.Sprintf("WorkflowType = '%s'", contract.DriftWorkflowName))
 	default:
-		q = append(q, fmt.Sprintf("WorkflowType IN ('%s', '%s')", workflows.ChangeWorkflowName, workflows.DriftWorkflowName))
+		q = append(q, fmt.Sprintf("WorkflowType IN ('%s', '%s')", contract.ChangeWorkflowName, contract.DriftWorkflowName))
 	}
 	if f.Stack != "" {
 		q = append(q, fmt.Sprintf("ChangeStacks = '%s'", escape(f.Stack)))
@@ -156,7 +157,7 @@ func runFromAttributes(id string, fields map[string]*commonpb.Payload) Run {
 }
 
 func kindOf(workflowType string) string {
-	if workflowType == workflows.DriftWorkflowName {
+	if workflowType == contract.DriftWorkflowName {
 		return KindDrift
 	}
 	return KindChange
@@ -181,7 +182,7 @@ func Status(ctx context.Context, c client.Client, id string) (Run, error) {
 			run.Retrying = append(run.Retrying, fmt.Sprintf("%s (attempt %d): %s", pa.GetActivityType().GetName(), pa.GetAttempt(), f.GetMessage()))
 		}
 	}
-	resp, err := c.QueryWorkflow(ctx, id, "", workflows.StatusQuery)
+	resp, err := c.QueryWorkflow(ctx, id, "", contract.StatusQuery)
 	if err != nil {
 		run.Detail = "status query unavailable (is a worker running?): " + err.Error()
 		return run, nil

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/gitrepo"
 	"github.com/changeops/changeops/workflows"
@@ -63,7 +64,7 @@ func Start(ctx context.Context, c client.Client, cfg *config.Config, cache *gitr
 	case !on:
 		return Started{}, &gitrepo.NotOnBranchError{SHA: sha, Branch: t.Branch, URL: repo.URL, Head: head}
 	}
-	id := workflows.ChangeID(t.Repo, t.Branch, sha)
+	id := contract.ChangeID(t.Repo, t.Branch, sha)
 	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    id,
 		TaskQueue:             cfg.Temporal.TaskQueue,
@@ -72,11 +73,11 @@ func Start(ctx context.Context, c client.Client, cfg *config.Config, cache *gitr
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            fmt.Sprintf("Change %s on %s (started by hand)", sha[:7], t.Branch),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.ChangeCommit.ValueSet(sha),
-			workflows.ChangeBranch.ValueSet(t.Branch),
-			workflows.ChangeState.ValueSet(workflows.StatePlanning),
+			contract.ChangeCommit.ValueSet(sha),
+			contract.ChangeBranch.ValueSet(t.Branch),
+			contract.ChangeState.ValueSet(contract.StatePlanning),
 		),
-	}, workflows.ChangeWorkflowName, workflows.ChangeInput{Repo: t.Repo, Branch: t.Branch, Commit: sha, UIURL: cfg.Temporal.UIURL})
+	}, contract.ChangeWorkflowName, workflows.ChangeInput{Repo: t.Repo, Branch: t.Branch, Commit: sha, UIURL: cfg.Temporal.UIURL})
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &already):
@@ -121,7 +122,7 @@ func Decide(ctx context.Context, c client.Client, id string, d Decision) (workfl
 // refusal (unsigned, not an approver, linked to the commit under four
 // eyes, not waiting) comes back at once as an error saying why.
 func Send(ctx context.Context, c client.Client, id string, req workflows.DecisionRequest) (workflows.DecisionResult, error) {
-	return update[workflows.DecisionResult](ctx, c, id, workflows.DecisionUpdate, req)
+	return update[workflows.DecisionResult](ctx, c, id, contract.DecisionUpdate, req)
 }
 
 // update sends a validated Update and waits for its result; a validator's
@@ -189,5 +190,5 @@ func Resolve(ctx context.Context, c client.Client, ref string) (string, error) {
 // validated Update: "no rewrite waiting" comes back at once. repo is a repos
 // entry's name, empty for the repo block.
 func AckRewrite(ctx context.Context, c client.Client, repo, branch, user string) (workflows.WatcherStatus, error) {
-	return update[workflows.WatcherStatus](ctx, c, workflows.WatcherID(repo, branch), workflows.AckRewriteUpdate, workflows.AckRequest{User: user})
+	return update[workflows.WatcherStatus](ctx, c, contract.WatcherID(repo, branch), contract.AckRewriteUpdate, workflows.AckRequest{User: user})
 }

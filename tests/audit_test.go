@@ -18,9 +18,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 	"github.com/changeops/changeops/starter"
-	"github.com/changeops/changeops/workflows"
 )
 
 // syncBuffer is a log sink the worker writes from many goroutines.
@@ -74,8 +74,8 @@ func TestRunsAreTracedAndAudited(t *testing.T) {
 		return remote.Commit(msg, map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: " + content + "\n  site:image: " + image + "\n"})
 	}
 	decide := func(sha string, approve bool) string {
-		id := workflows.ChangeWorkflowID(branch, sha)
-		waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
+		id := contract.ChangeWorkflowID(branch, sha)
+		waitState(t, c, id, time.Minute, contract.StateAwaitingApproval)
 		if _, err := starter.Decide(ctx, c, id, signedBy("bob", approve, "audited")); err != nil {
 			t.Fatalf("decide %s: %v", sha[:7], err)
 		}
@@ -87,18 +87,18 @@ func TestRunsAreTracedAndAudited(t *testing.T) {
 	// one's revert lands exactly on what is deployed.
 	rejected := set("Serve v3", "v3")
 	rejectedID := decide(rejected, false)
-	waitState(t, c, rejectedID, time.Minute, workflows.StateRejected)
+	waitState(t, c, rejectedID, time.Minute, contract.StateRejected)
 	good := set("Serve v2", "v2")
 	goodID := decide(good, true)
-	waitState(t, c, goodID, 2*time.Minute, workflows.StateSucceeded)
+	waitState(t, c, goodID, 2*time.Minute, contract.StateSucceeded)
 	bad := set("Break the site", "broken")
 	badID := decide(bad, true)
-	badRun := waitState(t, c, badID, 3*time.Minute, workflows.StateRolledBack, workflows.StateRollbackFailed)
-	if badRun.State != workflows.StateRolledBack || badRun.RevertCommit == "" {
+	badRun := waitState(t, c, badID, 3*time.Minute, contract.StateRolledBack, contract.StateRollbackFailed)
+	if badRun.State != contract.StateRolledBack || badRun.RevertCommit == "" {
 		t.Fatalf("bad change ended %s, revert %q: %s", badRun.State, badRun.RevertCommit, badRun.Error)
 	}
-	revertID := workflows.ChangeWorkflowID(branch, badRun.RevertCommit)
-	waitState(t, c, revertID, time.Minute, workflows.StateNoOp)
+	revertID := contract.ChangeWorkflowID(branch, badRun.RevertCommit)
+	waitState(t, c, revertID, time.Minute, contract.StateNoOp)
 
 	// Every search attribute finds the run it describes.
 	for query, want := range map[string]string{
@@ -149,9 +149,9 @@ func TestRunsAreTracedAndAudited(t *testing.T) {
 		{"good: the image it deployed", len(g.Plans) == 1 && len(g.Plans[0].Artifacts) == 1 && g.Plans[0].Artifacts[0] == "site:image="+image},
 		{"good: Pulumi update", len(g.Updates) == 1 && g.Updates[0].Started != "" && g.Updates[0].Create == 2},
 		{"good: checks", len(g.Checks) == 1 && g.Checks[0].Passed},
-		{"good: steps timed", len(g.Steps) >= 5 && g.Steps[len(g.Steps)-1].State == workflows.StateSucceeded},
-		{"rejected: who, nothing applied", rj.State == workflows.StateRejected && rj.Approver == "bob" && len(rj.Updates) == 0},
-		{"rolled back: revert and restore", b.State == workflows.StateRolledBack && b.RevertCommit == badRun.RevertCommit &&
+		{"good: steps timed", len(g.Steps) >= 5 && g.Steps[len(g.Steps)-1].State == contract.StateSucceeded},
+		{"rejected: who, nothing applied", rj.State == contract.StateRejected && rj.Approver == "bob" && len(rj.Updates) == 0},
+		{"rolled back: revert and restore", b.State == contract.StateRolledBack && b.RevertCommit == badRun.RevertCommit &&
 			len(b.Restored) == 1 && b.Restored[0] == stack+"@"+good},
 		{"rolled back: the failed check", len(b.Checks) > 0 && !b.Checks[0].Passed},
 	}
@@ -220,7 +220,7 @@ func TestRunsAreTracedAndAudited(t *testing.T) {
 		}
 	}
 	ws.mu.Unlock()
-	for _, id := range []string{goodID, rejectedID, badID, revertID, workflows.WatcherWorkflowID(branch)} {
+	for _, id := range []string{goodID, rejectedID, badID, revertID, contract.WatcherWorkflowID(branch)} {
 		if leaked := historyContains(t, c, id, secrets...); leaked != "" {
 			t.Errorf("history of %s contains the secret %q", id, leaked)
 		}

@@ -16,10 +16,10 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gitrepo"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 	"github.com/changeops/changeops/starter"
-	"github.com/changeops/changeops/workflows"
 )
 
 // A commit pushed to a remote served by git http-backend with basic auth is
@@ -44,8 +44,8 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 	waitWatching(t, c, branch)
 
 	sha := remote.Commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
-	id := workflows.ChangeWorkflowID(branch, sha)
-	run := waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
+	id := contract.ChangeWorkflowID(branch, sha)
+	run := waitState(t, c, id, time.Minute, contract.StateAwaitingApproval)
 	if p := run.Status.Plans; len(p) != 1 || p[0].Create != 2 || p[0].Digest == "" {
 		t.Fatalf("plan = %+v, want 2 creates (stack and file) and a digest", p)
 	}
@@ -67,8 +67,8 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 		t.Fatalf("approval by bob: %v", err)
 	}
 
-	run = waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
-	if run.State != workflows.StateSucceeded {
+	run = waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	if got, err := os.ReadFile(out); err != nil || string(got) != "v2" {
@@ -102,7 +102,7 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 
 	// The run is searchable by the attributes the CLI lists with.
 	waitFor(t, 10*time.Second, "list by stack and state", func() (bool, string) {
-		runs, err := starter.List(ctx, c, starter.Filter{Stack: "site-http", State: workflows.StateSucceeded})
+		runs, err := starter.List(ctx, c, starter.Filter{Stack: "site-http", State: contract.StateSucceeded})
 		if err != nil {
 			return false, err.Error()
 		}
@@ -125,7 +125,7 @@ func TestChangeRunSucceedsOverSmartHTTP(t *testing.T) {
 		t.Fatalf("runs for %s = %+v, %v; want exactly one", sha, runs, err)
 	}
 	// Secrets never reach the history (the audit log everyone can read).
-	for _, h := range []string{id, workflows.WatcherWorkflowID(branch)} {
+	for _, h := range []string{id, contract.WatcherWorkflowID(branch)} {
 		if leaked := historyContains(t, c, h, "t0ken", "e2e-passphrase"); leaked != "" {
 			t.Errorf("history of %s contains the secret %q", h, leaked)
 		}
@@ -159,13 +159,13 @@ func TestFailingVerificationRollsBack(t *testing.T) {
 	}
 
 	good := setContent("Serve v2", "v2")
-	if run := waitState(t, c, workflows.ChangeWorkflowID(branch, good), 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRollbackFailed); run.State != workflows.StateSucceeded {
+	if run := waitState(t, c, contract.ChangeWorkflowID(branch, good), 2*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRollbackFailed); run.State != contract.StateSucceeded {
 		t.Fatalf("good change ended %s: %s", run.State, run.Error)
 	}
 	bad := setContent("Break the site", "broken")
-	id := workflows.ChangeWorkflowID(branch, bad)
-	run := waitState(t, c, id, 3*time.Minute, workflows.StateRolledBack, workflows.StateRollbackFailed, workflows.StateFailed, workflows.StateSucceeded)
-	if run.State != workflows.StateRolledBack {
+	id := contract.ChangeWorkflowID(branch, bad)
+	run := waitState(t, c, id, 3*time.Minute, contract.StateRolledBack, contract.StateRollbackFailed, contract.StateFailed, contract.StateSucceeded)
+	if run.State != contract.StateRolledBack {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	for _, want := range []string{"verification of site-verify failed after", "command sh -c", "upstream unhealthy", "exit status 3"} {
@@ -215,23 +215,23 @@ func TestFailingVerificationRollsBack(t *testing.T) {
 		t.Errorf("status --json = %s", stdout)
 	}
 	// The revert's own run plans against what is deployed: nothing to do.
-	waitState(t, c, workflows.ChangeWorkflowID(branch, run.RevertCommit), time.Minute, workflows.StateNoOp)
-	recordHistory(t, c, workflows.ChangeWorkflowID(branch, run.RevertCommit), "change_revert_nothing_to_do.json")
+	waitState(t, c, contract.ChangeWorkflowID(branch, run.RevertCommit), time.Minute, contract.StateNoOp)
+	recordHistory(t, c, contract.ChangeWorkflowID(branch, run.RevertCommit), "change_revert_nothing_to_do.json")
 
 	// Slack: the run's parent message shows how it ended; its thread tells
 	// the story in order, the restore's verification included.
-	slack.waitThread(t, bad[:7], workflows.StateRolledBack, "received", "plan ready", "approved by policy", "applying", "applied",
-		"rolling back", "verified site-verify", "restored site-verify", "revert pushed", workflows.StateRolledBack)
+	slack.waitThread(t, bad[:7], contract.StateRolledBack, "received", "plan ready", "approved by policy", "applying", "applied",
+		"rolling back", "verified site-verify", "restored site-verify", "revert pushed", contract.StateRolledBack)
 	recordHistory(t, c, id, "change_rolled_back.json")
 
 	// A commit touching no stack is a no-op (made on top of the revert, as
 	// a person would after pulling).
 	remote.Git(remote.Clone, "pull", "-q", "--ff-only", "origin", branch)
 	sha := remote.Commit("Document the repo", map[string]string{"README.md": "infra\n"})
-	if run := waitState(t, c, workflows.ChangeWorkflowID(branch, sha), time.Minute, workflows.StateNoOp); len(run.Stacks) != 0 {
+	if run := waitState(t, c, contract.ChangeWorkflowID(branch, sha), time.Minute, contract.StateNoOp); len(run.Stacks) != 0 {
 		t.Errorf("no-op run lists stacks %v", run.Stacks)
 	}
-	recordHistory(t, c, workflows.WatcherWorkflowID(branch), "watcher_with_rollback.json")
+	recordHistory(t, c, contract.WatcherWorkflowID(branch), "watcher_with_rollback.json")
 }
 
 // A program the engine rejects fails the run at once, with Pulumi's message,
@@ -257,9 +257,9 @@ resources:
     properties:
       path: /tmp/x
 `})
-	id := workflows.ChangeWorkflowID(branch, sha)
-	run := waitState(t, c, id, 2*time.Minute, workflows.StateFailed, workflows.StateAwaitingApproval)
-	if run.State != workflows.StateFailed {
+	id := contract.ChangeWorkflowID(branch, sha)
+	run := waitState(t, c, id, 2*time.Minute, contract.StateFailed, contract.StateAwaitingApproval)
+	if run.State != contract.StateFailed {
 		t.Fatalf("run is %s, want failed before approval", run.State)
 	}
 	for _, want := range []string{"plan site-broken", "preview stack site-broken (test) at " + sha[:7], "changeops:index:Nope"} {
@@ -271,7 +271,7 @@ resources:
 		t.Errorf("preview attempted %d times, want 1 (not retryable)", n)
 	}
 	// Slack hears why, in the run's thread; no one is asked to approve.
-	th := slack.waitThread(t, sha[:7], workflows.StateFailed, "received", workflows.StateFailed)
+	th := slack.waitThread(t, sha[:7], contract.StateFailed, "received", contract.StateFailed)
 	if !strings.Contains(th[1].Blocks, "changeops:index:Nope") {
 		t.Errorf("the failure message does not say what failed: %s", th[1].Blocks)
 	}
@@ -322,7 +322,7 @@ func TestStartRefusesBadInput(t *testing.T) {
 func waitWatching(t *testing.T, c client.Client, branch string) {
 	t.Helper()
 	waitFor(t, 30*time.Second, "watcher baseline of "+branch, func() (bool, string) {
-		return countActivities(t, c, workflows.WatcherWorkflowID(branch), "PollBranch") >= 1, "no completed poll yet"
+		return countActivities(t, c, contract.WatcherWorkflowID(branch), "PollBranch") >= 1, "no completed poll yet"
 	})
 }
 
@@ -414,8 +414,8 @@ func TestApplyRefusesAPlanThatChangedSinceApproval(t *testing.T) {
 	sha := remote.Commit("Serve what the external file says", map[string]string{
 		"stacks/site/Pulumi.yaml": siteProgram(nil, fileResource("page", "${outFile}", "fn::readFile: "+external)),
 	})
-	id := workflows.ChangeWorkflowID(branch, sha)
-	waitState(t, c, id, 2*time.Minute, workflows.StateAwaitingApproval)
+	id := contract.ChangeWorkflowID(branch, sha)
+	waitState(t, c, id, 2*time.Minute, contract.StateAwaitingApproval)
 	if err := os.WriteFile(external, []byte("second"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -429,8 +429,8 @@ func TestApplyRefusesAPlanThatChangedSinceApproval(t *testing.T) {
 		if err != nil || r.Status == nil {
 			return false, fmt.Sprint(err)
 		}
-		n := strings.Count(fmt.Sprint(r.Status.Steps), workflows.StateAwaitingApproval)
-		return r.State == workflows.StateAwaitingApproval && n == 2, fmt.Sprintf("%s after %d approval requests", r.State, n)
+		n := strings.Count(fmt.Sprint(r.Status.Steps), contract.StateAwaitingApproval)
+		return r.State == contract.StateAwaitingApproval && n == 2, fmt.Sprintf("%s after %d approval requests", r.State, n)
 	})
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("the site file exists: the unapproved plan was applied")
@@ -438,8 +438,8 @@ func TestApplyRefusesAPlanThatChangedSinceApproval(t *testing.T) {
 	if _, err := starter.Decide(ctx, c, id, signedBy("bob", true, "second")); err != nil {
 		t.Fatal(err)
 	}
-	run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack)
-	if run.State != workflows.StateSucceeded {
+	run := waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	if got, err := os.ReadFile(out); err != nil || string(got) != "second" {

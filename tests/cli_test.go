@@ -5,7 +5,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/changeops/changeops/internal/cli"
+	"github.com/changeops/changeops/cmd"
 )
 
 // changeops runs the command line against the package's Temporal, as a user
@@ -14,7 +14,7 @@ func changeops(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	args = append(args, "--address", temporalURL)
-	code = cli.Main(context.Background(), args, cli.Env{
+	code = cmd.Main(context.Background(), args, cmd.Env{
 		Getenv: func(string) string { return "" },
 		Stdout: &out,
 		Stderr: &errOut,

@@ -17,12 +17,12 @@ import (
 	"go.temporal.io/sdk/log"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gittest"
-	"github.com/changeops/changeops/internal/pgcluster"
-	"github.com/changeops/changeops/internal/testca"
+	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/testkit/gittest"
+	"github.com/changeops/changeops/internal/testkit/pgcluster"
+	"github.com/changeops/changeops/internal/testkit/testca"
 	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/worker"
-	"github.com/changeops/changeops/workflows"
 )
 
 // The production path: a Temporal server persisting to PostgreSQL (the
@@ -188,11 +188,11 @@ func TestProductionTwoWorkersOnPostgres(t *testing.T) {
 				all[k] = v
 			}
 		}
-		return workflows.ChangeWorkflowID(branch, remote.Commit(msg, all))
+		return contract.ChangeWorkflowID(branch, remote.Commit(msg, all))
 	}
 	succeeded := func(id string, limit time.Duration) {
 		t.Helper()
-		if run := waitState(t, c, id, limit, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack); run.State != workflows.StateSucceeded {
+		if run := waitState(t, c, id, limit, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack); run.State != contract.StateSucceeded {
 			t.Fatalf("run %s ended %s: %s", id, run.State, run.Error)
 		}
 	}
@@ -262,7 +262,7 @@ func TestProductionTwoWorkersOnPostgres(t *testing.T) {
 		}
 	}
 	waitFor(t, 30*time.Second, "4 succeeded runs of stack pg-a or pg-b in visibility", func() (bool, string) {
-		runs, err := starter.List(ctx, c, starter.Filter{State: workflows.StateSucceeded, Kind: starter.KindChange})
+		runs, err := starter.List(ctx, c, starter.Filter{State: contract.StateSucceeded, Kind: starter.KindChange})
 		if err != nil {
 			return false, err.Error()
 		}

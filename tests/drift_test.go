@@ -14,12 +14,11 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/cmd"
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/cli"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 	"github.com/changeops/changeops/starter"
-	"github.com/changeops/changeops/workflows"
 )
 
 // deploy pushes a change to the site at out and waits for its run to
@@ -27,14 +26,14 @@ import (
 func deploy(t *testing.T, c client.Client, remote *gittest.Remote, branch, dir, out, content string) string {
 	t.Helper()
 	sha := remote.Commit("Serve "+content, map[string]string{dir + "/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: " + content + "\n"})
-	id := workflows.ChangeWorkflowID(branch, sha)
-	run := waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval, workflows.StateSucceeded, workflows.StateFailed)
-	if run.State == workflows.StateAwaitingApproval {
+	id := contract.ChangeWorkflowID(branch, sha)
+	run := waitState(t, c, id, time.Minute, contract.StateAwaitingApproval, contract.StateSucceeded, contract.StateFailed)
+	if run.State == contract.StateAwaitingApproval {
 		if _, err := starter.Decide(context.Background(), c, id, signedBy("bob", true, "")); err != nil {
 			t.Fatalf("approve %s: %v", id, err)
 		}
 	}
-	if run = waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded {
+	if run = waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded {
 		t.Fatalf("change %s ended %s: %s", id, run.State, run.Error)
 	}
 	return sha
@@ -85,21 +84,21 @@ func TestDriftApproveReappliesOrAccepts(t *testing.T) {
 
 	// No deployment yet: nothing to drift from.
 	id := driftOf(t, c, cfg, starter.DriftRequest{Stack: name, By: "carol"})
-	if run := waitState(t, c, id, time.Minute, workflows.StateNoOp, workflows.StateFailed); run.State != workflows.StateNoOp {
+	if run := waitState(t, c, id, time.Minute, contract.StateNoOp, contract.StateFailed); run.State != contract.StateNoOp {
 		t.Fatalf("drift check before any deployment ended %s: %s", run.State, run.Error)
 	}
 
 	good := deploy(t, c, remote, branch, "stacks/site", out, "v2")
 	fileIs(t, out, "v2")
 	id = driftOf(t, c, cfg, starter.DriftRequest{Stack: name, By: "carol"})
-	if run := waitState(t, c, id, time.Minute, workflows.StateDriftNone, workflows.StateFailed); run.State != workflows.StateDriftNone {
+	if run := waitState(t, c, id, time.Minute, contract.StateDriftNone, contract.StateFailed); run.State != contract.StateDriftNone {
 		t.Fatalf("drift check of an untouched stack ended %s: %s", run.State, run.Error)
 	}
 
 	tamper(t, out, "hotfix")
 	id = driftOf(t, c, cfg, starter.DriftRequest{Stack: name, By: "carol"})
-	run := waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval, workflows.StateFailed)
-	if run.State != workflows.StateAwaitingApproval {
+	run := waitState(t, c, id, time.Minute, contract.StateAwaitingApproval, contract.StateFailed)
+	if run.State != contract.StateAwaitingApproval {
 		t.Fatalf("drift check ended %s: %s", run.State, run.Error)
 	}
 	d := run.Status.Drift
@@ -118,8 +117,8 @@ func TestDriftApproveReappliesOrAccepts(t *testing.T) {
 	if _, err := starter.Decide(ctx, c, id, signedBy("bob", true, "")); err != nil {
 		t.Fatalf("re-apply by bob: %v", err)
 	}
-	run = waitState(t, c, id, 2*time.Minute, workflows.StateDriftHealed, workflows.StateFailed, workflows.StateDriftFound)
-	if run.State != workflows.StateDriftHealed {
+	run = waitState(t, c, id, 2*time.Minute, contract.StateDriftHealed, contract.StateFailed, contract.StateDriftFound)
+	if run.State != contract.StateDriftHealed {
 		t.Fatalf("re-apply ended %s: %s", run.State, run.Error)
 	}
 	fileIs(t, out, "v2")
@@ -133,11 +132,11 @@ func TestDriftApproveReappliesOrAccepts(t *testing.T) {
 
 	tamper(t, out, "hotfix 2")
 	accepted := driftOf(t, c, cfg, starter.DriftRequest{Stack: name, By: "carol"})
-	waitState(t, c, accepted, time.Minute, workflows.StateAwaitingApproval)
+	waitState(t, c, accepted, time.Minute, contract.StateAwaitingApproval)
 	if _, err := starter.Decide(ctx, c, accepted, signedBy("bob", false, "hotfix stays")); err != nil {
 		t.Fatalf("accept by bob: %v", err)
 	}
-	waitState(t, c, accepted, time.Minute, workflows.StateDriftAccepted)
+	waitState(t, c, accepted, time.Minute, contract.StateDriftAccepted)
 	recordHistory(t, c, accepted, "drift_accepted.json")
 	fileIs(t, out, "hotfix 2")
 
@@ -152,9 +151,9 @@ func TestDriftApproveReappliesOrAccepts(t *testing.T) {
 			byID[r.ID] = r
 		}
 		h, a := byID[id], byID[accepted]
-		ok := h.Kind == starter.KindDrift && h.State == workflows.StateDriftHealed && h.Approver == "bob" && len(h.Drifted) == 1 &&
+		ok := h.Kind == starter.KindDrift && h.State == contract.StateDriftHealed && h.Approver == "bob" && len(h.Drifted) == 1 &&
 			strings.Contains(h.Drifted[0], "changeops:index:File::page (content") && len(h.Updates) == 1 &&
-			a.State == workflows.StateDriftAccepted && a.Comment == "hotfix stays" && a.Commit == good
+			a.State == contract.StateDriftAccepted && a.Comment == "hotfix stays" && a.Commit == good
 		return ok, "healed " + h.State + ", accepted " + a.State
 	})
 }
@@ -185,8 +184,8 @@ func TestDriftHealNotifyAndQueue(t *testing.T) {
 
 	// notify: found, reported, left alone.
 	id := driftOf(t, c, cfg, starter.DriftRequest{Stack: "drift-note"})
-	run := waitState(t, c, id, time.Minute, workflows.StateDriftFound, workflows.StateFailed)
-	if run.State != workflows.StateDriftFound || run.Status.Decision != nil || len(run.Status.Applies) != 0 ||
+	run := waitState(t, c, id, time.Minute, contract.StateDriftFound, contract.StateFailed)
+	if run.State != contract.StateDriftFound || run.Status.Decision != nil || len(run.Status.Applies) != 0 ||
 		!strings.Contains(run.Error+run.Detail, "policy notify") {
 		t.Fatalf("notify policy: %s, decision %+v, applies %d, detail %q", run.State, run.Status.Decision, len(run.Status.Applies), run.Detail)
 	}
@@ -198,8 +197,8 @@ func TestDriftHealNotifyAndQueue(t *testing.T) {
 		t.Fatalf("changeops drift drift-heal = %d, %q, %q", code, stdout, stderr)
 	}
 	id = strings.Fields(stdout)[0]
-	run = waitState(t, c, id, 2*time.Minute, workflows.StateDriftHealed, workflows.StateFailed, workflows.StateDriftFound)
-	if run.State != workflows.StateDriftHealed || run.Status.Decision == nil || !run.Status.Decision.Auto {
+	run = waitState(t, c, id, 2*time.Minute, contract.StateDriftHealed, contract.StateFailed, contract.StateDriftFound)
+	if run.State != contract.StateDriftHealed || run.Status.Decision == nil || !run.Status.Decision.Auto {
 		t.Fatalf("heal policy ended %s (%s), decision %+v", run.State, run.Error, run.Status.Decision)
 	}
 	fileIs(t, healed, "v2")
@@ -208,15 +207,15 @@ func TestDriftHealNotifyAndQueue(t *testing.T) {
 	// A change holds drift-heal while it waits for approval; a drift
 	// check of the stack waits in its queue, and runs once the change ends.
 	sha := remote.Commit("Serve v3", map[string]string{"stacks/heal/Pulumi.test.yaml": "config:\n  site:outFile: " + healed + "\n  site:content: v3\n"})
-	change := workflows.ChangeWorkflowID(branch, sha)
-	waitState(t, c, change, time.Minute, workflows.StateAwaitingApproval)
+	change := contract.ChangeWorkflowID(branch, sha)
+	waitState(t, c, change, time.Minute, contract.StateAwaitingApproval)
 	waiting := driftOf(t, c, cfg, starter.DriftRequest{Stack: "drift-heal"})
 	waitFor(t, 30*time.Second, "the drift check waiting in the queue of drift-heal", func() (bool, string) {
-		v, err := c.QueryWorkflow(context.Background(), activities.QueueID("drift-heal"), "", workflows.QueueStatusQuery)
+		v, err := c.QueryWorkflow(context.Background(), contract.QueueID("drift-heal"), "", contract.QueueStatusQuery)
 		if err != nil {
 			return false, err.Error()
 		}
-		var q activities.QueueState
+		var q contract.QueueState
 		if err := v.Get(&q); err != nil {
 			return false, err.Error()
 		}
@@ -227,15 +226,15 @@ func TestDriftHealNotifyAndQueue(t *testing.T) {
 		}
 		return false, "not in the queue yet"
 	})
-	if r, err := starter.Status(context.Background(), c, waiting); err != nil || r.State != workflows.StateQueued {
+	if r, err := starter.Status(context.Background(), c, waiting); err != nil || r.State != contract.StateQueued {
 		t.Fatalf("drift check while the change holds the stack: %+v, %v; want queued", r.State, err)
 	}
 	if _, err := starter.Decide(context.Background(), c, change, signedBy("bob", true, "")); err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, c, change, 2*time.Minute, workflows.StateSucceeded)
-	run = waitState(t, c, waiting, time.Minute, workflows.StateDriftNone, workflows.StateFailed, workflows.StateDriftHealed)
-	if run.State != workflows.StateDriftNone || run.Commit != sha {
+	waitState(t, c, change, 2*time.Minute, contract.StateSucceeded)
+	run = waitState(t, c, waiting, time.Minute, contract.StateDriftNone, contract.StateFailed, contract.StateDriftHealed)
+	if run.State != contract.StateDriftNone || run.Commit != sha {
 		t.Fatalf("drift check after the change: %s at %s (%s); want drift-none at %s", run.State, run.Commit, run.Error, sha)
 	}
 	recordHistory(t, c, waiting, "drift_none_after_queue.json")
@@ -254,7 +253,7 @@ func TestDriftSchedule(t *testing.T) {
 	w := startWorkerFull(t, cfg)
 	c := w.Client()
 	ctx := context.Background()
-	h := c.ScheduleClient().GetHandle(ctx, workflows.DriftScheduleID(name))
+	h := c.ScheduleClient().GetHandle(ctx, contract.DriftScheduleID(name))
 	desc, err := h.Describe(ctx)
 	if err != nil {
 		t.Fatalf("drift schedule of %s: %v", name, err)
@@ -268,7 +267,7 @@ func TestDriftSchedule(t *testing.T) {
 			return false, err.Error()
 		}
 		for _, r := range runs {
-			if strings.HasPrefix(r.ID, workflows.DriftScheduleID(name)+"-") && r.State == workflows.StateNoOp {
+			if strings.HasPrefix(r.ID, contract.DriftScheduleID(name)+"-") && r.State == contract.StateNoOp {
 				return true, ""
 			}
 		}
@@ -279,7 +278,7 @@ func TestDriftSchedule(t *testing.T) {
 	off := config.Duration(0)
 	cfg.Stacks[0].DriftInterval = &off
 	c = startWorker(t, cfg)
-	_, err = c.ScheduleClient().GetHandle(ctx, workflows.DriftScheduleID(name)).Describe(ctx)
+	_, err = c.ScheduleClient().GetHandle(ctx, contract.DriftScheduleID(name)).Describe(ctx)
 	var notFound *serviceerror.NotFound
 	if !errors.As(err, &notFound) {
 		t.Fatalf("after drift_interval 0 the schedule is still there (describe: %v)", err)
@@ -292,7 +291,7 @@ func changeopsWith(t *testing.T, cfg *config.Config, args ...string) (code int, 
 	t.Helper()
 	env := map[string]string{cfg.Pulumi.PassphraseEnv: cfg.Secrets.PulumiPassphrase}
 	var out, errOut bytes.Buffer
-	code = cli.Main(context.Background(), append(args, "--config", writeConfig(t, cfg), "--address", temporalURL), cli.Env{
+	code = cmd.Main(context.Background(), append(args, "--config", writeConfig(t, cfg), "--address", temporalURL), cmd.Env{
 		Getenv: func(k string) string { return env[k] },
 		Stdout: &out, Stderr: &errOut, Tools: tools,
 	})

@@ -23,10 +23,10 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/devserver"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 	"github.com/changeops/changeops/starter"
-	"github.com/changeops/changeops/workflows"
 )
 
 // The fault-injection suite: `changeops worker` runs as a process in a
@@ -198,7 +198,7 @@ func (f *faultFixture) waitMark(want string) {
 func (f *faultFixture) push(content string) string {
 	out := filepath.Join(f.dir, "page.txt")
 	sha := f.remote.Commit("Serve "+content, map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: " + content + "\n"})
-	return workflows.ChangeWorkflowID(f.branch, sha)
+	return contract.ChangeWorkflowID(f.branch, sha)
 }
 
 // locksLeft lists the lock files under the DIY backend's folder.
@@ -263,12 +263,12 @@ func TestFaultKillDuringPlan(t *testing.T) {
 	f.waitMark("preview-create")
 	w1.kill()
 	w2 := startWorkerProcess(t, f.cfg, "worker2", nil)
-	waitState(t, f.c, id, 3*time.Minute, workflows.StateAwaitingApproval)
+	waitState(t, f.c, id, 3*time.Minute, contract.StateAwaitingApproval)
 	if _, err := starter.Decide(context.Background(), f.c, id, signedBy("bob", true, "")); err != nil {
 		t.Fatal(err)
 	}
-	run := waitState(t, f.c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
-	if run.State != workflows.StateSucceeded {
+	run := waitState(t, f.c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	fileIs(t, filepath.Join(f.dir, "page.txt"), "v2")
@@ -278,7 +278,7 @@ func TestFaultKillDuringPlan(t *testing.T) {
 	if l := f.locksLeft(); len(l) != 0 {
 		t.Errorf("locks left on the stack: %q", l)
 	}
-	f.expectNotes(f.c, id, []*workerProcess{w1, w2}, "received", "plan ready", "awaiting approval", "approved by bob", "applied", workflows.StateSucceeded)
+	f.expectNotes(f.c, id, []*workerProcess{w1, w2}, "received", "plan ready", "awaiting approval", "approved by bob", "applied", contract.StateSucceeded)
 }
 
 // Killed while the run waits for approval: nothing is in flight, the new
@@ -290,20 +290,20 @@ func TestFaultKillAwaitingApproval(t *testing.T) {
 	w1 := startWorkerProcess(t, f.cfg, "worker1", nil)
 	waitWatching(t, f.c, f.branch)
 	id := f.push("v2")
-	waitState(t, f.c, id, time.Minute, workflows.StateAwaitingApproval)
+	waitState(t, f.c, id, time.Minute, contract.StateAwaitingApproval)
 	w1.kill()
 	w2 := startWorkerProcess(t, f.cfg, "worker2", nil)
 	if _, err := starter.Decide(context.Background(), f.c, id, signedBy("bob", true, "")); err != nil {
 		t.Fatal(err)
 	}
-	run := waitState(t, f.c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
-	if run.State != workflows.StateSucceeded {
+	run := waitState(t, f.c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	if n := resourcesOfType(t, f.cfg, "stacks/site", "test", "changeops:index:File"); n != 1 {
 		t.Errorf("%d files in the state, want 1", n)
 	}
-	f.expectNotes(f.c, id, []*workerProcess{w1, w2}, "plan ready", "awaiting approval", "approved by bob", "applied", workflows.StateSucceeded)
+	f.expectNotes(f.c, id, []*workerProcess{w1, w2}, "plan ready", "awaiting approval", "approved by bob", "applied", contract.StateSucceeded)
 }
 
 // Killed in the middle of `pulumi up`: the first file is created, the
@@ -328,8 +328,8 @@ func TestFaultKillMidUp(t *testing.T) {
 		t.Fatalf("after the kill the stack holds locks %q, want the dead update's", l)
 	}
 	w2 := startWorkerProcess(t, f.cfg, "worker2", nil)
-	run := waitState(t, f.c, id, 3*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack)
-	if run.State != workflows.StateSucceeded {
+	run := waitState(t, f.c, id, 3*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	fileIs(t, filepath.Join(dir, "page.txt"), "v2")
@@ -352,7 +352,7 @@ func TestFaultKillMidUp(t *testing.T) {
 	if n := countActivities(t, f.c, id, "Apply"); n != 2 {
 		t.Errorf("Apply took %d attempts, want 2: the killed one and the one that recovered", n)
 	}
-	f.expectNotes(f.c, id, []*workerProcess{w1, w2}, "plan ready", "approved by policy", "applying", "applied", workflows.StateSucceeded)
+	f.expectNotes(f.c, id, []*workerProcess{w1, w2}, "plan ready", "approved by policy", "applying", "applied", contract.StateSucceeded)
 }
 
 // Killed while a verification check runs: the check runs again on the new
@@ -373,8 +373,8 @@ func TestFaultKillDuringVerify(t *testing.T) {
 	f.waitMark("verifying")
 	w1.kill()
 	w2 := startWorkerProcess(t, f.cfg, "worker2", nil)
-	run := waitState(t, f.c, id, 4*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack)
-	if run.State != workflows.StateSucceeded {
+	run := waitState(t, f.c, id, 4*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	if v := run.Status.Verifications; len(v) != 1 || !v[0].Passed || !strings.Contains(v[0].Results[0].Detail, "second run") {
@@ -383,7 +383,7 @@ func TestFaultKillDuringVerify(t *testing.T) {
 	if n := resourcesOfType(t, f.cfg, "stacks/site", "test", "changeops:index:File"); n != 1 {
 		t.Errorf("%d files in the state, want 1", n)
 	}
-	f.expectNotes(f.c, id, []*workerProcess{w1, w2}, "applied", "verified "+f.cfg.Stacks[0].Name, workflows.StateSucceeded)
+	f.expectNotes(f.c, id, []*workerProcess{w1, w2}, "applied", "verified "+f.cfg.Stacks[0].Name, contract.StateSucceeded)
 }
 
 // Killed after the revert commit was pushed and before the Revert activity
@@ -403,15 +403,15 @@ func TestFaultKillAfterRevertPush(t *testing.T) {
 	w1 := startWorkerProcess(t, f.cfg, "worker1", nil, "--pause-at", activities.PauseAfterRevertPush, "--pause-marks", f.marks)
 	waitWatching(t, f.c, f.branch)
 	good := f.push("v2")
-	if run := waitState(t, f.c, good, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded {
+	if run := waitState(t, f.c, good, 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded {
 		t.Fatalf("first change ended %s: %s", run.State, run.Error)
 	}
 	id := f.push("broken")
 	f.waitMark(activities.PauseAfterRevertPush)
 	w1.kill()
 	w2 := startWorkerProcess(t, f.cfg, "worker2", nil)
-	run := waitState(t, f.c, id, 3*time.Minute, workflows.StateRolledBack, workflows.StateRollbackFailed, workflows.StateFailed)
-	if run.State != workflows.StateRolledBack {
+	run := waitState(t, f.c, id, 3*time.Minute, contract.StateRolledBack, contract.StateRollbackFailed, contract.StateFailed)
+	if run.State != contract.StateRolledBack {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	reverts := f.remote.Git(f.remote.Bare, "log", "--format=%s", f.branch, "--grep", "^Revert ")
@@ -425,7 +425,7 @@ func TestFaultKillAfterRevertPush(t *testing.T) {
 	if l := f.locksLeft(); len(l) != 0 {
 		t.Errorf("locks left on the stack: %q", l)
 	}
-	f.expectNotes(f.c, id, []*workerProcess{w1, w2}, "rolling back", "restored "+f.cfg.Stacks[0].Name, "revert pushed", workflows.StateRolledBack)
+	f.expectNotes(f.c, id, []*workerProcess{w1, w2}, "rolling back", "restored "+f.cfg.Stacks[0].Name, "revert pushed", contract.StateRolledBack)
 }
 
 // Temporal itself goes away: the worker starts before the server does and
@@ -461,7 +461,7 @@ func TestFaultTemporalRestart(t *testing.T) {
 	defer c.Close()
 	waitWatching(t, c, f.branch)
 	id := f.push("v2")
-	waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
+	waitState(t, c, id, time.Minute, contract.StateAwaitingApproval)
 
 	if err := srv.Stop(); err != nil {
 		t.Logf("stop dev server: %v", err)
@@ -473,12 +473,12 @@ func TestFaultTemporalRestart(t *testing.T) {
 	if _, err := starter.Decide(context.Background(), c, id, signedBy("bob", true, "")); err != nil {
 		t.Fatalf("approve after the restart: %v", err)
 	}
-	run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
-	if run.State != workflows.StateSucceeded {
+	run := waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	fileIs(t, filepath.Join(f.dir, "page.txt"), "v2")
-	f.expectNotes(c, id, []*workerProcess{w}, "awaiting approval", "approved by bob", "applied", workflows.StateSucceeded)
+	f.expectNotes(c, id, []*workerProcess{w}, "awaiting approval", "approved by bob", "applied", contract.StateSucceeded)
 }
 
 // Outages on the worker's own machine: the Pulumi CLI failing to start,
@@ -515,7 +515,7 @@ func TestOutagePulumiCLIAndFullDisk(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			if r.State != workflows.StatePlanning {
+			if r.State != contract.StatePlanning {
 				return false, "state " + r.State
 			}
 			for _, a := range r.Retrying {
@@ -536,7 +536,7 @@ func TestOutagePulumiCLIAndFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	sha := remote.Commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
-	id := workflows.ChangeWorkflowID(branch, sha)
+	id := contract.ChangeWorkflowID(branch, sha)
 	retrying(id, "pulumi CLI")
 	if err := os.Remove(pulumi); err != nil {
 		t.Fatal(err)
@@ -544,7 +544,7 @@ func TestOutagePulumiCLIAndFullDisk(t *testing.T) {
 	if err := os.Symlink(filepath.Join(tools, "bin", "pulumi"), pulumi); err != nil {
 		t.Fatal(err)
 	}
-	if run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded {
+	if run := waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded {
 		t.Fatalf("after the CLI came back the run ended %s: %s", run.State, run.Error)
 	}
 	fileIs(t, out, "v2")
@@ -563,7 +563,7 @@ func TestOutagePulumiCLIAndFullDisk(t *testing.T) {
 		t.Fatal("wrote 2 MiB into a 1 MiB tmpfs")
 	}
 	sha = remote.Commit("Serve v3", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v3\n"})
-	id = workflows.ChangeWorkflowID(branch, sha)
+	id = contract.ChangeWorkflowID(branch, sha)
 	retrying(id, "no space left on device")
 	entries, _ := os.ReadDir(ws)
 	for _, e := range entries {
@@ -574,7 +574,7 @@ func TestOutagePulumiCLIAndFullDisk(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded {
+	if run := waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded {
 		t.Fatalf("after space was freed the run ended %s: %s", run.State, run.Error)
 	}
 	fileIs(t, out, "v3")

@@ -11,12 +11,12 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/gate/gatetest"
 	"github.com/changeops/changeops/internal/gitrepo"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/workflows"
 )
@@ -51,9 +51,9 @@ func TestApprovalGate(t *testing.T) {
 	remote.Git(remote.Clone, "push", "-q", "origin", "HEAD:"+branch)
 	shaA := remote.Git(remote.Clone, "rev-parse", "HEAD")
 	shaB := remote.Commit("Serve b v2", map[string]string{"stacks/b/Pulumi.b.yaml": "config:\n  site:outFile: " + outB + "\n  site:content: v2\n"})
-	idA, idB := workflows.ChangeWorkflowID(branch, shaA), workflows.ChangeWorkflowID(branch, shaB)
-	waitState(t, c, idA, time.Minute, workflows.StateAwaitingApproval)
-	runB := waitState(t, c, idB, time.Minute, workflows.StateAwaitingApproval)
+	idA, idB := contract.ChangeWorkflowID(branch, shaA), contract.ChangeWorkflowID(branch, shaB)
+	waitState(t, c, idA, time.Minute, contract.StateAwaitingApproval)
+	runB := waitState(t, c, idB, time.Minute, contract.StateAwaitingApproval)
 	ctx := context.Background()
 
 	// What `temporal workflow update execute --name decide --input
@@ -63,7 +63,7 @@ func TestApprovalGate(t *testing.T) {
 		t.Errorf("forged Update: err = %v, want refused as not signed", err)
 	}
 	// The same as a signal: recorded as refused.
-	if err := c.SignalWorkflow(ctx, idA, "", workflows.DecisionSignal, workflows.DecisionRequest{Approve: true, User: "bob"}); err != nil {
+	if err := c.SignalWorkflow(ctx, idA, "", contract.DecisionSignal, workflows.DecisionRequest{Approve: true, User: "bob"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the forged signal recorded as refused", func() (bool, string) {
@@ -97,7 +97,7 @@ func TestApprovalGate(t *testing.T) {
 		!strings.Contains(err.Error(), "is not in any people entry") {
 		t.Errorf("approval with an unknown key: err = %v", err)
 	}
-	run := waitState(t, c, idA, 10*time.Second, workflows.StateAwaitingApproval)
+	run := waitState(t, c, idA, 10*time.Second, contract.StateAwaitingApproval)
 	if run.Status.Decision != nil {
 		t.Fatalf("run a was decided by %+v", run.Status.Decision)
 	}
@@ -118,12 +118,12 @@ func TestApprovalGate(t *testing.T) {
 		!strings.Contains(err.Error(), "is not on branch "+branch) {
 		t.Errorf("start of an unmerged commit: err = %v, want refused naming branch %s", err, branch)
 	}
-	idU := workflows.ChangeWorkflowID(branch, unmerged)
+	idU := contract.ChangeWorkflowID(branch, unmerged)
 	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: idU, TaskQueue: cfg.Temporal.TaskQueue},
-		workflows.ChangeWorkflowName, workflows.ChangeInput{Branch: branch, Commit: unmerged}); err != nil {
+		contract.ChangeWorkflowName, workflows.ChangeInput{Branch: branch, Commit: unmerged}); err != nil {
 		t.Fatal(err)
 	}
-	if run := waitState(t, c, idU, time.Minute, workflows.StateFailed, workflows.StateSucceeded); run.State != workflows.StateFailed ||
+	if run := waitState(t, c, idU, time.Minute, contract.StateFailed, contract.StateSucceeded); run.State != contract.StateFailed ||
 		!strings.Contains(run.Status.Error+run.Status.Detail, "is not on branch "+branch) {
 		t.Errorf("run of an unmerged commit = %s (%s / %s), want failed naming the branch", run.State, run.Status.Error, run.Status.Detail)
 	}
@@ -132,13 +132,13 @@ func TestApprovalGate(t *testing.T) {
 	// the unmerged commit as the stack's last good state: the activities
 	// check the commit against git, not against the run's input.
 	forged := "drift/gate-a/forged"
-	if _, err := c.SignalWithStartWorkflow(ctx, forged, workflows.GrantSignal,
-		activities.Grant{Stack: "gate-a", LastGood: &activities.Deployed{Commit: unmerged}},
-		client.StartWorkflowOptions{TaskQueue: cfg.Temporal.TaskQueue}, workflows.DriftWorkflowName,
+	if _, err := c.SignalWithStartWorkflow(ctx, forged, contract.GrantSignal,
+		contract.Grant{Stack: "gate-a", LastGood: &contract.Deployed{Commit: unmerged}},
+		client.StartWorkflowOptions{TaskQueue: cfg.Temporal.TaskQueue}, contract.DriftWorkflowName,
 		workflows.DriftInput{Stack: "gate-a", Policy: config.DriftHeal}); err != nil {
 		t.Fatal(err)
 	}
-	if run := waitState(t, c, forged, time.Minute, workflows.StateFailed, workflows.StateDriftHealed, workflows.StateDriftFound, workflows.StateAwaitingApproval); run.State != workflows.StateFailed ||
+	if run := waitState(t, c, forged, time.Minute, contract.StateFailed, contract.StateDriftHealed, contract.StateDriftFound, contract.StateAwaitingApproval); run.State != contract.StateFailed ||
 		!strings.Contains(run.Status.Error+run.Status.Detail, "is not on branch "+branch) {
 		t.Errorf("drift run with a forged last good state = %s (%s / %s), want failed naming the branch", run.State, run.Status.Error, run.Status.Detail)
 	}
@@ -154,7 +154,7 @@ func TestApprovalGate(t *testing.T) {
 		}
 	}
 	for _, id := range []string{idA, idB} {
-		if run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded ||
+		if run := waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded ||
 			run.Status.Decision.User != "bob" || run.Status.Decision.Method != gate.MethodSSH {
 			t.Fatalf("%s ended %s decided by %+v", id, run.State, run.Status.Decision)
 		}

@@ -9,8 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gittest"
-	"github.com/changeops/changeops/workflows"
+	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 )
 
 // One commit's metadata cannot stop a branch: a 3 MB subject and a 3 KiB
@@ -39,8 +39,8 @@ func TestHugeCommitMetadataDoesNotStopTheBranch(t *testing.T) {
 	huge := remote.Git(remote.Clone, "rev-parse", "HEAD")
 	next := remote.Commit("Serve v3", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v3\n"})
 
-	run := waitState(t, c, workflows.ChangeWorkflowID(branch, huge), 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
-	if run.State != workflows.StateSucceeded {
+	run := waitState(t, c, contract.ChangeWorkflowID(branch, huge), 2*time.Minute, contract.StateSucceeded, contract.StateFailed)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("the run of the huge commit ended %s: %s", run.State, run.Error)
 	}
 	got := run.Status.Commit
@@ -50,7 +50,7 @@ func TestHugeCommitMetadataDoesNotStopTheBranch(t *testing.T) {
 	if len(got.AuthorEmail) > 256 || run.Author != got.AuthorEmail {
 		t.Errorf("recorded author email: %d bytes; search attribute %d bytes", len(got.AuthorEmail), len(run.Author))
 	}
-	if run := waitState(t, c, workflows.ChangeWorkflowID(branch, next), 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded {
+	if run := waitState(t, c, contract.ChangeWorkflowID(branch, next), 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded {
 		t.Fatalf("the next commit's run ended %s: %s", run.State, run.Error)
 	}
 	if b, _ := os.ReadFile(out); string(b) != "v3" {

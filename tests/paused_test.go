@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/starter"
-	"github.com/changeops/changeops/workflows"
 )
 
 // A worker paused (SIGSTOP, as a stalled machine would be), not killed,
@@ -64,8 +64,8 @@ func TestFaultPausedWorkerIsNotASecondWriter(t *testing.T) {
 	}
 
 	resume()
-	run := waitState(t, f.c, id, 3*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack, workflows.StateRollbackFailed)
-	if run.State != workflows.StateSucceeded {
+	run := waitState(t, f.c, id, 3*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack, contract.StateRollbackFailed)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	fileIs(t, page, "v2")

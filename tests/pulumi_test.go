@@ -26,9 +26,9 @@ import (
 	"go.temporal.io/sdk/log"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/pulumienv"
-	"github.com/changeops/changeops/workflows"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 )
 
 // Real projects: the user's Pulumi CLI, plugins acquired the way Pulumi
@@ -171,8 +171,8 @@ func TestPluginsAreAcquiredFromPluginServers(t *testing.T) {
 	waitWatching(t, c, branch)
 
 	sha := remote.Commit("Deploy with three provider versions", map[string]string{"stacks/plugins/Pulumi.yaml": program(direct, mirrored, listed)})
-	run := waitState(t, c, workflows.ChangeWorkflowID(branch, sha), 3*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack)
-	if run.State != workflows.StateSucceeded {
+	run := waitState(t, c, contract.ChangeWorkflowID(branch, sha), 3*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	for _, name := range []string{"direct", "mirrored", "listed"} {
@@ -197,9 +197,9 @@ func TestPluginsAreAcquiredFromPluginServers(t *testing.T) {
 	srv.Close()
 	missing := resource("missing", "      version: 0.4.0\n      pluginDownloadURL: "+srv.URL+"/direct/\n")
 	sha = remote.Commit("Ask for a provider nobody serves", map[string]string{"stacks/plugins/Pulumi.yaml": program(direct, mirrored, listed, missing)})
-	id := workflows.ChangeWorkflowID(branch, sha)
-	run = waitState(t, c, id, 2*time.Minute, workflows.StateFailed, workflows.StateAwaitingApproval, workflows.StateSucceeded)
-	if run.State != workflows.StateFailed {
+	id := contract.ChangeWorkflowID(branch, sha)
+	run = waitState(t, c, id, 2*time.Minute, contract.StateFailed, contract.StateAwaitingApproval, contract.StateSucceeded)
+	if run.State != contract.StateFailed {
 		t.Fatalf("run is %s, want failed at its preview", run.State)
 	}
 	for _, want := range []string{"preview stack plugins (test)", "resource plugin changeops v0.4.0 from " + srv.URL + "/direct/",
@@ -211,7 +211,7 @@ func TestPluginsAreAcquiredFromPluginServers(t *testing.T) {
 	if n := countActivities(t, c, id, "Preview"); n != 1 {
 		t.Errorf("preview attempted %d times, want 1 (a missing plugin is the program's error)", n)
 	}
-	th := slack.waitThread(t, sha[:7], workflows.StateFailed, "received", workflows.StateFailed)
+	th := slack.waitThread(t, sha[:7], contract.StateFailed, "received", contract.StateFailed)
 	if !strings.Contains(th[len(th)-1].Blocks, "changeops v0.4.0") {
 		t.Errorf("Slack's failure message does not name the plugin: %s", th[len(th)-1].Blocks)
 	}
@@ -265,8 +265,8 @@ func TestChangeRunsOnAnotherPulumiCLI(t *testing.T) {
 	waitWatching(t, c, branch)
 
 	sha := remote.Commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
-	run := waitState(t, c, workflows.ChangeWorkflowID(branch, sha), 3*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack)
-	if run.State != workflows.StateSucceeded {
+	run := waitState(t, c, contract.ChangeWorkflowID(branch, sha), 3*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	if p := run.Status.Plans; len(p) != 1 || p[0].PulumiVersion != version || p[0].Create != 2 {
@@ -384,9 +384,9 @@ stacks:
 	}
 	t.Cleanup(c.Close)
 
-	id := workflows.ChangeWorkflowID(branch, sha)
-	run := waitState(t, c, id, 3*time.Minute, workflows.StateFailed, workflows.StateSucceeded)
-	if run.State != workflows.StateFailed || !strings.Contains(run.Error, "this service cannot serve token "+pulumienv.Redacted) {
+	id := contract.ChangeWorkflowID(branch, sha)
+	run := waitState(t, c, id, 3*time.Minute, contract.StateFailed, contract.StateSucceeded)
+	if run.State != contract.StateFailed || !strings.Contains(run.Error, "this service cannot serve token "+pulumienv.Redacted) {
 		t.Fatalf("run ended %s: %q; want failed with the service's error, its token masked", run.State, run.Error)
 	}
 	mu.Lock()

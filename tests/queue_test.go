@@ -11,11 +11,10 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 	"github.com/changeops/changeops/starter"
-	"github.com/changeops/changeops/workflows"
 )
 
 // pageAndFooter is a Pulumi YAML project writing two files: the page from
@@ -61,7 +60,7 @@ func queueSetup(t *testing.T, branch, stack string) *queueFixture {
 	waitWatching(t, f.c, branch)
 	f.good, _ = f.setPage("Serve v2", "v2")
 	approve(t, f.c, branch, f.good)
-	if run := waitState(t, f.c, workflows.ChangeWorkflowID(branch, f.good), 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded {
+	if run := waitState(t, f.c, contract.ChangeWorkflowID(branch, f.good), 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded {
 		t.Fatalf("first change ended %s: %s", run.State, run.Error)
 	}
 	return f
@@ -71,7 +70,7 @@ func queueSetup(t *testing.T, branch, stack string) *queueFixture {
 // commit and its run's ID.
 func (f *queueFixture) setPage(msg, content string) (string, string) {
 	sha := f.remote.Commit(msg, map[string]string{"stacks/site/Pulumi.test.yaml": pageConfig(f.page, f.footer, content)})
-	return sha, workflows.ChangeWorkflowID(f.branch, sha)
+	return sha, contract.ChangeWorkflowID(f.branch, sha)
 }
 
 // breakPage pushes A, a change that will fail verification, and waits for
@@ -79,15 +78,15 @@ func (f *queueFixture) setPage(msg, content string) (string, string) {
 func (f *queueFixture) breakPage(t *testing.T) (string, string) {
 	t.Helper()
 	a, aID := f.setPage("A: break the page", "broken")
-	waitState(t, f.c, aID, 2*time.Minute, workflows.StateAwaitingApproval)
+	waitState(t, f.c, aID, 2*time.Minute, contract.StateAwaitingApproval)
 	return a, aID
 }
 
 // approve waits for the commit's run to ask, and approves it as bob.
 func approve(t *testing.T, c client.Client, branch, sha string) {
 	t.Helper()
-	id := workflows.ChangeWorkflowID(branch, sha)
-	waitState(t, c, id, 2*time.Minute, workflows.StateAwaitingApproval)
+	id := contract.ChangeWorkflowID(branch, sha)
+	waitState(t, c, id, 2*time.Minute, contract.StateAwaitingApproval)
 	if _, err := starter.Decide(context.Background(), c, id, signedBy("bob", true, "")); err != nil {
 		t.Fatalf("approve %s: %v", sha[:7], err)
 	}
@@ -113,14 +112,14 @@ func TestQueuedChangeDeploysWithoutTheRevertedOne(t *testing.T) {
 
 	a, aID := f.breakPage(t)
 	b := remote.Commit("B: new footer", map[string]string{"stacks/site/footer.txt": "footer B\n"})
-	bID := workflows.ChangeWorkflowID(branch, b)
-	if run := waitState(t, c, bID, time.Minute, workflows.StateQueued); !slices.Equal(run.Status.Held, nil) {
+	bID := contract.ChangeWorkflowID(branch, b)
+	if run := waitState(t, c, bID, time.Minute, contract.StateQueued); !slices.Equal(run.Status.Held, nil) {
 		t.Fatalf("B holds %v while A holds the stack", run.Status.Held)
 	}
 
 	approve(t, c, branch, a)
-	run := waitState(t, c, aID, 3*time.Minute, workflows.StateRolledBack, workflows.StateRollbackFailed, workflows.StateFailed, workflows.StateSucceeded)
-	if run.State != workflows.StateRolledBack {
+	run := waitState(t, c, aID, 3*time.Minute, contract.StateRolledBack, contract.StateRollbackFailed, contract.StateFailed, contract.StateSucceeded)
+	if run.State != contract.StateRolledBack {
 		t.Fatalf("A ended %s: %s", run.State, run.Error)
 	}
 	if r := run.Status.Restored; len(r) != 1 || r[0].Commit != good || !r[0].OK {
@@ -133,12 +132,12 @@ func TestQueuedChangeDeploysWithoutTheRevertedOne(t *testing.T) {
 
 	// B got its turn after the revert was pushed: it plans its effective
 	// tree and, approved, deploys it.
-	bRun := waitState(t, c, bID, 2*time.Minute, workflows.StateAwaitingApproval, workflows.StateFailed)
-	if bRun.State != workflows.StateAwaitingApproval || !slices.Equal(bRun.Status.Undone, []string{a}) {
+	bRun := waitState(t, c, bID, 2*time.Minute, contract.StateAwaitingApproval, contract.StateFailed)
+	if bRun.State != contract.StateAwaitingApproval || !slices.Equal(bRun.Status.Undone, []string{a}) {
 		t.Fatalf("B is %s with undone %v (%s), want awaiting approval without A", bRun.State, bRun.Status.Undone, bRun.Error)
 	}
 	approve(t, c, branch, b)
-	if bRun = waitState(t, c, bID, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack); bRun.State != workflows.StateSucceeded {
+	if bRun = waitState(t, c, bID, 2*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack); bRun.State != contract.StateSucceeded {
 		t.Fatalf("B ended %s: %s", bRun.State, bRun.Error)
 	}
 	if got := readFile(t, page); got != "v2" {
@@ -152,7 +151,7 @@ func TestQueuedChangeDeploysWithoutTheRevertedOne(t *testing.T) {
 	}
 
 	// The revert's own run, queued behind B, finds the stack already there.
-	waitState(t, c, workflows.ChangeWorkflowID(branch, revert), 2*time.Minute, workflows.StateNoOp)
+	waitState(t, c, contract.ChangeWorkflowID(branch, revert), 2*time.Minute, contract.StateNoOp)
 	recordHistory(t, c, bID, "change_effective_tree.json")
 	recordHistory(t, c, "queue/site-effective", "queue_after_rollback.json")
 }
@@ -167,11 +166,11 @@ func TestConflictingRevertStillRestores(t *testing.T) {
 
 	a, aID := f.breakPage(t)
 	fix, fixID := f.setPage("Serve v3", "v3")
-	waitState(t, c, fixID, time.Minute, workflows.StateQueued)
+	waitState(t, c, fixID, time.Minute, contract.StateQueued)
 
 	approve(t, c, branch, a)
-	run := waitState(t, c, aID, 3*time.Minute, workflows.StateRolledBack, workflows.StateRollbackFailed, workflows.StateFailed, workflows.StateSucceeded)
-	if run.State != workflows.StateRollbackFailed {
+	run := waitState(t, c, aID, 3*time.Minute, contract.StateRolledBack, contract.StateRollbackFailed, contract.StateFailed, contract.StateSucceeded)
+	if run.State != contract.StateRollbackFailed {
 		t.Fatalf("A ended %s: %s", run.State, run.Error)
 	}
 	if !strings.Contains(run.Error, "conflicts in stacks/site/Pulumi.test.yaml: revert it by hand") {
@@ -185,12 +184,12 @@ func TestConflictingRevertStillRestores(t *testing.T) {
 	}
 	// Checked while the next change waits for its approval: the stack is
 	// at the last good state.
-	waitState(t, c, fixID, 2*time.Minute, workflows.StateAwaitingApproval)
+	waitState(t, c, fixID, 2*time.Minute, contract.StateAwaitingApproval)
 	if got := readFile(t, page); got != "v2" {
 		t.Errorf("page = %q after the rollback, want the last good v2", got)
 	}
 	approve(t, c, branch, fix)
-	if r := waitState(t, c, fixID, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack); r.State != workflows.StateSucceeded {
+	if r := waitState(t, c, fixID, 2*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack); r.State != contract.StateSucceeded {
 		t.Fatalf("the fix ended %s: %s", r.State, r.Error)
 	}
 	if got := readFile(t, page); got != "v3" {
@@ -205,7 +204,7 @@ func TestTerminatedHolderDoesNotBlockTheQueue(t *testing.T) {
 	f := queueSetup(t, branch, "site-terminated")
 	_, aID := f.breakPage(t)
 	next, nextID := f.setPage("Serve v3", "v3")
-	waitState(t, f.c, nextID, time.Minute, workflows.StateQueued)
+	waitState(t, f.c, nextID, time.Minute, contract.StateQueued)
 
 	ctx := context.Background()
 	if err := f.c.TerminateWorkflow(ctx, aID, "", "operator gave up on it"); err != nil {
@@ -213,17 +212,17 @@ func TestTerminatedHolderDoesNotBlockTheQueue(t *testing.T) {
 	}
 	// The check runs every minute: the next run gets the stack within two.
 	approve(t, f.c, branch, next)
-	if run := waitState(t, f.c, nextID, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded {
+	if run := waitState(t, f.c, nextID, 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded {
 		t.Fatalf("the next run ended %s: %s", run.State, run.Error)
 	}
 	if got := readFile(t, f.page); got != "v3" {
 		t.Errorf("page = %q, want v3", got)
 	}
-	v, err := f.c.QueryWorkflow(ctx, "queue/site-terminated", "", workflows.QueueStatusQuery)
+	v, err := f.c.QueryWorkflow(ctx, "queue/site-terminated", "", contract.QueueStatusQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var q activities.QueueState
+	var q contract.QueueState
 	if err := v.Get(&q); err != nil {
 		t.Fatal(err)
 	}

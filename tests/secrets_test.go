@@ -20,8 +20,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gittest"
-	"github.com/changeops/changeops/workflows"
+	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 )
 
 // Repository code runs on the worker before anyone approves: a stack's
@@ -115,9 +115,9 @@ outputs:
 	}
 	t.Cleanup(c.Close)
 
-	id := workflows.ChangeWorkflowID(branch, sha)
-	run := waitState(t, c, id, 3*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack)
-	if run.State != workflows.StateSucceeded {
+	id := contract.ChangeWorkflowID(branch, sha)
+	run := waitState(t, c, id, 3*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	if v := run.Status.Verifications; len(v) != 1 || !v[0].Passed {

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 	"github.com/changeops/changeops/worker"
-	"github.com/changeops/changeops/workflows"
 )
 
 // A worker told to stop (SIGTERM, Ctrl-C) stops taking work but lets the
@@ -44,7 +44,7 @@ func TestStoppingWorkerLetsRunningActivitiesFinish(t *testing.T) {
 	waitWatching(t, c, branch)
 
 	sha := remote.Commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
-	id := workflows.ChangeWorkflowID(branch, sha)
+	id := contract.ChangeWorkflowID(branch, sha)
 	waitFor(t, 2*time.Minute, "the verification check running", func() (bool, string) {
 		b, _ := os.ReadFile(marks)
 		return strings.Contains(string(b), "start"), string(b)
@@ -60,8 +60,8 @@ func TestStoppingWorkerLetsRunningActivitiesFinish(t *testing.T) {
 	}
 
 	w2 := startWorker(t, cfg)
-	run := waitState(t, w2, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateRolledBack, workflows.StateFailed)
-	if run.State != workflows.StateSucceeded {
+	run := waitState(t, w2, id, 2*time.Minute, contract.StateSucceeded, contract.StateRolledBack, contract.StateFailed)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	if n := countActivities(t, w2, id, "Verify"); n != 1 {

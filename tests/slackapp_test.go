@@ -13,9 +13,9 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/slackui"
-	"github.com/changeops/changeops/workflows"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 )
 
 // slackSetup is a site stack decided in Slack: approvers U0BOB, U0ALICE
@@ -58,9 +58,9 @@ func TestSlackButtonsDecide(t *testing.T) {
 	waitWatching(t, c, branch)
 
 	sha := set("Serve v2", "v2")
-	id := workflows.ChangeWorkflowID(branch, sha)
-	waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
-	th := ws.waitThread(t, sha[:7], workflows.StateAwaitingApproval, "received", "plan ready", "Waiting for a decision on "+sha[:7])
+	id := contract.ChangeWorkflowID(branch, sha)
+	waitState(t, c, id, time.Minute, contract.StateAwaitingApproval)
+	th := ws.waitThread(t, sha[:7], contract.StateAwaitingApproval, "received", "plan ready", "Waiting for a decision on "+sha[:7])
 	buttons := th[2].Blocks
 	for _, want := range []string{slackui.ActionApprove, slackui.ActionReject, "<@U0BOB>", "<!subteam^S0PLATFORM>", "Four eyes"} {
 		if !strings.Contains(buttons, want) {
@@ -68,7 +68,7 @@ func TestSlackButtonsDecide(t *testing.T) {
 		}
 	}
 	value := buttonValue(t, buttons)
-	asked := waitState(t, c, id, time.Second, workflows.StateAwaitingApproval)
+	asked := waitState(t, c, id, time.Second, contract.StateAwaitingApproval)
 	if want := (slackui.Button{Workflow: id, Execution: asked.Status.RunID, Plan: asked.Status.PlanDigest()}); value != want {
 		t.Fatalf("the buttons carry %+v, want the run and its plan %+v", value, want)
 	}
@@ -106,7 +106,7 @@ func TestSlackButtonsDecide(t *testing.T) {
 			t.Errorf("reply to %s = %+v, want an ephemeral %q", refused.user, r, refused.why)
 		}
 	}
-	if run := waitState(t, c, id, time.Second, workflows.StateAwaitingApproval); run.Status.Decision != nil {
+	if run := waitState(t, c, id, time.Second, contract.StateAwaitingApproval); run.Status.Decision != nil {
 		t.Fatalf("refused clicks decided the run: %+v", run.Status.Decision)
 	}
 
@@ -134,15 +134,15 @@ func TestSlackButtonsDecide(t *testing.T) {
 		t.Errorf("accepted %q, refused %q", accepted.Text, refused.Text)
 	}
 
-	run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
-	if run.State != workflows.StateSucceeded {
+	run := waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	if d := run.Status.Decision; d == nil || d.User != "U0CAROL" || d.Via != "S0PLATFORM" || !d.Approve {
 		t.Errorf("decision = %+v, want U0CAROL through S0PLATFORM", d)
 	}
-	th = ws.waitThread(t, sha[:7], workflows.StateSucceeded, "received", "plan ready", "Approved* by <@U0CAROL>",
-		"approved by U0CAROL", "applying", "applied", workflows.StateSucceeded)
+	th = ws.waitThread(t, sha[:7], contract.StateSucceeded, "received", "plan ready", "Approved* by <@U0CAROL>",
+		"approved by U0CAROL", "applying", "applied", contract.StateSucceeded)
 	if closed := th[2]; strings.Contains(closed.Blocks, slackui.ActionApprove) || !strings.Contains(closed.Blocks, "Approved* by <@U0CAROL>") {
 		t.Errorf("the approval message still has its buttons or does not say who approved: %s", closed.Blocks)
 	}
@@ -157,15 +157,15 @@ func TestSlackButtonsDecide(t *testing.T) {
 	// Reject, the other button, on a message of an earlier version whose
 	// buttons carried the workflow ID alone: it still decides.
 	sha2 := set("Serve v3", "v3")
-	id2 := workflows.ChangeWorkflowID(branch, sha2)
-	waitState(t, c, id2, time.Minute, workflows.StateAwaitingApproval)
+	id2 := contract.ChangeWorkflowID(branch, sha2)
+	waitState(t, c, id2, time.Minute, contract.StateAwaitingApproval)
 	reject := approveClick("U0BOB", id2, "/response/reject")
 	reject.action = slackui.ActionReject
 	if code := ws.send(t, endpoint, reject); code != http.StatusOK {
 		t.Fatalf("reject click answered %d", code)
 	}
-	waitState(t, c, id2, time.Minute, workflows.StateRejected)
-	th = ws.waitThread(t, sha2[:7], workflows.StateRejected, "received", "plan ready", "Rejected* by <@U0BOB>", workflows.StateRejected)
+	waitState(t, c, id2, time.Minute, contract.StateRejected)
+	th = ws.waitThread(t, sha2[:7], contract.StateRejected, "received", "plan ready", "Rejected* by <@U0BOB>", contract.StateRejected)
 	if !strings.Contains(th[2].Blocks, "Rejected* by <@U0BOB>") {
 		t.Errorf("the approval message does not say who rejected: %s", th[2].Blocks)
 	}
@@ -184,8 +184,8 @@ func TestSlackExpiryUnderRateLimits(t *testing.T) {
 	ws.limited = 2
 	ws.mu.Unlock()
 	sha := set("Serve v2", "v2")
-	waitState(t, c, workflows.ChangeWorkflowID(branch, sha), time.Minute, workflows.StateExpired)
-	th := ws.waitThread(t, sha[:7], workflows.StateExpired, "received", "plan ready", "No longer waiting", workflows.StateExpired)
+	waitState(t, c, contract.ChangeWorkflowID(branch, sha), time.Minute, contract.StateExpired)
+	th := ws.waitThread(t, sha[:7], contract.StateExpired, "received", "plan ready", "No longer waiting", contract.StateExpired)
 	if !strings.Contains(th[2].Blocks, "No longer waiting for a decision: the run is *expired*") || strings.Contains(th[2].Blocks, slackui.ActionApprove) {
 		t.Errorf("the approval message after expiry: %s", th[2].Blocks)
 	}
@@ -232,8 +232,8 @@ func TestSlackSocketModeDecides(t *testing.T) {
 	}
 
 	sha := set("Serve v2", "v2")
-	id := workflows.ChangeWorkflowID(branch, sha)
-	waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
+	id := contract.ChangeWorkflowID(branch, sha)
+	waitState(t, c, id, time.Minute, contract.StateAwaitingApproval)
 	click := approveClick("U0BOB", id, "/response/socket")
 	if err := conn.WriteJSON(map[string]any{
 		"type": "interactive", "envelope_id": "env-1", "accepts_response_payload": false,
@@ -256,7 +256,7 @@ func TestSlackSocketModeDecides(t *testing.T) {
 	if r := ws.replyTo(t, "/response/socket"); !r.ReplaceOriginal || !strings.Contains(r.Text, "Approved* by <@U0BOB>") {
 		t.Errorf("reply = %+v, want the buttons replaced by the approval", r)
 	}
-	if run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded || run.Approver != "U0BOB" {
+	if run := waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded || run.Approver != "U0BOB" {
 		t.Fatalf("run ended %s, approved by %q: %s", run.State, run.Approver, run.Error)
 	}
 }

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 	"github.com/changeops/changeops/starter"
-	"github.com/changeops/changeops/workflows"
 )
 
 // A cloud API that throttles the first two ups is retried, not rolled
@@ -28,8 +28,8 @@ func TestTransientApplyErrorIsRetried(t *testing.T) {
 	waitWatching(t, f.c, f.branch)
 
 	id := f.push("v2")
-	run := waitState(t, f.c, id, 3*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack, workflows.StateRollbackFailed)
-	if run.State != workflows.StateSucceeded {
+	run := waitState(t, f.c, id, 3*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack, contract.StateRollbackFailed)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	if b, _ := os.ReadFile(counter); strings.Count(string(b), "\n") != 2 {
@@ -66,8 +66,8 @@ func TestLockedStackIsWaitedFor(t *testing.T) {
 
 	// 1. Locked after approval, released while the run waits: applied.
 	sha := remote.Commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
-	id := workflows.ChangeWorkflowID(branch, sha)
-	waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
+	id := contract.ChangeWorkflowID(branch, sha)
+	waitState(t, c, id, time.Minute, contract.StateAwaitingApproval)
 	unlock := lockStack(t, state, "site", "test")
 	if _, err := starter.Decide(ctx, c, id, signedBy("bob", true, "")); err != nil {
 		t.Fatal(err)
@@ -96,21 +96,21 @@ func TestLockedStackIsWaitedFor(t *testing.T) {
 		return false, strings.Join(got, " | ")
 	})
 	unlock()
-	if run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack); run.State != workflows.StateSucceeded {
+	if run := waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack); run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 
 	// 2. Locked for longer than lock_wait: failed, nothing rolled back.
 	sha = remote.Commit("Serve v3", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v3\n"})
-	id = workflows.ChangeWorkflowID(branch, sha)
-	waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
+	id = contract.ChangeWorkflowID(branch, sha)
+	waitState(t, c, id, time.Minute, contract.StateAwaitingApproval)
 	defer lockStack(t, state, "site", "test")()
 	if _, err := starter.Decide(ctx, c, id, signedBy("bob", true, "")); err != nil {
 		t.Fatal(err)
 	}
-	run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack, workflows.StateRollbackFailed)
+	run := waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack, contract.StateRollbackFailed)
 	for _, want := range []string{"waiting for the lock held by laptop-user@laptop", "stacks[].lock_wait of site-locked is 20s", "nothing was applied, so nothing is rolled back"} {
-		if run.State != workflows.StateFailed || !strings.Contains(run.Status.Detail, want) {
+		if run.State != contract.StateFailed || !strings.Contains(run.Status.Detail, want) {
 			t.Errorf("run = %s %q, want failed saying %q", run.State, run.Status.Detail, want)
 		}
 	}

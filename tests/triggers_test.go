@@ -19,7 +19,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 	"github.com/changeops/changeops/worker"
 	"github.com/changeops/changeops/workflows"
 )
@@ -56,7 +57,7 @@ func TestBurstOfCommitsRunsInOrder(t *testing.T) {
 	waitFor(t, 3*time.Minute, "50 runs", func() (bool, string) {
 		starts = starts[:0]
 		for _, sha := range shas {
-			d, err := c.DescribeWorkflowExecution(context.Background(), workflows.ChangeWorkflowID(branch, sha), "")
+			d, err := c.DescribeWorkflowExecution(context.Background(), contract.ChangeWorkflowID(branch, sha), "")
 			if err != nil {
 				return false, fmt.Sprintf("%d of 50 started", len(starts))
 			}
@@ -103,13 +104,13 @@ func TestWebhookPokesAndPollCatchesTheRest(t *testing.T) {
 			t.Fatalf("delivery: status %d, want 202", got)
 		}
 	}
-	waitState(t, c, workflows.ChangeWorkflowID(branch, a), 30*time.Second, workflows.StateNoOp)
+	waitState(t, c, contract.ChangeWorkflowID(branch, a), 30*time.Second, contract.StateNoOp)
 	b := remote.Commit("B, whose webhook is lost", map[string]string{"README.md": "b\n"})
-	waitState(t, c, workflows.ChangeWorkflowID(branch, b), 30*time.Second, workflows.StateNoOp)
+	waitState(t, c, contract.ChangeWorkflowID(branch, b), 30*time.Second, contract.StateNoOp)
 
 	for _, sha := range []string{a, b} {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query: fmt.Sprintf("WorkflowId = '%s'", workflows.ChangeWorkflowID(branch, sha)),
+			Query: fmt.Sprintf("WorkflowId = '%s'", contract.ChangeWorkflowID(branch, sha)),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -129,7 +130,7 @@ func TestForcePushIsHeldUntilAcknowledged(t *testing.T) {
 	ctx := context.Background()
 	base := remote.Git(remote.Clone, "rev-parse", "HEAD")
 	seen := remote.Commit("Seen", map[string]string{"README.md": "seen\n"})
-	waitState(t, c, workflows.ChangeWorkflowID(branch, seen), 30*time.Second, workflows.StateNoOp)
+	waitState(t, c, contract.ChangeWorkflowID(branch, seen), 30*time.Second, contract.StateNoOp)
 
 	remote.Git(remote.Clone, "reset", "-q", "--hard", base)
 	rewritten := remote.Commit("Rewritten", map[string]string{"README.md": "rewritten\n"})
@@ -141,7 +142,7 @@ func TestForcePushIsHeldUntilAcknowledged(t *testing.T) {
 	if st.Held.LastSeen != seen || st.Held.Head != rewritten {
 		t.Fatalf("held = %+v, want the lost %s and the new head %s", st.Held, seen[:7], rewritten[:7])
 	}
-	if _, err := c.DescribeWorkflowExecution(ctx, workflows.ChangeWorkflowID(branch, rewritten), ""); err == nil {
+	if _, err := c.DescribeWorkflowExecution(ctx, contract.ChangeWorkflowID(branch, rewritten), ""); err == nil {
 		t.Fatal("the rewritten head got a run while held")
 	}
 	if code, _, stderr := changeops(t, "ack-rewrite", branch); code != 0 {
@@ -151,11 +152,11 @@ func TestForcePushIsHeldUntilAcknowledged(t *testing.T) {
 		t.Errorf("a second ack: %d %q, want a refusal", code, stderr)
 	}
 	after := remote.Commit("After", map[string]string{"README.md": "after\n"})
-	waitState(t, c, workflows.ChangeWorkflowID(branch, after), 30*time.Second, workflows.StateNoOp)
-	if _, err := c.DescribeWorkflowExecution(ctx, workflows.ChangeWorkflowID(branch, rewritten), ""); err == nil {
+	waitState(t, c, contract.ChangeWorkflowID(branch, after), 30*time.Second, contract.StateNoOp)
+	if _, err := c.DescribeWorkflowExecution(ctx, contract.ChangeWorkflowID(branch, rewritten), ""); err == nil {
 		t.Error("the rewritten head got a run after the ack")
 	}
-	recordHistory(t, c, workflows.WatcherWorkflowID(branch), "watcher_rewrite_held.json")
+	recordHistory(t, c, contract.WatcherWorkflowID(branch), "watcher_rewrite_held.json")
 }
 
 // A remote that goes away is reported once and, when back, no commit pushed
@@ -180,12 +181,12 @@ func TestRemoteDownThenUpSkipsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, sha := range []string{one, two} {
-		waitState(t, c, workflows.ChangeWorkflowID(branch, sha), 2*time.Minute, workflows.StateNoOp)
+		waitState(t, c, contract.ChangeWorkflowID(branch, sha), 2*time.Minute, contract.StateNoOp)
 	}
 	if st := watcherStatus(t, c, branch); st.Outage != "" {
 		t.Errorf("after recovery: status %+v, want no outage", st)
 	}
-	recordHistory(t, c, workflows.WatcherWorkflowID(branch), "watcher_poll_outage.json")
+	recordHistory(t, c, contract.WatcherWorkflowID(branch), "watcher_poll_outage.json")
 }
 
 // A worker configured with another task queue than the branch's running
@@ -231,12 +232,12 @@ func TestSecondRepositoryDeploysItsOwnStacks(t *testing.T) {
 	c := startWorker(t, cfg)
 	waitWatching(t, c, branch)
 	waitFor(t, 30*time.Second, "watcher of network/main", func() (bool, string) {
-		return countActivities(t, c, workflows.WatcherID("network", "main"), "PollBranch") >= 1, "no poll yet"
+		return countActivities(t, c, contract.WatcherID("network", "main"), "PollBranch") >= 1, "no poll yet"
 	})
 
 	sha := network.Commit("Network v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
-	run := waitState(t, c, workflows.ChangeID("network", "main", sha), 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
-	if run.State != workflows.StateSucceeded || len(run.Stacks) != 1 || run.Stacks[0] != "net" {
+	run := waitState(t, c, contract.ChangeID("network", "main", sha), 2*time.Minute, contract.StateSucceeded, contract.StateFailed)
+	if run.State != contract.StateSucceeded || len(run.Stacks) != 1 || run.Stacks[0] != "net" {
 		t.Fatalf("run = %s %v (%s), want succeeded on stack net only", run.State, run.Stacks, run.Error)
 	}
 	if got, err := os.ReadFile(out); err != nil || string(got) != "v2" {
@@ -251,7 +252,7 @@ func TestWorkerRestartSkipsAndRepeatsNothing(t *testing.T) {
 	remote, cfg, w := triggerSetup(t, branch, time.Second)
 	c := w.Client()
 	first := remote.Commit("Before the restart", map[string]string{"README.md": "1\n"})
-	waitState(t, c, workflows.ChangeWorkflowID(branch, first), 30*time.Second, workflows.StateNoOp)
+	waitState(t, c, contract.ChangeWorkflowID(branch, first), 30*time.Second, contract.StateNoOp)
 
 	// Stop the worker (its cleanup stops it again, harmlessly) and push
 	// while nothing polls.
@@ -261,11 +262,11 @@ func TestWorkerRestartSkipsAndRepeatsNothing(t *testing.T) {
 	third := remote.Commit("While down 2", map[string]string{"README.md": "3\n"})
 	c = startWorker(t, cfg)
 	for _, sha := range []string{second, third} {
-		waitState(t, c, workflows.ChangeWorkflowID(branch, sha), time.Minute, workflows.StateNoOp)
+		waitState(t, c, contract.ChangeWorkflowID(branch, sha), time.Minute, contract.StateNoOp)
 	}
 	for _, sha := range []string{first, second, third} {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query: fmt.Sprintf("WorkflowId = '%s'", workflows.ChangeWorkflowID(branch, sha)),
+			Query: fmt.Sprintf("WorkflowId = '%s'", contract.ChangeWorkflowID(branch, sha)),
 		})
 		if err != nil || len(resp.GetExecutions()) != 1 {
 			t.Errorf("commit %s: %d runs (%v), want exactly 1", sha[:7], len(resp.GetExecutions()), err)
@@ -277,7 +278,7 @@ func TestWorkerRestartSkipsAndRepeatsNothing(t *testing.T) {
 func watcherStatus(t *testing.T, c client.Client, branch string) workflows.WatcherStatus {
 	t.Helper()
 	var st workflows.WatcherStatus
-	v, err := c.QueryWorkflow(context.Background(), workflows.WatcherWorkflowID(branch), "", workflows.WatcherStatusQuery)
+	v, err := c.QueryWorkflow(context.Background(), contract.WatcherWorkflowID(branch), "", contract.WatcherStatusQuery)
 	if err == nil {
 		err = v.Get(&st)
 	}

@@ -13,12 +13,11 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/worker"
-	"github.com/changeops/changeops/workflows"
 )
 
 // Upgrading changeops under Worker Deployments, on the real server: build
@@ -68,11 +67,11 @@ func TestUpgradeKeepsRunsOnTheirBuild(t *testing.T) {
 	waitWatching(t, c, branch)
 
 	sha1 := serve("v2")
-	id1 := workflows.ChangeWorkflowID(branch, sha1)
-	waitState(t, c, id1, time.Minute, workflows.StateAwaitingApproval)
+	id1 := contract.ChangeWorkflowID(branch, sha1)
+	waitState(t, c, id1, time.Minute, contract.StateAwaitingApproval)
 	sha2 := serve("v3")
-	id2 := workflows.ChangeWorkflowID(branch, sha2)
-	waitState(t, c, id2, time.Minute, workflows.StateQueued)
+	id2 := contract.ChangeWorkflowID(branch, sha2)
+	waitState(t, c, id2, time.Minute, contract.StateQueued)
 
 	// B starts beside A and takes nothing: A stays current.
 	logB := &syncBuffer{}
@@ -101,20 +100,20 @@ func TestUpgradeKeepsRunsOnTheirBuild(t *testing.T) {
 	// The watcher follows the current build at its next task (it polls
 	// every second); a run it starts from then on is B's.
 	waitFor(t, 30*time.Second, "the watcher on build-b", func() (bool, string) {
-		b, behaviour := runsOn(t, c, workflows.WatcherWorkflowID(branch))
+		b, behaviour := runsOn(t, c, contract.WatcherWorkflowID(branch))
 		return b == "build-b" && behaviour == "auto-upgrade", b + " " + behaviour
 	})
 	sha3 := serve("v4")
-	id3 := workflows.ChangeWorkflowID(branch, sha3)
-	waitState(t, c, id3, time.Minute, workflows.StateQueued)
+	id3 := contract.ChangeWorkflowID(branch, sha3)
+	waitState(t, c, id3, time.Minute, contract.StateQueued)
 
 	// Runs 1 and 2 finish on A, decided after B became current.
 	for _, id := range []string{id1, id2} {
-		waitState(t, c, id, time.Minute, workflows.StateAwaitingApproval)
+		waitState(t, c, id, time.Minute, contract.StateAwaitingApproval)
 		if _, err := starter.Decide(ctx, c, id, signedBy("bob", true, "")); err != nil {
 			t.Fatalf("approve %s: %v", id, err)
 		}
-		if run := waitState(t, c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded {
+		if run := waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded {
 			t.Fatalf("run %s ended %s: %s", id, run.State, run.Error)
 		}
 	}
@@ -148,18 +147,18 @@ func TestUpgradeKeepsRunsOnTheirBuild(t *testing.T) {
 
 	// The queue moved to B with the releases of runs 1 and 2, and grants
 	// run 3 there.
-	waitState(t, c, id3, time.Minute, workflows.StateAwaitingApproval)
+	waitState(t, c, id3, time.Minute, contract.StateAwaitingApproval)
 	if _, err := starter.Decide(ctx, c, id3, signedBy("bob", true, "")); err != nil {
 		t.Fatalf("approve %s: %v", id3, err)
 	}
-	run := waitState(t, c, id3, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed)
-	if run.State != workflows.StateSucceeded || run.Build != "build-b" || run.Versioning != "pinned" {
+	run := waitState(t, c, id3, 2*time.Minute, contract.StateSucceeded, contract.StateFailed)
+	if run.State != contract.StateSucceeded || run.Build != "build-b" || run.Versioning != "pinned" {
 		t.Fatalf("run 3 ended %s on build %q (%s): %s; want succeeded on build-b (pinned)", run.State, run.Build, run.Versioning, run.Error)
 	}
 	if steps := runSteps(logB.String(), id3); !slices.Contains(steps, "applied") {
 		t.Errorf("B's log has steps %v of run 3, want its apply", steps)
 	}
-	if b, behaviour := runsOn(t, c, activities.QueueID(stackName)); b != "build-b" || behaviour != "auto-upgrade" {
+	if b, behaviour := runsOn(t, c, contract.QueueID(stackName)); b != "build-b" || behaviour != "auto-upgrade" {
 		t.Errorf("the stack's queue runs on %q (%s), want build-b (auto-upgrade)", b, behaviour)
 	}
 	if got, err := os.ReadFile(out); err != nil || string(got) != "v4" {

@@ -12,8 +12,8 @@ import (
 	sdkpb "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/workflows"
 )
@@ -42,9 +42,9 @@ func TestFreezeHoldsTheApplyUntilUnfrozen(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "frozen stack "+stack+" by carol: incident 12") {
 		t.Fatalf("changeops freeze = %d, %q, %q", code, out, errOut)
 	}
-	freezes := workflows.FreezesID(f.cfg.Temporal.TaskQueue)
+	freezes := contract.FreezesID(f.cfg.Temporal.TaskQueue)
 	// What `temporal workflow update execute --name unfreeze` sends.
-	h, err := f.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: freezes, UpdateName: workflows.UnfreezeUpdate,
+	h, err := f.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: freezes, UpdateName: contract.UnfreezeUpdate,
 		Args: []any{workflows.FreezeRequest{}}, WaitForStage: client.WorkflowUpdateStageCompleted})
 	if err == nil {
 		err = h.Get(ctx, nil)
@@ -54,11 +54,11 @@ func TestFreezeHoldsTheApplyUntilUnfrozen(t *testing.T) {
 	}
 
 	id := f.push("v2")
-	waitState(t, f.c, id, time.Minute, workflows.StateAwaitingApproval)
+	waitState(t, f.c, id, time.Minute, contract.StateAwaitingApproval)
 	if _, err := starter.Decide(ctx, f.c, id, signedBy("bob", true, "ship it")); err != nil {
 		t.Fatal(err)
 	}
-	run := waitState(t, f.c, id, time.Minute, workflows.StateWaitingForWindow)
+	run := waitState(t, f.c, id, time.Minute, contract.StateWaitingForWindow)
 	if !strings.Contains(run.Detail, "stack "+stack+" frozen by carol") || !strings.Contains(run.Detail, "incident 12; applies once unfrozen") {
 		t.Errorf("detail = %q, want the freeze, who and why", run.Detail)
 	}
@@ -66,36 +66,36 @@ func TestFreezeHoldsTheApplyUntilUnfrozen(t *testing.T) {
 		t.Errorf("the Temporal UI's current details = %q, want %q", d, run.Detail)
 	}
 	code, out, errOut = changeopsWith(t, f.cfg, "list", "--stack", stack)
-	if code != 0 || !strings.Contains(out, "FROZEN: stack "+stack+" frozen by carol since") || !strings.Contains(out, workflows.StateWaitingForWindow) {
+	if code != 0 || !strings.Contains(out, "FROZEN: stack "+stack+" frozen by carol since") || !strings.Contains(out, contract.StateWaitingForWindow) {
 		t.Errorf("changeops list = %d, %q, %q; want the freeze and the waiting run", code, out, errOut)
 	}
 
 	// The next change to the stack waits behind it, in the queue.
 	id2 := f.push("v3")
-	waitState(t, f.c, id2, time.Minute, workflows.StateQueued)
+	waitState(t, f.c, id2, time.Minute, contract.StateQueued)
 	waitFor(t, 30*time.Second, "the second run queued behind the first", func() (bool, string) {
-		v, err := f.c.QueryWorkflow(ctx, activities.QueueID(stack), "", workflows.QueueStatusQuery)
+		v, err := f.c.QueryWorkflow(ctx, contract.QueueID(stack), "", contract.QueueStatusQuery)
 		if err != nil {
 			return false, err.Error()
 		}
-		var q activities.QueueState
+		var q contract.QueueState
 		if err := v.Get(&q); err != nil {
 			return false, err.Error()
 		}
-		return q.Holder != nil && q.Holder.RunID == id && slices.ContainsFunc(q.Waiting, func(e activities.QueueEntry) bool { return e.RunID == id2 }),
+		return q.Holder != nil && q.Holder.RunID == id && slices.ContainsFunc(q.Waiting, func(e contract.QueueEntry) bool { return e.RunID == id2 }),
 			"holder and waiting: " + strings.Join(queueRuns(q), ", ")
 	})
 
 	// The worker dies while the run waits; another takes over.
 	w1.kill()
 	w2 := startWorkerProcess(t, f.cfg, "worker2", nil)
-	if run := waitState(t, f.c, id, time.Minute, workflows.StateWaitingForWindow); len(run.Status.Applies) != 0 {
+	if run := waitState(t, f.c, id, time.Minute, contract.StateWaitingForWindow); len(run.Status.Applies) != 0 {
 		t.Fatalf("applied while frozen: %+v", run.Status.Applies)
 	}
 	if _, err := os.Stat(page); err == nil {
 		t.Fatal("the page was written while the stack was frozen")
 	}
-	if run, _ := starter.Status(ctx, f.c, id2); run.State != workflows.StateQueued {
+	if run, _ := starter.Status(ctx, f.c, id2); run.State != contract.StateQueued {
 		t.Fatalf("the second run is %s, want still queued behind the frozen one", run.State)
 	}
 
@@ -114,20 +114,20 @@ func TestFreezeHoldsTheApplyUntilUnfrozen(t *testing.T) {
 		t.Fatalf("changeops unfreeze = %d, %q, %q", code, out, errOut)
 	}
 	// Woken by the freezes workflow, not by its half-hourly check.
-	run = waitState(t, f.c, id, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed, workflows.StateRolledBack)
-	if run.State != workflows.StateSucceeded {
+	run = waitState(t, f.c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack)
+	if run.State != contract.StateSucceeded {
 		t.Fatalf("run ended %s: %s", run.State, run.Error)
 	}
 	fileIs(t, page, "v2")
-	waitState(t, f.c, id2, 2*time.Minute, workflows.StateAwaitingApproval)
+	waitState(t, f.c, id2, 2*time.Minute, contract.StateAwaitingApproval)
 	if _, err := starter.Decide(ctx, f.c, id2, signedBy("carol", true, "")); err != nil {
 		t.Fatal(err)
 	}
-	if run := waitState(t, f.c, id2, 2*time.Minute, workflows.StateSucceeded, workflows.StateFailed); run.State != workflows.StateSucceeded {
+	if run := waitState(t, f.c, id2, 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded {
 		t.Fatalf("second run ended %s: %s", run.State, run.Error)
 	}
 	fileIs(t, page, "v3")
-	f.expectNotes(f.c, id, []*workerProcess{w1, w2}, "awaiting approval", "approved by bob", "waiting for window", "window open", "applied", workflows.StateSucceeded)
+	f.expectNotes(f.c, id, []*workerProcess{w1, w2}, "awaiting approval", "approved by bob", "waiting for window", "window open", "applied", contract.StateSucceeded)
 
 	code, out, errOut = changeopsWith(t, f.cfg, "audit", "--kind", "freeze")
 	for _, want := range []string{`"state":"freeze"`, `"approver":"carol"`, `"comment":"incident 12"`, `"state":"unfreeze"`, `"approver":"bob"`, `"comment":"incident over"`} {
@@ -153,7 +153,7 @@ func currentDetails(t *testing.T, c client.Client, id string) string {
 	return md.GetCurrentDetails()
 }
 
-func queueRuns(q activities.QueueState) []string {
+func queueRuns(q contract.QueueState) []string {
 	var out []string
 	if q.Holder != nil {
 		out = append(out, "holder "+q.Holder.RunID)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/gitrepo"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 )
 
 func TestCheckStacks(t *testing.T) {

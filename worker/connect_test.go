@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/internal/testca"
+	"github.com/changeops/changeops/internal/testkit/testca"
 )
 
 func TestClientOptions(t *testing.T) {

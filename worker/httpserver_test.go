@@ -18,7 +18,7 @@ import (
 
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/metrics"
-	"github.com/changeops/changeops/internal/slackapp"
+	"github.com/changeops/changeops/slackapp"
 )
 
 // startHTTP serves a worker's HTTP endpoints as Start does, without

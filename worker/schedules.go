@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/workflows"
 )
 
@@ -34,7 +35,7 @@ func ReconcileDriftSchedules(ctx context.Context, c client.Client, cfg *config.C
 		if every == 0 {
 			continue
 		}
-		id := workflows.DriftScheduleID(s.Name)
+		id := contract.DriftScheduleID(s.Name)
 		want[id] = true
 		if err := upsertDriftSchedule(ctx, sc, cfg, s, every); err != nil {
 			return err
@@ -50,7 +51,7 @@ func ReconcileDriftSchedules(ctx context.Context, c client.Client, cfg *config.C
 		if err != nil {
 			return fmt.Errorf("list drift schedules: %w", err)
 		}
-		if !strings.HasPrefix(e.ID, "drift/") || want[e.ID] || e.WorkflowType.Name != workflows.DriftWorkflowName {
+		if !strings.HasPrefix(e.ID, "drift/") || want[e.ID] || e.WorkflowType.Name != contract.DriftWorkflowName {
 			continue
 		}
 		h := sc.GetHandle(ctx, e.ID)
@@ -70,17 +71,17 @@ func ReconcileDriftSchedules(ctx context.Context, c client.Client, cfg *config.C
 }
 
 func upsertDriftSchedule(ctx context.Context, sc client.ScheduleClient, cfg *config.Config, s config.Stack, every time.Duration) error {
-	id := workflows.DriftScheduleID(s.Name)
+	id := contract.DriftScheduleID(s.Name)
 	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: every, Offset: spread(s.Name, every)}}}
 	action := &client.ScheduleWorkflowAction{
 		ID:            id,
-		Workflow:      workflows.DriftWorkflowName,
+		Workflow:      contract.DriftWorkflowName,
 		Args:          []any{workflows.DriftInput{Stack: s.Name, UIURL: cfg.Temporal.UIURL}},
 		TaskQueue:     cfg.Temporal.TaskQueue,
 		StaticSummary: "Drift check of stack " + s.Name,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.ChangeStacks.ValueSet([]string{s.Name}),
-			workflows.ChangeState.ValueSet(workflows.StateDriftChecking),
+			contract.ChangeStacks.ValueSet([]string{s.Name}),
+			contract.ChangeState.ValueSet(contract.StateDriftChecking),
 		),
 	}
 	_, err := sc.Create(ctx, client.ScheduleOptions{

@@ -15,7 +15,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/workflows"
+	"github.com/changeops/changeops/contract"
 )
 
 // Dial connects to Temporal, waiting for it while ctx allows: at start-up
@@ -70,7 +70,7 @@ func RegisterSearchAttributes(ctx context.Context, c client.Client, namespace st
 		return fmt.Errorf("list search attributes of namespace %s: %w", namespace, err)
 	}
 	missing := map[string]enumspb.IndexedValueType{}
-	for _, key := range workflows.SearchAttributes {
+	for _, key := range contract.SearchAttributes {
 		t, ok := have.GetCustomAttributes()[key.GetName()]
 		switch {
 		case !ok:

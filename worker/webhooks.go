@@ -16,7 +16,7 @@ import (
 	"strings"
 
 	"github.com/changeops/changeops/config"
-	"github.com/changeops/changeops/workflows"
+	"github.com/changeops/changeops/contract"
 )
 
 // webhooks receives push notifications from forges. A delivery is trusted
@@ -257,5 +257,5 @@ func accepted(w http.ResponseWriter, msg string) {
 
 // poke signals a branch's watcher to poll now.
 func (w *Worker) poke(ctx context.Context, watch config.Watch) error {
-	return w.client.SignalWorkflow(ctx, workflows.WatcherID(watch.Repo, watch.Branch), "", workflows.PokeSignal, nil)
+	return w.client.SignalWorkflow(ctx, contract.WatcherID(watch.Repo, watch.Branch), "", contract.PokeSignal, nil)
 }

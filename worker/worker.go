@@ -22,10 +22,11 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/metrics"
 	"github.com/changeops/changeops/internal/notify"
-	"github.com/changeops/changeops/internal/slackapp"
+	"github.com/changeops/changeops/slackapp"
 	"github.com/changeops/changeops/workflows"
 )
 
@@ -278,14 +279,14 @@ func (w *Worker) runSocketMode() {
 func (w *Worker) startWatchers(ctx context.Context) error {
 	for _, watch := range w.cfg.Watches() {
 		repo, _ := w.cfg.RepoByName(watch.Repo)
-		id := workflows.WatcherID(watch.Repo, watch.Branch)
+		id := contract.WatcherID(watch.Repo, watch.Branch)
 		_, err := w.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 			ID:                       id,
 			TaskQueue:                w.cfg.Temporal.TaskQueue,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 			StaticSummary:            "Watch " + watch.Branch + " of " + repo.URL,
-		}, workflows.WatcherWorkflowName, workflows.WatcherInput{Repo: watch.Repo, Branch: watch.Branch, UIURL: w.cfg.Temporal.UIURL})
+		}, contract.WatcherWorkflowName, workflows.WatcherInput{Repo: watch.Repo, Branch: watch.Branch, UIURL: w.cfg.Temporal.UIURL})
 		if err != nil {
 			return fmt.Errorf("start watcher %s: %w", id, err)
 		}

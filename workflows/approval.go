@@ -9,6 +9,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/slackui"
 )
@@ -96,7 +97,7 @@ func authorize(st *Status, g Verifier, req DecisionRequest, now time.Time) error
 		return fmt.Errorf("the decision was signed for run %s (%s), not this one (%s, %s)", c.WorkflowID, c.RunID, st.ID, st.RunID)
 	case st.Decision != nil:
 		return fmt.Errorf("%s was already decided by %s", st.Subject(), st.Decision.User)
-	case st.State != StateAwaitingApproval:
+	case st.State != contract.StateAwaitingApproval:
 		return fmt.Errorf("%s is %s, not awaiting approval", st.Subject(), st.State)
 	case c.Plan != st.PlanDigest():
 		return fmt.Errorf("the decision is for another plan of %s than the one awaiting approval: the run planned again, look at the new plan and decide again", st.Subject())
@@ -114,7 +115,7 @@ func authorize(st *Status, g Verifier, req DecisionRequest, now time.Time) error
 		} {
 			if link := id.LinkedTo(g.name, g.email); link != "" {
 				return fmt.Errorf("%s is linked to the %s of commit %s by %s, and %s four eyes: another approver must approve",
-					who, g.role, shortSHA(st.Commit.SHA), link, stacksRequire(st.Approval.Stacks))
+					who, g.role, contract.ShortSHA(st.Commit.SHA), link, stacksRequire(st.Approval.Stacks))
 			}
 		}
 	}
@@ -124,13 +125,13 @@ func authorize(st *Status, g Verifier, req DecisionRequest, now time.Time) error
 // validateLegacy is the rule runs applied to unsigned decisions before
 // decisions were authenticated; only replays of those histories use it.
 func validateLegacy(st *Status, req DecisionRequest) error {
-	short := shortSHA(st.Commit.SHA)
+	short := contract.ShortSHA(st.Commit.SHA)
 	switch {
 	case strings.TrimSpace(req.User) == "":
 		return fmt.Errorf("a decision needs a user: pass --as USER")
 	case st.Decision != nil:
 		return fmt.Errorf("%s was already decided by %s", st.Subject(), st.Decision.User)
-	case st.State != StateAwaitingApproval:
+	case st.State != contract.StateAwaitingApproval:
 		return fmt.Errorf("%s is %s, not awaiting approval", st.Subject(), st.State)
 	case !allowed(st.Approval.Approvers, req):
 		return fmt.Errorf("%s may not decide %s: approvers for %s are %s",
@@ -156,11 +157,4 @@ func stacksRequire(stacks []string) string {
 		return "stack " + stacks[0] + " requires"
 	}
 	return "stacks " + strings.Join(stacks, ", ") + " require"
-}
-
-func shortSHA(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
 }

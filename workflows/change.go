@@ -12,6 +12,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/notify"
 )
@@ -52,7 +53,7 @@ type changeRun struct {
 	// queued is set once the run entered its stacks' queues.
 	queued bool
 	// lastGood is each held stack's last good state, from its grant.
-	lastGood map[string]*activities.Deployed
+	lastGood map[string]*contract.Deployed
 }
 
 func (r *changeRun) setup(ctx workflow.Context) error {
@@ -61,14 +62,14 @@ func (r *changeRun) setup(ctx workflow.Context) error {
 	r.st.RunID = workflow.GetInfo(ctx).WorkflowExecution.RunID
 	r.st.Branch = r.in.Branch
 	r.st.Commit.SHA = r.in.Commit
-	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (Status, error) { return r.st, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.StatusQuery, func() (Status, error) { return r.st, nil }); err != nil {
 		return err
 	}
 	// The validator authenticates (authorize); the handler does not check
 	// again, since an accepted Update is in the history and its handler
 	// is replayed without the validator, while the check reads the
 	// worker's current people and keys, which replay must not depend on.
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, DecisionUpdate,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.DecisionUpdate,
 		func(ctx workflow.Context, req DecisionRequest) (DecisionResult, error) {
 			r.record(ctx, req)
 			return DecisionResult{State: r.st.State}, nil
@@ -86,7 +87,7 @@ func (r *changeRun) setup(ctx workflow.Context) error {
 	// Each signal asks its own version: the SDK keeps a change ID's first
 	// answer for the whole run, so one ID would let a run that took a
 	// signal before the upgrade judge every later signal by the old rule.
-	decisions := workflow.GetSignalChannel(ctx, DecisionSignal)
+	decisions := workflow.GetSignalChannel(ctx, contract.DecisionSignal)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for n := 1; ; n++ {
 			var req DecisionRequest
@@ -129,14 +130,14 @@ func (r *changeRun) record(ctx workflow.Context, req DecisionRequest) {
 		}
 	}
 	r.st.Decision = d
-	if err := workflow.UpsertTypedSearchAttributes(ctx, ChangeApprover.ValueSet(d.User)); err != nil {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, contract.ChangeApprover.ValueSet(d.User)); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert approver", "error", err)
 	}
 }
 
 func (r *changeRun) run(ctx workflow.Context) ChangeResult {
-	short := shortSHA(r.in.Commit)
-	r.enter(ctx, StatePlanning, fmt.Sprintf("Inspecting %s…", short))
+	short := contract.ShortSHA(r.in.Commit)
+	r.enter(ctx, contract.StatePlanning, fmt.Sprintf("Inspecting %s…", short))
 
 	// 1. Inspect.
 	var insp activities.InspectResult
@@ -152,8 +153,8 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 		r.st.Stacks = append(r.st.Stacks, s.Name)
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		ChangeStacks.ValueSet(r.st.Stacks),
-		ChangeAuthor.ValueSet(insp.Commit.AuthorEmail),
+		contract.ChangeStacks.ValueSet(r.st.Stacks),
+		contract.ChangeAuthor.ValueSet(insp.Commit.AuthorEmail),
 	); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert search attributes", "error", err)
 	}
@@ -163,7 +164,7 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 	}
 	r.notify(ctx, notify.Event{Kind: notify.KindReceived, Step: "received", Detail: changed})
 	if len(r.stacks) == 0 {
-		return r.finish(ctx, StateNoOp, "the commit touches no configured stack")
+		return r.finish(ctx, contract.StateNoOp, "the commit touches no configured stack")
 	}
 
 	// 2. Queue, then the effective tree. Runs started before queues
@@ -182,7 +183,7 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 		// A plan with nothing to do needs no decision: a revert commit's
 		// own run, after its rollback restored the stacks, ends here.
 		if nothingToDo(r.st.Plans) && workflow.GetVersion(ctx, VersionSkipEmptyPlans, workflow.DefaultVersion, 1) == 1 {
-			return r.finish(ctx, StateNoOp, "the stacks already match this commit")
+			return r.finish(ctx, contract.StateNoOp, "the stacks already match this commit")
 		}
 
 		// 4. Approve, then wait for the stacks' change window (window.go).
@@ -202,7 +203,7 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 			break
 		}
 		if round == maxPlanRounds {
-			return r.finish(ctx, StateFailed, fmt.Sprintf("the plan kept changing between approval and apply (%d rounds): %s", round, res.Reason))
+			return r.finish(ctx, contract.StateFailed, fmt.Sprintf("the plan kept changing between approval and apply (%d rounds): %s", round, res.Reason))
 		}
 		r.notify(ctx, notify.Event{Kind: notify.KindPlanChanged, Step: "plan changed", Detail: res.Reason + "; planning again"})
 		r.st.Plans, r.st.Applies, r.st.Decision = nil, nil, nil
@@ -210,7 +211,7 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 	r.notify(ctx, notify.Event{Kind: notify.KindApplied, Step: "applied", Detail: applySummary(r.st.Applies)})
 
 	// 6. Verify.
-	r.enter(ctx, StateVerifying, fmt.Sprintf("Verifying %s…", strings.Join(r.st.Stacks, ", ")))
+	r.enter(ctx, contract.StateVerifying, fmt.Sprintf("Verifying %s…", strings.Join(r.st.Stacks, ", ")))
 	for _, s := range r.stacks {
 		if reason, ok := r.verify(ctx, s, r.in.Commit, r.st.Undone); !ok {
 			return r.changeFailed(ctx, reason)
@@ -218,7 +219,7 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 	}
 
 	// 7. Succeed.
-	return r.finish(ctx, StateSucceeded, "applied and verified")
+	return r.finish(ctx, contract.StateSucceeded, "applied and verified")
 }
 
 // maxPlanRounds bounds how often a run plans again because the plan
@@ -227,9 +228,9 @@ const maxPlanRounds = 3
 
 // plan previews every stack at the run's effective tree.
 func (r *changeRun) plan(ctx workflow.Context) (ChangeResult, bool) {
-	short := shortSHA(r.in.Commit)
-	if r.st.State != StatePlanning { // back from the queue, or a changed plan
-		r.enter(ctx, StatePlanning, fmt.Sprintf("Planning %s…", strings.Join(r.st.Stacks, ", ")))
+	short := contract.ShortSHA(r.in.Commit)
+	if r.st.State != contract.StatePlanning { // back from the queue, or a changed plan
+		r.enter(ctx, contract.StatePlanning, fmt.Sprintf("Planning %s…", strings.Join(r.st.Stacks, ", ")))
 	}
 	for _, s := range r.stacks {
 		r.detail(ctx, fmt.Sprintf("Previewing %s at %s…", s.Name, short))
@@ -249,8 +250,8 @@ func (r *changeRun) plan(ctx workflow.Context) (ChangeResult, bool) {
 // changed is true when a stack would now do something else: the result's
 // Reason says what, and the run plans again.
 func (r *changeRun) apply(ctx workflow.Context) (res ChangeResult, changed bool) {
-	short := shortSHA(r.in.Commit)
-	r.enter(ctx, StateApplying, fmt.Sprintf("Applying %s…", strings.Join(r.st.Stacks, ", ")))
+	short := contract.ShortSHA(r.in.Commit)
+	r.enter(ctx, contract.StateApplying, fmt.Sprintf("Applying %s…", strings.Join(r.st.Stacks, ", ")))
 	r.notify(ctx, notify.Event{Kind: notify.KindApplying, Step: "applying"})
 	for i, s := range r.stacks {
 		r.detail(ctx, fmt.Sprintf("Applying %s at %s…", s.Name, short))
@@ -277,7 +278,7 @@ func (r *changeRun) apply(ctx workflow.Context) (res ChangeResult, changed bool)
 			// revert would undo a change that was never deployed.
 			if len(r.st.Applies) == 0 && !updateBegan(err) &&
 				workflow.GetVersion(ctx, VersionUnappliedNoRollback, workflow.DefaultVersion, 1) == 1 {
-				return r.finish(ctx, StateFailed, r.st.Error+"; nothing was applied, so nothing is rolled back"), false
+				return r.finish(ctx, contract.StateFailed, r.st.Error+"; nothing was applied, so nothing is rolled back"), false
 			}
 			return r.changeFailed(ctx, r.st.Error), false
 		}
@@ -323,19 +324,19 @@ func (r *changeRun) approve(ctx workflow.Context) (ChangeResult, bool) {
 		return ChangeResult{}, true
 	}
 	if len(ap.Approvers) == 0 {
-		return r.finish(ctx, StateFailed, fmt.Sprintf(
+		return r.finish(ctx, contract.StateFailed, fmt.Sprintf(
 			"no approver is allowed on all of %s: give these stacks a common approver in the config", strings.Join(ap.Stacks, ", "))), false
 	}
 	decided, err := r.ask(ctx, notify.Ask{})
 	if err != nil {
-		return r.finish(ctx, StateFailed, "waiting for approval: "+err.Error()), false
+		return r.finish(ctx, contract.StateFailed, "waiting for approval: "+err.Error()), false
 	}
 	if !decided {
-		return r.finish(ctx, StateExpired, fmt.Sprintf("no decision within %s", ap.Timeout)), false
+		return r.finish(ctx, contract.StateExpired, fmt.Sprintf("no decision within %s", ap.Timeout)), false
 	}
 	d := r.st.Decision
 	if !d.Approve {
-		return r.finish(ctx, StateRejected, fmt.Sprintf("rejected by %s %s", d.User, quote(d.Comment))), false
+		return r.finish(ctx, contract.StateRejected, fmt.Sprintf("rejected by %s %s", d.User, quote(d.Comment))), false
 	}
 	r.notify(ctx, notify.Event{Kind: notify.KindDecision, Step: "approved by " + d.User, Detail: d.Comment})
 	return ChangeResult{}, true
@@ -348,7 +349,7 @@ func (r *changeRun) approve(ctx workflow.Context) (ChangeResult, bool) {
 func (r *changeRun) ask(ctx workflow.Context, labels notify.Ask) (decided bool, err error) {
 	ap := &r.st.Approval
 	ap.Deadline = workflow.Now(ctx).Add(ap.Timeout)
-	r.enter(ctx, StateAwaitingApproval, fmt.Sprintf("Waiting for %s until %s", strings.Join(ap.Approvers, " or "), ap.Deadline.Format(time.RFC3339)))
+	r.enter(ctx, contract.StateAwaitingApproval, fmt.Sprintf("Waiting for %s until %s", strings.Join(ap.Approvers, " or "), ap.Deadline.Format(time.RFC3339)))
 	labels.Approvers, labels.FourEyes, labels.Deadline = ap.Approvers, ap.FourEyes, ap.Deadline
 	labels.Execution, labels.Plan = r.st.RunID, r.st.PlanDigest()
 	r.notify(ctx, notify.Event{
@@ -365,11 +366,11 @@ func (r *changeRun) ask(ctx workflow.Context, labels notify.Ask) (decided bool, 
 	case err != nil:
 		return false, err
 	case !decided:
-		observe(ctx, MetricApprovalWait, asked, map[string]string{"outcome": StateExpired})
+		observe(ctx, MetricApprovalWait, asked, map[string]string{"outcome": contract.StateExpired})
 	case r.st.Decision.Approve:
 		observe(ctx, MetricApprovalWait, asked, map[string]string{"outcome": "approved"})
 	default:
-		observe(ctx, MetricApprovalWait, asked, map[string]string{"outcome": StateRejected})
+		observe(ctx, MetricApprovalWait, asked, map[string]string{"outcome": contract.StateRejected})
 	}
 	return decided, nil
 }
@@ -380,7 +381,7 @@ func (r *changeRun) verify(ctx workflow.Context, s config.Stack, commit string, 
 	if len(s.Verify) == 0 {
 		return "", true
 	}
-	short := shortSHA(commit)
+	short := contract.ShortSHA(commit)
 	deadline := workflow.Now(ctx).Add(s.VerifyTimeout.D())
 	interval := min(max(s.VerifyTimeout.D()/10, time.Second), 30*time.Second)
 	idx := len(r.st.Verifications)
@@ -417,11 +418,11 @@ func (r *changeRun) verify(ctx workflow.Context, s config.Stack, commit string, 
 // keep their recorded ending (failed).
 func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResult {
 	if workflow.GetVersion(ctx, VersionRollback, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		return r.finish(ctx, StateFailed, reason)
+		return r.finish(ctx, contract.StateFailed, reason)
 	}
 	r.st.Error = reason
-	short := shortSHA(r.in.Commit)
-	r.enter(ctx, StateRollingBack, fmt.Sprintf("Rolling back %s…", short))
+	short := contract.ShortSHA(r.in.Commit)
+	r.enter(ctx, contract.StateRollingBack, fmt.Sprintf("Rolling back %s…", short))
 	r.notify(ctx, notify.Event{Kind: notify.KindRollingBack, Step: "rolling back", Detail: reason})
 
 	// Restore the last good state of each stack, then verify it. This
@@ -444,7 +445,7 @@ func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResu
 				restored = append(restored, res.Commit)
 			}
 		}
-		if err := workflow.UpsertTypedSearchAttributes(ctx, ChangeRestoredCommits.ValueSet(restored)); err != nil {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, contract.ChangeRestoredCommits.ValueSet(restored)); err != nil {
 			workflow.GetLogger(ctx).Warn("upsert restored commits", "error", err)
 		}
 	}
@@ -463,10 +464,10 @@ func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResu
 		r.notify(ctx, notify.Event{Kind: notify.KindRevertConflict, Step: "revert conflicts", Detail: strings.Join(rev.Conflicts, "\n")})
 	case rev.Revert != "":
 		r.st.RevertCommit = rev.Revert
-		if err := workflow.UpsertTypedSearchAttributes(ctx, ChangeRevertCommit.ValueSet(rev.Revert)); err != nil {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, contract.ChangeRevertCommit.ValueSet(rev.Revert)); err != nil {
 			workflow.GetLogger(ctx).Warn("upsert revert commit", "error", err)
 		}
-		r.notify(ctx, notify.Event{Kind: notify.KindRevert, Step: "revert pushed", Detail: fmt.Sprintf("%s Revert %q", shortSHA(rev.Revert), r.st.Commit.Subject)})
+		r.notify(ctx, notify.Event{Kind: notify.KindRevert, Step: "revert pushed", Detail: fmt.Sprintf("%s Revert %q", contract.ShortSHA(rev.Revert), r.st.Commit.Subject)})
 	}
 
 	// Report.
@@ -474,9 +475,9 @@ func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResu
 	if len(problems) > 0 {
 		// What is left to a person belongs in the run's error too.
 		r.st.Error = reason + "; rollback incomplete: " + strings.Join(problems, "; ")
-		res = r.finish(ctx, StateRollbackFailed, r.st.Error)
+		res = r.finish(ctx, contract.StateRollbackFailed, r.st.Error)
 	} else {
-		res = r.finish(ctx, StateRolledBack, reason+"; rolled back")
+		res = r.finish(ctx, contract.StateRolledBack, reason+"; rolled back")
 	}
 	res.RevertCommit, res.Restored = r.st.RevertCommit, r.st.Restored
 	return res
@@ -500,7 +501,7 @@ func (r *changeRun) restore(ctx workflow.Context, s config.Stack) Restore {
 		}
 	}
 	res.Commit, res.Undone = good.Commit, good.Undone
-	short := shortSHA(good.Commit)
+	short := contract.ShortSHA(good.Commit)
 	r.detail(ctx, fmt.Sprintf("Restoring %s to %s…", s.Name, short))
 	var applied activities.ApplyResult
 	err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Restore %s to %s", s.Name, short), 2*time.Hour, s)),
@@ -522,21 +523,21 @@ func (r *changeRun) restore(ctx workflow.Context, s config.Stack) Restore {
 // lastGoodInVisibility finds a stack's last good state among the finished
 // runs, for a stack whose queue has not seen a success; nil when there is
 // none.
-func lastGoodInVisibility(ctx workflow.Context, stack string) (*activities.Deployed, error) {
+func lastGoodInVisibility(ctx workflow.Context, stack string) (*contract.Deployed, error) {
 	var found activities.LastGoodResult
 	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Find the last good commit of "+stack)),
 		a.LastGood, activities.LastGoodInput{Stack: stack}).Get(ctx, &found)
 	if err != nil || !found.Found {
 		return nil, err
 	}
-	return &activities.Deployed{Commit: found.Commit, RunID: found.RunID}, nil
+	return &contract.Deployed{Commit: found.Commit, RunID: found.RunID}, nil
 }
 
 // enter moves the run to a state: status, search attribute, UI details.
 func (r *changeRun) enter(ctx workflow.Context, state, detail string) {
 	r.st.State = state
 	r.st.Steps = append(r.st.Steps, Step{State: state, At: workflow.Now(ctx)})
-	if err := workflow.UpsertTypedSearchAttributes(ctx, ChangeState.ValueSet(state)); err != nil {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, contract.ChangeState.ValueSet(state)); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert state", "error", err)
 	}
 	r.detail(ctx, detail)
@@ -550,18 +551,18 @@ func (r *changeRun) detail(ctx workflow.Context, detail string) {
 // fail ends the run as failed because an activity gave up.
 func (r *changeRun) fail(ctx workflow.Context, what string, err error) ChangeResult {
 	r.st.Error = fmt.Sprintf("%s: %s", what, errorMessage(err))
-	return r.finish(ctx, StateFailed, r.st.Error)
+	return r.finish(ctx, contract.StateFailed, r.st.Error)
 }
 
 func (r *changeRun) finish(ctx workflow.Context, state, reason string) ChangeResult {
-	if state == StateFailed && r.st.Error == "" {
+	if state == contract.StateFailed && r.st.Error == "" {
 		r.st.Error = reason
 	}
 	r.enter(ctx, state, reason)
 	r.notify(ctx, notify.Event{Kind: notify.KindFinished, Step: state, Detail: reason})
 	m := workflow.GetMetricsHandler(ctx)
 	m.WithTags(map[string]string{"state": state}).Counter(MetricRunsFinished).Inc(1)
-	if state == StateRolledBack || state == StateRollbackFailed {
+	if state == contract.StateRolledBack || state == contract.StateRollbackFailed {
 		m.WithTags(map[string]string{"outcome": state}).Counter(MetricRollbacks).Inc(1)
 	}
 	return ChangeResult{State: state, Reason: reason}

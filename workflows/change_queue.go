@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/notify"
 )
 
@@ -21,18 +22,18 @@ const queueAskEvery = 5 * time.Minute
 // the run ends here.
 func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
 	r.queued = true
-	r.lastGood = map[string]*activities.Deployed{}
-	r.enter(ctx, StateQueued, fmt.Sprintf("Waiting for %s", strings.Join(r.st.Stacks, ", ")))
+	r.lastGood = map[string]*contract.Deployed{}
+	r.enter(ctx, contract.StateQueued, fmt.Sprintf("Waiting for %s", strings.Join(r.st.Stacks, ", ")))
 
 	// The watcher entered the runs it started, in merge order. A run it
 	// did not start asks it to, so that one writer orders every queue of
 	// the branch and no two queues order two runs differently (which
 	// could deadlock runs that need both). With no watcher running, the
 	// run enters the queues itself.
-	var missing []activities.QueueRequest
+	var missing []contract.QueueRequest
 	for _, name := range r.st.Stacks { // sorted: Inspect sorts stacks by name
 		if !slices.Contains(r.in.Enqueued, name) {
-			missing = append(missing, activities.QueueRequest{Stack: name, RunID: r.st.ID, Commit: r.in.Commit})
+			missing = append(missing, contract.QueueRequest{Stack: name, RunID: r.st.ID, Commit: r.in.Commit})
 		}
 	}
 	if len(missing) > 0 {
@@ -48,11 +49,11 @@ func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
 	// twice or moves it back. Runs that started waiting before this
 	// existed keep their recorded shape.
 	askAgain := workflow.GetVersion(ctx, VersionAskQueuesAgain, workflow.DefaultVersion, 1) == 1
-	grants := workflow.GetSignalChannel(ctx, GrantSignal)
+	grants := workflow.GetSignalChannel(ctx, contract.GrantSignal)
 	for len(r.st.Held) < len(r.st.Stacks) {
-		var g activities.Grant
+		var g contract.Grant
 		if !r.nextGrant(ctx, grants, askAgain, &g) {
-			return r.finish(ctx, StateFailed, "cancelled while queued"), false
+			return r.finish(ctx, contract.StateFailed, "cancelled while queued"), false
 		}
 		switch {
 		case !slices.Contains(r.st.Stacks, g.Stack):
@@ -73,7 +74,7 @@ func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
 
 	// The effective tree: the commit's tree minus what reverts on the
 	// branch have undone while the run waited.
-	short := shortSHA(r.in.Commit)
+	short := contract.ShortSHA(r.in.Commit)
 	var eff activities.EffectiveResult
 	err := workflow.ExecuteActivity(withOptions(ctx, effectiveOptions("Effective tree of "+short)), a.Effective,
 		activities.EffectiveInput{Repo: r.in.Repo, Branch: r.in.Branch, Commit: r.in.Commit}).Get(ctx, &eff)
@@ -81,16 +82,16 @@ func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
 		return r.fail(ctx, "effective tree of "+short, err), false
 	}
 	if eff.DependsOn != "" {
-		return r.finish(ctx, StateFailed, fmt.Sprintf(
+		return r.finish(ctx, contract.StateFailed, fmt.Sprintf(
 			"%s builds on %s, which was reverted: undoing %s conflicts in %s, and deploying %s as it is would bring the reverted change back. "+
 				"Nothing was deployed; rework the commit on the branch so it no longer depends on %s",
-			short, shortSHA(eff.DependsOn), shortSHA(eff.DependsOn), strings.Join(eff.Conflicts, ", "), short, shortSHA(eff.DependsOn))), false
+			short, contract.ShortSHA(eff.DependsOn), contract.ShortSHA(eff.DependsOn), strings.Join(eff.Conflicts, ", "), short, contract.ShortSHA(eff.DependsOn))), false
 	}
 	r.st.Undone = eff.Undone
 	if len(eff.Undone) > 0 {
 		shorts := make([]string, len(eff.Undone))
 		for i, u := range eff.Undone {
-			shorts[i] = shortSHA(u)
+			shorts[i] = contract.ShortSHA(u)
 		}
 		r.notify(ctx, notify.Event{Step: "effective tree", Detail: fmt.Sprintf("deploying %s without %s, reverted since", short, strings.Join(shorts, ", "))})
 	}
@@ -99,9 +100,9 @@ func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
 
 // askForPlaces asks the branch's watcher to put the run into queues, or,
 // with no watcher running, enters them itself.
-func (r *changeRun) askForPlaces(ctx workflow.Context, entries []activities.QueueRequest) error {
-	req := activities.EnqueueRequest{Entries: entries}
-	err := workflow.SignalExternalWorkflow(ctx, WatcherID(r.in.Repo, r.in.Branch), "", EnqueueRunSignal, req).Get(ctx, nil)
+func (r *changeRun) askForPlaces(ctx workflow.Context, entries []contract.QueueRequest) error {
+	req := contract.EnqueueRequest{Entries: entries}
+	err := workflow.SignalExternalWorkflow(ctx, contract.WatcherID(r.in.Repo, r.in.Branch), "", contract.EnqueueRunSignal, req).Get(ctx, nil)
 	if err != nil {
 		err = workflow.ExecuteActivity(withOptions(ctx, gitOptions("Enter the queues of "+strings.Join(r.st.Stacks, ", "))),
 			a.Enqueue, req).Get(ctx, nil)
@@ -112,7 +113,7 @@ func (r *changeRun) askForPlaces(ctx workflow.Context, entries []activities.Queu
 // nextGrant receives the next grant. With askAgain, it asks for the places
 // of the stacks not yet held every queueAskEvery until a grant arrives. It
 // is false when the run was cancelled while it waited.
-func (r *changeRun) nextGrant(ctx workflow.Context, grants workflow.ReceiveChannel, askAgain bool, g *activities.Grant) bool {
+func (r *changeRun) nextGrant(ctx workflow.Context, grants workflow.ReceiveChannel, askAgain bool, g *contract.Grant) bool {
 	if !askAgain {
 		return grants.Receive(ctx, g)
 	}
@@ -131,10 +132,10 @@ func (r *changeRun) nextGrant(ctx workflow.Context, grants workflow.ReceiveChann
 		if !asked {
 			continue
 		}
-		var again []activities.QueueRequest
+		var again []contract.QueueRequest
 		for _, name := range r.st.Stacks {
 			if !slices.Contains(r.st.Held, name) {
-				again = append(again, activities.QueueRequest{Stack: name, RunID: r.st.ID, Commit: r.in.Commit})
+				again = append(again, contract.QueueRequest{Stack: name, RunID: r.st.ID, Commit: r.in.Commit})
 			}
 		}
 		if err := r.askForPlaces(ctx, again); err != nil {
@@ -153,9 +154,9 @@ func (r *changeRun) releaseQueues(ctx workflow.Context, res ChangeResult) {
 		return
 	}
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
-	var good *activities.Deployed
-	if res.State == StateSucceeded {
-		good = &activities.Deployed{Commit: r.in.Commit, Undone: r.st.Undone, RunID: r.st.ID}
+	var good *contract.Deployed
+	if res.State == contract.StateSucceeded {
+		good = &contract.Deployed{Commit: r.in.Commit, Undone: r.st.Undone, RunID: r.st.ID}
 	}
 	names := slices.Clone(r.st.Stacks)
 	for _, name := range r.in.Enqueued {
@@ -172,9 +173,9 @@ func (r *changeRun) releaseQueues(ctx workflow.Context, res ChangeResult) {
 	}
 }
 
-func (r *changeRun) releaseQueue(ctx workflow.Context, stack string, good *activities.Deployed) {
-	err := workflow.SignalExternalWorkflow(ctx, activities.QueueID(stack), "", ReleaseSignal,
-		activities.Release{RunID: r.st.ID, Deployed: good}).Get(ctx, nil)
+func (r *changeRun) releaseQueue(ctx workflow.Context, stack string, good *contract.Deployed) {
+	err := workflow.SignalExternalWorkflow(ctx, contract.QueueID(stack), "", contract.ReleaseSignal,
+		contract.Release{RunID: r.st.ID, Deployed: good}).Get(ctx, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("release stack queue", "stack", stack, "error", err)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 )
 
 // A run whose request for a place was lost (issue 19, item 4) asks again
@@ -14,16 +15,16 @@ func (s *ChangeSuite) TestLostEnqueueRequestIsAskedAgain() {
 	s.env.SetWorkflowRunTimeout(time.Hour) // a run that never asks again fails here, not years later
 	s.inspectOnly(stack("api", config.ApprovalAuto), stack("web", config.ApprovalAuto))
 	s.grant(time.Minute, "api") // web's request is lost
-	asked := func() []activities.EnqueueRequest {
+	asked := func() []contract.EnqueueRequest {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return append([]activities.EnqueueRequest(nil), s.asked...)
+		return append([]contract.EnqueueRequest(nil), s.asked...)
 	}
 	// The watcher serves requests that reach it: web is granted once the
 	// run has asked again (queueAskEvery after the api grant).
 	s.env.RegisterDelayedCallback(func() {
 		if len(asked()) > 1 {
-			s.env.SignalWorkflow(GrantSignal, activities.Grant{Stack: "web"})
+			s.env.SignalWorkflow(contract.GrantSignal, contract.Grant{Stack: "web"})
 		}
 	}, 2*queueAskEvery)
 	s.effective(activities.EffectiveResult{})
@@ -34,11 +35,11 @@ func (s *ChangeSuite) TestLostEnqueueRequestIsAskedAgain() {
 	}
 
 	res := s.run()
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(contract.StateSucceeded, res.State)
 	id := s.status().ID
-	s.Equal([]activities.EnqueueRequest{
-		{Entries: []activities.QueueRequest{{Stack: "api", RunID: id, Commit: sha}, {Stack: "web", RunID: id, Commit: sha}}},
-		{Entries: []activities.QueueRequest{{Stack: "web", RunID: id, Commit: sha}}},
+	s.Equal([]contract.EnqueueRequest{
+		{Entries: []contract.QueueRequest{{Stack: "api", RunID: id, Commit: sha}, {Stack: "web", RunID: id, Commit: sha}}},
+		{Entries: []contract.QueueRequest{{Stack: "web", RunID: id, Commit: sha}}},
 	}, asked(), "asked once at the start, then again for web only")
 }
 
@@ -49,6 +50,6 @@ func (s *ChangeSuite) TestGrantedRunDoesNotAskAgain() {
 	s.apply("web")
 	s.verify("web", true).Once()
 
-	s.Equal(StateSucceeded, s.run().State)
+	s.Equal(contract.StateSucceeded, s.run().State)
 	s.Len(s.asked, 1)
 }

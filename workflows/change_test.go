@@ -16,6 +16,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/notify"
 )
 
@@ -31,10 +32,10 @@ type ChangeSuite struct {
 	events []notify.Event
 	// lastGood is what the queues' grants carry; released collects the
 	// releases the run sent, by stack.
-	lastGood *activities.Deployed
-	released map[string]activities.Release
+	lastGood *contract.Deployed
+	released map[string]contract.Release
 	// asked collects the run's requests to its watcher for queue places.
-	asked []activities.EnqueueRequest
+	asked []contract.EnqueueRequest
 	// windows scripts the Window activity's answers (window_test.go).
 	windows windowScript
 }
@@ -81,22 +82,22 @@ func (s *ChangeSuite) newEnv() {
 	// under its lock.
 	s.mu.Lock()
 	s.notes, s.events, s.asked, s.lastGood = nil, nil, nil, nil
-	s.released = map[string]activities.Release{}
+	s.released = map[string]contract.Release{}
 	s.windows = windowScript{}
 	s.mu.Unlock()
 	s.env.OnActivity(a.Window, mock.Anything, mock.Anything).Return(s.window).Maybe()
-	s.env.OnSignalExternalWorkflow(mock.Anything, WatcherID("", "main"), "", EnqueueRunSignal, mock.Anything).Return(
+	s.env.OnSignalExternalWorkflow(mock.Anything, contract.WatcherID("", "main"), "", contract.EnqueueRunSignal, mock.Anything).Return(
 		func(_, _, _, _ string, arg any) error {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			s.asked = append(s.asked, arg.(activities.EnqueueRequest))
+			s.asked = append(s.asked, arg.(contract.EnqueueRequest))
 			return nil
 		}).Maybe()
-	s.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", ReleaseSignal, mock.Anything).Return(
+	s.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", contract.ReleaseSignal, mock.Anything).Return(
 		func(_, id, _, _ string, arg any) error {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			s.released[strings.TrimPrefix(id, "queue/")] = arg.(activities.Release)
+			s.released[strings.TrimPrefix(id, "queue/")] = arg.(contract.Release)
 			return nil
 		}).Maybe()
 }
@@ -105,7 +106,7 @@ func (s *ChangeSuite) newEnv() {
 func (s *ChangeSuite) grant(d time.Duration, stacks ...string) {
 	s.env.RegisterDelayedCallback(func() {
 		for _, name := range stacks {
-			s.env.SignalWorkflow(GrantSignal, activities.Grant{Stack: name, LastGood: s.lastGood})
+			s.env.SignalWorkflow(contract.GrantSignal, contract.Grant{Stack: name, LastGood: s.lastGood})
 		}
 	}, d)
 }
@@ -172,7 +173,7 @@ func (s *ChangeSuite) verifyAt(name, commit string, passed bool) *testsuite.Mock
 }
 
 func (s *ChangeSuite) run() ChangeResult {
-	s.env.ExecuteWorkflow(ChangeWorkflowName, ChangeInput{Branch: "main", Commit: sha})
+	s.env.ExecuteWorkflow(contract.ChangeWorkflowName, ChangeInput{Branch: "main", Commit: sha})
 	s.True(s.env.IsWorkflowCompleted())
 	s.NoError(s.env.GetWorkflowError())
 	var res ChangeResult
@@ -181,7 +182,7 @@ func (s *ChangeSuite) run() ChangeResult {
 }
 
 func (s *ChangeSuite) status() Status {
-	v, err := s.env.QueryWorkflow(StatusQuery)
+	v, err := s.env.QueryWorkflow(contract.StatusQuery)
 	s.Require().NoError(err)
 	var st Status
 	s.Require().NoError(v.Get(&st))
@@ -198,7 +199,7 @@ func (s *ChangeSuite) decide(d time.Duration, req DecisionRequest, refused *erro
 // status and the test clock.
 func (s *ChangeSuite) decideSigned(d time.Duration, build func(Status, time.Time) DecisionRequest, refused *error) {
 	s.env.RegisterDelayedCallback(func() {
-		s.env.UpdateWorkflow(DecisionUpdate, "", &testsuite.TestUpdateCallback{
+		s.env.UpdateWorkflow(contract.DecisionUpdate, "", &testsuite.TestUpdateCallback{
 			OnAccept:   func() {},
 			OnReject:   func(err error) { *refused = err },
 			OnComplete: func(any, error) {},
@@ -216,16 +217,16 @@ func (s *ChangeSuite) TestApprovedAppliesAndSucceeds() {
 
 	res := s.run()
 	s.NoError(refused)
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(contract.StateSucceeded, res.State)
 	st := s.status()
 	s.Equal("bob", st.Decision.User)
 	s.Equal([]string{"web"}, st.Stacks)
 	s.Len(st.Applies, 1)
-	s.Equal([]string{StatePlanning, StateQueued, StatePlanning, StateAwaitingApproval, StateApplying, StateVerifying, StateSucceeded}, states(st))
+	s.Equal([]string{contract.StatePlanning, contract.StateQueued, contract.StatePlanning, contract.StateAwaitingApproval, contract.StateApplying, contract.StateVerifying, contract.StateSucceeded}, states(st))
 	s.Equal([]string{"web"}, st.Held)
-	s.Equal(activities.Release{RunID: st.ID, Deployed: &activities.Deployed{Commit: sha, RunID: st.ID}}, s.released["web"],
+	s.Equal(contract.Release{RunID: st.ID, Deployed: &contract.Deployed{Commit: sha, RunID: st.ID}}, s.released["web"],
 		"the queue learns the stack's new last good state")
-	s.Equal([]activities.EnqueueRequest{{Entries: []activities.QueueRequest{{Stack: "web", RunID: st.ID, Commit: sha}}}}, s.asked,
+	s.Equal([]contract.EnqueueRequest{{Entries: []contract.QueueRequest{{Stack: "web", RunID: st.ID, Commit: sha}}}}, s.asked,
 		"a run the watcher did not start asks it for its place")
 	s.Equal([]string{"received", "plan ready", "awaiting approval", "approved by bob", "applying", "applied", "verified web", "succeeded"}, s.notes,
 		"every step is announced, in order")
@@ -238,7 +239,7 @@ func (s *ChangeSuite) TestRejectedNeverApplies() {
 	s.decide(time.Minute, DecisionRequest{Approve: false, User: "bob", Comment: "not now"}, &refused)
 
 	res := s.run()
-	s.Equal(StateRejected, res.State)
+	s.Equal(contract.StateRejected, res.State)
 	s.Contains(res.Reason, "bob")
 	s.Contains(res.Reason, "not now")
 }
@@ -249,15 +250,15 @@ func (s *ChangeSuite) TestSignalDecisionRefused() {
 	s.inspect(stack("web", config.ApprovalManual, "bob"))
 	s.plan("web", activities.PlanResult{Update: 1})
 	s.env.RegisterDelayedCallback(func() {
-		s.env.SignalWorkflow(DecisionSignal, DecisionRequest{Approve: true, User: "bob"})
+		s.env.SignalWorkflow(contract.DecisionSignal, DecisionRequest{Approve: true, User: "bob"})
 	}, time.Minute)
 	s.env.RegisterDelayedCallback(func() {
 		st := s.status()
-		s.env.SignalWorkflow(DecisionSignal, sign(st, DecisionRequest{Approve: true, User: "bob"}, s.env.Now()))
+		s.env.SignalWorkflow(contract.DecisionSignal, sign(st, DecisionRequest{Approve: true, User: "bob"}, s.env.Now()))
 	}, 2*time.Minute)
 
 	res := s.run()
-	s.Equal(StateExpired, res.State)
+	s.Equal(contract.StateExpired, res.State)
 	st := s.status()
 	s.Nil(st.Decision)
 	s.Require().Len(st.Refusals, 2)
@@ -270,7 +271,7 @@ func (s *ChangeSuite) TestExpiresWithoutDecision() {
 	s.plan("web", activities.PlanResult{Update: 1})
 
 	res := s.run()
-	s.Equal(StateExpired, res.State)
+	s.Equal(contract.StateExpired, res.State)
 	s.Contains(res.Reason, "1h0m0s")
 }
 
@@ -284,7 +285,7 @@ func (s *ChangeSuite) TestRefusedApproverThenAllowedOne() {
 	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "bob"}, &accepted)
 
 	res := s.run()
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(contract.StateSucceeded, res.State)
 	s.Require().Error(refused)
 	s.Contains(refused.Error(), "mallory may not decide change 3f2a91c: approvers for web are bob")
 	s.NoError(accepted)
@@ -302,7 +303,7 @@ func (s *ChangeSuite) TestFourEyesRefusesAuthor() {
 	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "bob"}, &byOther)
 
 	res := s.run()
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(contract.StateSucceeded, res.State)
 	s.Require().Error(byAuthor)
 	s.Contains(byAuthor.Error(), "alice is linked to the author of commit 3f2a91c by email alice@example.com")
 	s.NoError(byOther)
@@ -315,10 +316,10 @@ func (s *ChangeSuite) TestAutoApproval() {
 	s.verify("web", true).Once()
 
 	res := s.run()
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(contract.StateSucceeded, res.State)
 	st := s.status()
 	s.True(st.Decision.Auto)
-	s.NotContains(states(st), StateAwaitingApproval)
+	s.NotContains(states(st), contract.StateAwaitingApproval)
 }
 
 func (s *ChangeSuite) TestOnDestructiveWithoutDestructivePlanIsAuto() {
@@ -328,8 +329,8 @@ func (s *ChangeSuite) TestOnDestructiveWithoutDestructivePlanIsAuto() {
 	s.verify("web", true).Once()
 
 	res := s.run()
-	s.Equal(StateSucceeded, res.State)
-	s.NotContains(states(s.status()), StateAwaitingApproval)
+	s.Equal(contract.StateSucceeded, res.State)
+	s.NotContains(states(s.status()), contract.StateAwaitingApproval)
 }
 
 func (s *ChangeSuite) TestOnDestructiveWithReplaceWaits() {
@@ -341,9 +342,9 @@ func (s *ChangeSuite) TestOnDestructiveWithReplaceWaits() {
 	s.decide(time.Minute, DecisionRequest{Approve: true, User: "bob"}, &refused)
 
 	res := s.run()
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(contract.StateSucceeded, res.State)
 	st := s.status()
-	s.Contains(states(st), StateAwaitingApproval)
+	s.Contains(states(st), contract.StateAwaitingApproval)
 	s.Equal([]string{"web"}, st.Approval.Stacks)
 }
 
@@ -367,14 +368,14 @@ func (s *ChangeSuite) TestApplyErrorRollsBack() {
 	s.rollback(activities.RevertResult{Revert: "feedface"}, true)
 
 	res := s.run()
-	s.Equal(StateRolledBack, res.State)
+	s.Equal(contract.StateRolledBack, res.State)
 	st := s.status()
 	s.Equal("apply web: apply stack web (prod) at 3f2a91c: error: boom", st.Error)
 	s.Equal("feedface", st.RevertCommit)
 	s.Equal([]Restore{{Stack: "web", Commit: good, OK: true, Detail: "restored to 1111111 and verified"}}, st.Restored)
 	s.Equal("feedface", res.RevertCommit, "the result records the revert commit")
 	s.Equal(st.Restored, res.Restored, "and what was restored")
-	s.Equal([]string{StatePlanning, StateQueued, StatePlanning, StateApplying, StateRollingBack, StateRolledBack}, states(st))
+	s.Equal([]string{contract.StatePlanning, contract.StateQueued, contract.StatePlanning, contract.StateApplying, contract.StateRollingBack, contract.StateRolledBack}, states(st))
 	s.Nil(s.released["web"].Deployed, "a rolled-back run leaves the last good state as it was")
 }
 
@@ -386,7 +387,7 @@ func (s *ChangeSuite) TestRevertConflictStillRestores() {
 	s.rollback(activities.RevertResult{Conflicts: []string{"stacks/web/index.html"}}, true)
 
 	res := s.run()
-	s.Equal(StateRollbackFailed, res.State)
+	s.Equal(contract.StateRollbackFailed, res.State)
 	s.Contains(res.Reason, "the revert of 3f2a91c conflicts in stacks/web/index.html: revert it by hand")
 	st := s.status()
 	s.Empty(st.RevertCommit)
@@ -401,7 +402,7 @@ func (s *ChangeSuite) TestRestoreThatFailsVerificationIsReported() {
 	s.rollback(activities.RevertResult{Revert: "feedface"}, false)
 
 	res := s.run()
-	s.Equal(StateRollbackFailed, res.State)
+	s.Equal(contract.StateRollbackFailed, res.State)
 	s.Contains(res.Reason, "restore web: verification of web failed after")
 	s.False(s.status().Restored[0].OK)
 }
@@ -413,8 +414,8 @@ func (s *ChangeSuite) TestEmptyPlanIsNoOpWithoutApproval() {
 	s.plan("web", activities.PlanResult{Same: 3})
 
 	res := s.run()
-	s.Equal(StateNoOp, res.State)
-	s.NotContains(states(s.status()), StateAwaitingApproval)
+	s.Equal(contract.StateNoOp, res.State)
+	s.NotContains(states(s.status()), contract.StateAwaitingApproval)
 }
 
 func (s *ChangeSuite) TestNothingToRestoreTo() {
@@ -426,7 +427,7 @@ func (s *ChangeSuite) TestNothingToRestoreTo() {
 	s.env.OnActivity(a.LastGood, mock.Anything, mock.Anything).Return(activities.LastGoodResult{}, nil).Once()
 
 	res := s.run()
-	s.Equal(StateRollbackFailed, res.State)
+	s.Equal(contract.StateRollbackFailed, res.State)
 	s.Contains(res.Reason, "restore web: no earlier successful change: nothing to restore to")
 	s.Equal("feedface", s.status().RevertCommit)
 }
@@ -437,9 +438,9 @@ func (s *ChangeSuite) TestPreviewErrorFailsWithoutApproval() {
 		temporal.NewNonRetryableApplicationError("preview stack web (prod) at 3f2a91c: error: unknown resource type", activities.ErrPulumiProgram, nil)).Once()
 
 	res := s.run()
-	s.Equal(StateFailed, res.State)
+	s.Equal(contract.StateFailed, res.State)
 	s.Contains(res.Reason, "unknown resource type")
-	s.NotContains(states(s.status()), StateAwaitingApproval)
+	s.NotContains(states(s.status()), contract.StateAwaitingApproval)
 }
 
 func (s *ChangeSuite) TestVerifyRetriesOnTimersThenRollsBack() {
@@ -450,7 +451,7 @@ func (s *ChangeSuite) TestVerifyRetriesOnTimersThenRollsBack() {
 	s.rollback(activities.RevertResult{Revert: "feedface"}, true)
 
 	res := s.run()
-	s.Equal(StateRolledBack, res.State)
+	s.Equal(contract.StateRolledBack, res.State)
 	// verify_timeout 1m: a round every 6s on a durable timer, the tenth
 	// round is the last that fits.
 	s.Contains(res.Reason, "verification of web failed after 10 rounds within 1m0s: no_changes: detail")
@@ -464,15 +465,15 @@ func (s *ChangeSuite) TestVerifyPassesOnLaterRound() {
 	s.verify("web", true).Once()
 
 	res := s.run()
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(contract.StateSucceeded, res.State)
 }
 
 func (s *ChangeSuite) TestNoStacksIsNoOp() {
 	s.inspect()
 
 	res := s.run()
-	s.Equal(StateNoOp, res.State)
-	s.Equal([]string{StatePlanning, StateNoOp}, states(s.status()))
+	s.Equal(contract.StateNoOp, res.State)
+	s.Equal([]string{contract.StatePlanning, contract.StateNoOp}, states(s.status()))
 }
 
 func (s *ChangeSuite) TestMissingCommitFails() {
@@ -480,7 +481,7 @@ func (s *ChangeSuite) TestMissingCommitFails() {
 		temporal.NewNonRetryableApplicationError("commit 3f2a91c not found on /repo: check the SHA and that it was pushed", activities.ErrCommitNotFound, nil)).Once()
 
 	res := s.run()
-	s.Equal(StateFailed, res.State)
+	s.Equal(contract.StateFailed, res.State)
 	s.Contains(res.Reason, "not found")
 }
 
@@ -493,7 +494,7 @@ func (s *ChangeSuite) TestNotificationFailureNeverFailsTheRun() {
 	s.verify("web", true).Once()
 
 	res := s.run()
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(contract.StateSucceeded, res.State)
 }
 
 // A Slack that takes ten minutes per message delays no step of the change:
@@ -508,7 +509,7 @@ func (s *ChangeSuite) TestSlowNotificationsDelayNothing() {
 	s.verify("web", true).Once()
 
 	res := s.run()
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(contract.StateSucceeded, res.State)
 	st := s.status()
 	first, last := st.Steps[0].At, st.Steps[len(st.Steps)-1].At
 	s.Less(last.Sub(first), time.Minute, "the change waited for notifications")
@@ -521,7 +522,7 @@ func (s *ChangeSuite) TestNoCommonApproverFails() {
 	s.plan("web", activities.PlanResult{Update: 1})
 
 	res := s.run()
-	s.Equal(StateFailed, res.State)
+	s.Equal(contract.StateFailed, res.State)
 	s.Contains(res.Reason, "no approver is allowed on all of api, web")
 }
 
@@ -545,8 +546,8 @@ func (s *ChangeSuite) TestQueuedUntilGranted() {
 	s.env.RegisterDelayedCallback(func() { during = s.status() }, 30*time.Minute)
 
 	res := s.run()
-	s.Equal(StateSucceeded, res.State)
-	s.Equal(StateQueued, during.State, "no plan before the grant")
+	s.Equal(contract.StateSucceeded, res.State)
+	s.Equal(contract.StateQueued, during.State, "no plan before the grant")
 	s.Empty(during.Plans)
 	st := s.status()
 	s.GreaterOrEqual(st.Steps[2].At.Sub(st.Steps[1].At), time.Hour, "planning starts when the grant arrives")
@@ -559,7 +560,7 @@ func (s *ChangeSuite) TestWatcherStartedRunDoesNotEnqueueAgain() {
 	s.apply("web")
 	s.verify("web", true).Once()
 
-	s.env.ExecuteWorkflow(ChangeWorkflowName, ChangeInput{Branch: "main", Commit: sha, Enqueued: []string{"web"}})
+	s.env.ExecuteWorkflow(contract.ChangeWorkflowName, ChangeInput{Branch: "main", Commit: sha, Enqueued: []string{"web"}})
 	s.NoError(s.env.GetWorkflowError())
 	s.Empty(s.asked)
 	s.NotNil(s.released["web"].Deployed)
@@ -572,10 +573,10 @@ func (s *ChangeSuite) TestWithoutWatcherEntersQueuesItself() {
 	Workflows{Gate: testGate}.Register(s.env)
 	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(notify.Thread{}, nil).Maybe()
 	s.env.OnActivity(a.Window, mock.Anything, mock.Anything).Return(activities.WindowResult{Allowed: true}, nil).Maybe()
-	s.env.OnSignalExternalWorkflow(mock.Anything, WatcherID("", "main"), "", EnqueueRunSignal, mock.Anything).
+	s.env.OnSignalExternalWorkflow(mock.Anything, contract.WatcherID("", "main"), "", contract.EnqueueRunSignal, mock.Anything).
 		Return(errors.New("unknown external workflow execution")).Once()
-	s.env.OnSignalExternalWorkflow(mock.Anything, "queue/web", "", ReleaseSignal, mock.Anything).Return(nil).Once()
-	s.env.OnActivity(a.Enqueue, mock.Anything, activities.EnqueueRequest{Entries: []activities.QueueRequest{
+	s.env.OnSignalExternalWorkflow(mock.Anything, "queue/web", "", contract.ReleaseSignal, mock.Anything).Return(nil).Once()
+	s.env.OnActivity(a.Enqueue, mock.Anything, contract.EnqueueRequest{Entries: []contract.QueueRequest{
 		{Stack: "web", RunID: "default-test-workflow-id", Commit: sha},
 	}}).Return(nil).Once()
 	s.inspect(stack("web", config.ApprovalAuto))
@@ -583,7 +584,7 @@ func (s *ChangeSuite) TestWithoutWatcherEntersQueuesItself() {
 	s.apply("web")
 	s.verify("web", true).Once()
 
-	s.Equal(StateSucceeded, s.run().State)
+	s.Equal(contract.StateSucceeded, s.run().State)
 }
 
 // Reverts landed while the run queued: it deploys its effective tree, and
@@ -605,7 +606,7 @@ func (s *ChangeSuite) TestDeploysTheEffectiveTree() {
 		Return(activities.VerifyResult{Stack: "web", Passed: true}, nil).Once()
 
 	res := s.run()
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(contract.StateSucceeded, res.State)
 	s.Equal([]string{reverted}, s.status().Undone)
 	s.Contains(s.notes, "effective tree")
 	s.Equal([]string{reverted}, s.released["web"].Deployed.Undone, "the last good state is the effective tree")
@@ -620,7 +621,7 @@ func (s *ChangeSuite) TestDependsOnRevertedChangeFails() {
 	s.effective(activities.EffectiveResult{Undone: []string{reverted}, DependsOn: reverted, Conflicts: []string{"stacks/web/index.html"}})
 
 	res := s.run()
-	s.Equal(StateFailed, res.State)
+	s.Equal(contract.StateFailed, res.State)
 	s.Contains(res.Reason, "3f2a91c builds on aaaa000, which was reverted: undoing aaaa000 conflicts in stacks/web/index.html")
 	s.Empty(s.status().Plans)
 	s.Nil(s.released["web"].Deployed)
@@ -644,21 +645,21 @@ func (s *ChangeSuite) TestChangedPlanIsApprovedAgain() {
 	s.decide(time.Hour, DecisionRequest{Approve: true, User: "bob", Comment: "the replace is fine"}, &second)
 
 	res := s.run()
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(contract.StateSucceeded, res.State)
 	s.NoError(first)
 	s.NoError(second)
 	st := s.status()
 	s.Equal("the replace is fine", st.Decision.Comment, "the decision that counts is the one on the new plan")
 	s.Equal("second", st.Plans[0].Steps)
 	s.Contains(s.notes, "plan changed")
-	s.Equal(2, strings.Count(strings.Join(states(st), ","), StateAwaitingApproval))
+	s.Equal(2, strings.Count(strings.Join(states(st), ","), contract.StateAwaitingApproval))
 }
 
 // The queue's grant says what the stack last held that was good: a
 // rollback restores that effective tree, without asking visibility.
 func (s *ChangeSuite) TestRollbackRestoresTheGrantsLastGood() {
 	const undone = "bbbb000000000000000000000000000000000000"
-	s.lastGood = &activities.Deployed{Commit: good, Undone: []string{undone}, RunID: "change/main/" + good}
+	s.lastGood = &contract.Deployed{Commit: good, Undone: []string{undone}, RunID: "change/main/" + good}
 	s.inspect(stack("web", config.ApprovalAuto))
 	s.plan("web", activities.PlanResult{Update: 1})
 	s.apply("web")
@@ -671,7 +672,7 @@ func (s *ChangeSuite) TestRollbackRestoresTheGrantsLastGood() {
 	s.verifyAt("web", good, true).Once()
 
 	res := s.run()
-	s.Equal(StateRolledBack, res.State)
+	s.Equal(contract.StateRolledBack, res.State)
 	s.Equal([]Restore{{Stack: "web", Commit: good, Undone: []string{undone}, OK: true, Detail: "restored to 1111111 and verified"}}, s.status().Restored)
 }
 
@@ -684,7 +685,7 @@ func (s *ChangeSuite) TestUnwantedGrantIsReturned() {
 	s.apply("web")
 	s.verify("web", true).Once()
 
-	s.env.ExecuteWorkflow(ChangeWorkflowName, ChangeInput{Branch: "main", Commit: sha, Enqueued: []string{"api", "web"}})
+	s.env.ExecuteWorkflow(contract.ChangeWorkflowName, ChangeInput{Branch: "main", Commit: sha, Enqueued: []string{"api", "web"}})
 	s.NoError(s.env.GetWorkflowError())
 	s.Empty(s.asked)
 	s.Contains(s.released, "api")
@@ -700,7 +701,7 @@ func (s *ChangeSuite) TestAutoApplyIsNotHeldToThePlan() {
 		Return(activities.ApplyResult{Stack: "web", Update: 1}, nil).Once()
 	s.verify("web", true).Once()
 
-	s.Equal(StateSucceeded, s.run().State)
+	s.Equal(contract.StateSucceeded, s.run().State)
 }
 
 // Each delivery gets the thread the one before returned: the parent made
@@ -715,7 +716,7 @@ func (s *ChangeSuite) TestNotificationsThreadThroughTheRun() {
 	var refused error
 	s.decide(time.Minute, DecisionRequest{Approve: true, User: "bob", Comment: "lgtm"}, &refused)
 
-	s.Equal(StateSucceeded, s.run().State)
+	s.Equal(contract.StateSucceeded, s.run().State)
 	s.Require().Len(s.events, 8)
 	s.Equal(notify.Thread{}, s.events[0].Thread, "the first event starts the thread")
 	var kinds []notify.Kind
@@ -765,7 +766,7 @@ func (s *ChangeSuite) TestFailedNotificationKeepsTheThread() {
 	s.apply("web")
 	s.verify("web", true).Once()
 
-	s.Equal(StateSucceeded, s.run().State)
+	s.Equal(contract.StateSucceeded, s.run().State)
 	s.Greater(calls, len(s.events), "the plan notification failed")
 	for _, e := range s.events[1:] {
 		s.Equal("parent-1", e.Thread.ParentTS, "%s still goes into the thread", e.Step)
@@ -785,7 +786,7 @@ func (s *ChangeSuite) TestApprovalThroughAUserGroup() {
 	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "U0CAROL", Via: "bob"}, &notGroup)
 	s.decide(3*time.Minute, DecisionRequest{Approve: true, User: "U0CAROL", Via: "S0PLATFORM"}, &ok)
 
-	s.Equal(StateSucceeded, s.run().State)
+	s.Equal(contract.StateSucceeded, s.run().State)
 	s.ErrorContains(notListed, "U0CAROL may not decide")
 	s.ErrorContains(notGroup, "U0CAROL may not decide")
 	s.NoError(ok)
@@ -807,7 +808,7 @@ func (s *ChangeSuite) TestFourEyesMatchesSlackEmail() {
 	s.decide(time.Minute, DecisionRequest{Approve: true, User: "U0ALICE", Email: "Alice@Example.com"}, &author)
 	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "U0BOB", Email: "bob@example.com"}, &other)
 
-	s.Equal(StateSucceeded, s.run().State)
+	s.Equal(contract.StateSucceeded, s.run().State)
 	s.ErrorContains(author, "U0ALICE is linked to the author of commit 3f2a91c by email alice@example.com")
 	s.NoError(other)
 }
@@ -826,11 +827,11 @@ func (s *ChangeSuite) TestStepsKnowTheRunsThread() {
 	s.verify("web", true).Once()
 	s.decide(time.Minute, DecisionRequest{Approve: true, User: "bob"}, new(error))
 
-	s.Equal(StateSucceeded, s.run().State)
+	s.Equal(contract.StateSucceeded, s.run().State)
 	st := s.status()
 	s.Require().NotNil(applied.Notice, "apply was not told where to announce retries")
 	s.Equal(notify.Event{RunID: st.ID, Branch: "main", Commit: sha, Subject: st.Commit.Subject, Author: st.Commit.AuthorName,
-		Stacks: []string{"web"}, State: StateApplying, Thread: applied.Notice.Thread}, *applied.Notice)
+		Stacks: []string{"web"}, State: contract.StateApplying, Thread: applied.Notice.Thread}, *applied.Notice)
 	s.NotEmpty(applied.Notice.Thread.ParentTS, "the notice must name the run's Slack thread")
 	var ask *notify.Ask
 	for _, e := range s.events {

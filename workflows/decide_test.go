@@ -6,6 +6,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/gate/gatetest"
 )
@@ -87,7 +88,7 @@ func (s *ChangeSuite) TestForgedDecisionsAreRefused() {
 	}, &forgedSlack)
 	s.decide(8*time.Minute, DecisionRequest{Approve: true, User: "bob"}, &ok)
 
-	s.Equal(StateSucceeded, s.run().State)
+	s.Equal(contract.StateSucceeded, s.run().State)
 	s.ErrorContains(unsigned, "the decision is not signed")
 	s.ErrorContains(otherRun, "was signed for run default-test-workflow-id (another-run)")
 	s.ErrorContains(stale, "more than 5m0s: decide again")
@@ -115,7 +116,7 @@ func (s *ChangeSuite) TestFourEyesRefusesCommitter() {
 	s.decide(time.Minute, DecisionRequest{Approve: true, User: "dave"}, &committer)
 	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "bob"}, &rejectByCommitter)
 
-	s.Equal(StateSucceeded, s.run().State)
+	s.Equal(contract.StateSucceeded, s.run().State)
 	s.ErrorContains(committer, "dave is linked to the committer of commit 3f2a91c by email dave@example.com")
 	s.NoError(rejectByCommitter)
 }
@@ -130,7 +131,7 @@ func (s *ChangeSuite) TestSlackUserLinkedToPerson() {
 	var ok error
 	s.decide(time.Minute, DecisionRequest{Approve: true, User: "U0ERIN"}, &ok)
 
-	s.Equal(StateSucceeded, s.run().State)
+	s.Equal(contract.StateSucceeded, s.run().State)
 	s.NoError(ok)
 	st := s.status()
 	s.Equal("erin", st.Decision.User)
@@ -150,7 +151,7 @@ func (s *ChangeSuite) TestFourEyesRefusesSlackApprovalWithoutEmail() {
 	s.decide(time.Minute, DecisionRequest{Approve: true, User: "U0BOB"}, &noEmail)
 	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "bob"}, &ok)
 
-	s.Equal(StateSucceeded, s.run().State)
+	s.Equal(contract.StateSucceeded, s.run().State)
 	s.ErrorContains(noEmail, "carries no email")
 	s.NoError(ok)
 }
@@ -165,7 +166,7 @@ func (s *ChangeSuite) TestLongCommentIsRefused() {
 	s.decide(time.Minute, DecisionRequest{Approve: true, User: "bob", Comment: strings.Repeat("x", 3000)}, &long)
 	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "bob", Comment: "ok"}, &ok)
 
-	s.Equal(StateSucceeded, s.run().State)
+	s.Equal(contract.StateSucceeded, s.run().State)
 	s.ErrorContains(long, "the comment is 3000 bytes")
 	s.NoError(ok)
 }

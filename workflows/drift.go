@@ -12,6 +12,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/notify"
 )
 
@@ -32,7 +33,7 @@ func (w Workflows) Drift(ctx workflow.Context, in DriftInput) (ChangeResult, err
 	if err := r.setup(ctx); err != nil {
 		return ChangeResult{}, err
 	}
-	r.st.Kind = KindDrift
+	r.st.Kind = contract.KindDrift
 	res := r.drift(ctx, in)
 	r.releaseQueues(ctx, res)
 	r.out.drain(ctx)
@@ -48,7 +49,7 @@ func (r *changeRun) drift(ctx workflow.Context, in DriftInput) ChangeResult {
 	if in.By != "" {
 		r.st.Commit.Subject += " (asked by " + in.By + ")"
 	}
-	r.enter(ctx, StateDriftChecking, fmt.Sprintf("Checking %s for drift…", in.Stack))
+	r.enter(ctx, contract.StateDriftChecking, fmt.Sprintf("Checking %s for drift…", in.Stack))
 	var s config.Stack
 	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Configuration of stack "+in.Stack)),
 		a.StackConfig, in.Stack).Get(ctx, &s)
@@ -56,7 +57,7 @@ func (r *changeRun) drift(ctx workflow.Context, in DriftInput) ChangeResult {
 		return r.fail(ctx, "read the configuration of stack "+in.Stack, err)
 	}
 	r.stacks = []config.Stack{s}
-	if err := workflow.UpsertTypedSearchAttributes(ctx, ChangeStacks.ValueSet(r.st.Stacks)); err != nil {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, contract.ChangeStacks.ValueSet(r.st.Stacks)); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert search attributes", "error", err)
 	}
 	policy := s.Drift
@@ -83,13 +84,13 @@ func (r *changeRun) drift(ctx workflow.Context, in DriftInput) ChangeResult {
 	}
 	if good == nil {
 		r.out.quiet = true // nothing to tell: there is no deployment to drift from
-		return r.finish(ctx, StateNoOp, fmt.Sprintf("stack %s has no successful change yet: there is no git state to compare with", s.Name))
+		return r.finish(ctx, contract.StateNoOp, fmt.Sprintf("stack %s has no successful change yet: there is no git state to compare with", s.Name))
 	}
 	r.st.Commit.SHA, r.st.Undone = good.Commit, good.Undone
-	short := shortSHA(good.Commit)
+	short := contract.ShortSHA(good.Commit)
 
 	// 2. Check: refresh and preview at the last good state.
-	r.enter(ctx, StateDriftChecking, fmt.Sprintf("Checking %s against %s…", s.Name, short))
+	r.enter(ctx, contract.StateDriftChecking, fmt.Sprintf("Checking %s against %s…", s.Name, short))
 	var found activities.DriftResult
 	err = workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Drift check of %s at %s", s.Name, short), 30*time.Minute, s)),
 		a.DriftCheck, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: good.Commit, Undone: good.Undone, Refresh: true, Notice: r.notice(ctx)}).Get(ctx, &found)
@@ -105,7 +106,7 @@ func (r *changeRun) drift(ctx workflow.Context, in DriftInput) ChangeResult {
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"stack": s.Name, "result": result}).Counter(MetricDriftChecks).Inc(1)
 	if !found.Drifted() {
 		r.out.quiet = true // recorded in the run and the metric; no message
-		return r.finish(ctx, StateDriftNone, fmt.Sprintf("%s matches %s", s.Name, short))
+		return r.finish(ctx, contract.StateDriftNone, fmt.Sprintf("%s matches %s", s.Name, short))
 	}
 
 	// 3. Drift. The stack goes back to the queue while people look.
@@ -125,31 +126,31 @@ func (r *changeRun) drift(ctx workflow.Context, in DriftInput) ChangeResult {
 		}
 		return r.askDrift(ctx, s, good, found)
 	}
-	return r.finish(ctx, StateDriftFound, fmt.Sprintf(
+	return r.finish(ctx, contract.StateDriftFound, fmt.Sprintf(
 		"%s differs from %s (%s); policy notify: nothing was changed. To restore git, run changeops drift %s --heal",
 		s.Name, short, driftCounts(found.Plan), s.Name))
 }
 
 // askDrift puts the drift to the stack's approvers: Re-apply git heals,
 // Accept leaves the stack as it is until the next check.
-func (r *changeRun) askDrift(ctx workflow.Context, s config.Stack, good *activities.Deployed, found activities.DriftResult) ChangeResult {
+func (r *changeRun) askDrift(ctx workflow.Context, s config.Stack, good *contract.Deployed, found activities.DriftResult) ChangeResult {
 	approvers := slices.Clone(s.Approvers)
 	slices.Sort(approvers)
 	r.st.Approval = Approval{Required: true, Stacks: []string{s.Name}, Approvers: approvers, Timeout: s.ApprovalTimeout.D()}
 	decided, err := r.ask(ctx, notify.Ask{
-		Question:     fmt.Sprintf("Stack %s differs from git (%s). Re-apply %s, or accept the difference until the next check?", s.Name, driftCounts(found.Plan), shortSHA(good.Commit)),
+		Question:     fmt.Sprintf("Stack %s differs from git (%s). Re-apply %s, or accept the difference until the next check?", s.Name, driftCounts(found.Plan), contract.ShortSHA(good.Commit)),
 		ApproveLabel: "Re-apply git",
 		RejectLabel:  "Accept",
 	})
 	if err != nil {
-		return r.finish(ctx, StateFailed, "waiting for a decision: "+err.Error())
+		return r.finish(ctx, contract.StateFailed, "waiting for a decision: "+err.Error())
 	}
 	if !decided {
-		return r.finish(ctx, StateDriftFound, fmt.Sprintf("no decision within %s: %s stays as it is, and the next check asks again", s.ApprovalTimeout.D(), s.Name))
+		return r.finish(ctx, contract.StateDriftFound, fmt.Sprintf("no decision within %s: %s stays as it is, and the next check asks again", s.ApprovalTimeout.D(), s.Name))
 	}
 	d := r.st.Decision
 	if !d.Approve {
-		return r.finish(ctx, StateDriftAccepted, fmt.Sprintf("accepted by %s %s: %s stays as it is until the next check", d.User, quote(d.Comment), s.Name))
+		return r.finish(ctx, contract.StateDriftAccepted, fmt.Sprintf("accepted by %s %s: %s stays as it is until the next check", d.User, quote(d.Comment), s.Name))
 	}
 	r.notify(ctx, notify.Event{Kind: notify.KindDecision, Step: "re-apply approved by " + d.User, Detail: d.Comment})
 	return r.heal(ctx, s, good, found.Plan.Steps)
@@ -159,13 +160,13 @@ func (r *changeRun) askDrift(ctx workflow.Context, s config.Stack, good *activit
 // it. With approved set (a person approved a plan), the stack must still
 // be at the commit that was checked and up must take the approved steps;
 // otherwise nothing is applied and the run says why.
-func (r *changeRun) heal(ctx workflow.Context, s config.Stack, checked *activities.Deployed, approved string) ChangeResult {
+func (r *changeRun) heal(ctx workflow.Context, s config.Stack, checked *contract.Deployed, approved string) ChangeResult {
 	good, res, ok := r.holdStack(ctx, s)
 	if !ok {
 		return res
 	}
 	if good == nil || good.Commit != checked.Commit || !slices.Equal(good.Undone, checked.Undone) {
-		return r.finish(ctx, StateDriftFound, fmt.Sprintf(
+		return r.finish(ctx, contract.StateDriftFound, fmt.Sprintf(
 			"a change deployed %s while the drift waited, so the check no longer holds: nothing was re-applied; run changeops drift %s to check again",
 			s.Name, s.Name))
 	}
@@ -173,8 +174,8 @@ func (r *changeRun) heal(ctx workflow.Context, s config.Stack, checked *activiti
 	if res, ok := r.awaitWindow(ctx); !ok {
 		return res
 	}
-	short := shortSHA(good.Commit)
-	r.enter(ctx, StateApplying, fmt.Sprintf("Re-applying %s to %s…", short, s.Name))
+	short := contract.ShortSHA(good.Commit)
+	r.enter(ctx, contract.StateApplying, fmt.Sprintf("Re-applying %s to %s…", short, s.Name))
 	r.notify(ctx, notify.Event{Kind: notify.KindApplying, Step: "re-applying " + short})
 	var out activities.ApplyResult
 	started := workflow.Now(ctx)
@@ -183,38 +184,38 @@ func (r *changeRun) heal(ctx workflow.Context, s config.Stack, checked *activiti
 	observe(ctx, MetricApplyDuration, started, map[string]string{"stack": s.Name})
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.Type() == activities.ErrPlanChanged {
-		return r.finish(ctx, StateDriftFound, fmt.Sprintf(
+		return r.finish(ctx, contract.StateDriftFound, fmt.Sprintf(
 			"%s drifted further after the decision (%s): nothing was re-applied; run changeops drift %s to check again", s.Name, appErr.Message(), s.Name))
 	}
 	if err != nil {
 		r.st.Error = fmt.Sprintf("re-apply %s to %s: %s", short, s.Name, errorMessage(err))
-		return r.finish(ctx, StateFailed, r.st.Error)
+		return r.finish(ctx, contract.StateFailed, r.st.Error)
 	}
 	r.st.Applies = append(r.st.Applies, out)
 	r.notify(ctx, notify.Event{Kind: notify.KindApplied, Step: "re-applied", Detail: applySummary(r.st.Applies)})
-	r.enter(ctx, StateVerifying, fmt.Sprintf("Verifying %s…", s.Name))
+	r.enter(ctx, contract.StateVerifying, fmt.Sprintf("Verifying %s…", s.Name))
 	if reason, ok := r.verify(ctx, s, good.Commit, good.Undone); !ok {
-		return r.finish(ctx, StateFailed, reason+fmt.Sprintf("; %s holds git's last good state %s again, which does not verify: look at it by hand", s.Name, short))
+		return r.finish(ctx, contract.StateFailed, reason+fmt.Sprintf("; %s holds git's last good state %s again, which does not verify: look at it by hand", s.Name, short))
 	}
-	return r.finish(ctx, StateDriftHealed, fmt.Sprintf("re-applied %s to %s and verified", short, s.Name))
+	return r.finish(ctx, contract.StateDriftHealed, fmt.Sprintf("re-applied %s to %s and verified", short, s.Name))
 }
 
 // holdStack enters the stack's queue and waits for it. good is the stack's
 // last good state (from the queue, or from visibility on a queue that has
 // not seen a success); nil when there is none. ok is false when the run
 // ends here.
-func (r *changeRun) holdStack(ctx workflow.Context, s config.Stack) (good *activities.Deployed, res ChangeResult, ok bool) {
+func (r *changeRun) holdStack(ctx workflow.Context, s config.Stack) (good *contract.Deployed, res ChangeResult, ok bool) {
 	r.queued = true
-	r.enter(ctx, StateQueued, "Waiting for "+s.Name)
-	req := activities.EnqueueRequest{Entries: []activities.QueueRequest{{Stack: s.Name, RunID: r.st.ID}}}
+	r.enter(ctx, contract.StateQueued, "Waiting for "+s.Name)
+	req := contract.EnqueueRequest{Entries: []contract.QueueRequest{{Stack: s.Name, RunID: r.st.ID}}}
 	if err := workflow.ExecuteActivity(withOptions(ctx, gitOptions("Enter the queue of "+s.Name)), a.Enqueue, req).Get(ctx, nil); err != nil {
 		return nil, r.fail(ctx, "enter the queue of "+s.Name, err), false
 	}
-	grants := workflow.GetSignalChannel(ctx, GrantSignal)
+	grants := workflow.GetSignalChannel(ctx, contract.GrantSignal)
 	for {
-		var g activities.Grant
+		var g contract.Grant
 		if !grants.Receive(ctx, &g) {
-			return nil, r.finish(ctx, StateFailed, "cancelled while queued"), false
+			return nil, r.finish(ctx, contract.StateFailed, "cancelled while queued"), false
 		}
 		if g.Stack != s.Name {
 			r.releaseQueue(ctx, g.Stack, nil) // not asked for: give it back
@@ -258,7 +259,7 @@ func driftCounts(p activities.PlanResult) string {
 // driftSummary names what differs: each resource, the step that would put
 // it back, and the properties Pulumi reports as changed.
 func driftSummary(stack, commit string, d activities.DriftResult) string {
-	lines := []string{fmt.Sprintf("%s differs from %s: re-applying git would take %s", stack, shortSHA(commit), driftCounts(d.Plan))}
+	lines := []string{fmt.Sprintf("%s differs from %s: re-applying git would take %s", stack, contract.ShortSHA(commit), driftCounts(d.Plan))}
 	for _, res := range d.Resources {
 		line := fmt.Sprintf("%s %s", res.Op, res.URN)
 		if len(res.Properties) > 0 {

@@ -11,10 +11,11 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 )
 
-// FreezeRequest freezes or unfreezes (FreezeUpdate, UnfreezeUpdate): a
+// FreezeRequest freezes or unfreezes (contract.FreezeUpdate, contract.UnfreezeUpdate): a
 // gate.Claim with ActionFreeze or ActionUnfreeze, signed by the person.
 type FreezeRequest struct {
 	Signed *gate.Signed `json:",omitempty"`
@@ -41,9 +42,9 @@ const (
 )
 
 // Freezes is the deployment's emergency stop: one long-lived workflow
-// (FreezesID of the task queue, started by the first freeze) that holds
+// (contract.FreezesID of the task queue, started by the first freeze) that holds
 // every freeze, takes signed freezes and unfreezes as validated Updates,
-// answers FreezesQuery for the Window activity, the CLI and the audit,
+// answers contract.FreezesQuery for the Window activity, the CLI and the audit,
 // and wakes the runs waiting on a freeze, in the order they registered,
 // when one ends. Freezing stops no apply already running: a run checks
 // its window before its apply begins, so an up in flight finishes.
@@ -63,7 +64,7 @@ func (w Workflows) Freezes(ctx workflow.Context, in activities.FreezesState) err
 	if !f.loaded {
 		f.load(ctx)
 	}
-	waiting := workflow.GetSignalChannel(ctx, WaitingSignal)
+	waiting := workflow.GetSignalChannel(ctx, contract.WaitingSignal)
 	for {
 		f.takeWaiters(waiting)
 		f.expire(ctx)
@@ -100,7 +101,7 @@ func (w Workflows) Freezes(ctx workflow.Context, in activities.FreezesState) err
 		f.wakeWaiters(ctx) // an unfreeze answered while the handlers finished
 	}
 	f.takeWaiters(waiting)
-	return workflow.NewContinueAsNewError(ctx, FreezesWorkflowName, f.st)
+	return workflow.NewContinueAsNewError(ctx, contract.FreezesWorkflowName, f.st)
 }
 
 type freezeBoard struct {
@@ -114,13 +115,13 @@ type freezeBoard struct {
 }
 
 func (f *freezeBoard) setup(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, FreezesQuery, func() (activities.FreezesState, error) { return f.st, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.FreezesQuery, func() (activities.FreezesState, error) { return f.st, nil }); err != nil {
 		return err
 	}
 	for _, action := range []string{gate.ActionFreeze, gate.ActionUnfreeze} {
-		name, handle := FreezeUpdate, f.freeze
+		name, handle := contract.FreezeUpdate, f.freeze
 		if action == gate.ActionUnfreeze {
-			name, handle = UnfreezeUpdate, f.unfreeze
+			name, handle = contract.UnfreezeUpdate, f.unfreeze
 		}
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, name,
 			func(ctx workflow.Context, req FreezeRequest) (FreezeResult, error) { return handle(ctx, req), nil },
@@ -305,7 +306,7 @@ func (f *freezeBoard) wakeWaiters(ctx workflow.Context) {
 	f.st.Waiters, f.wake = nil, false
 	sent := make([]workflow.Future, len(waiters))
 	for i, w := range waiters {
-		sent[i] = workflow.SignalExternalWorkflow(ctx, w.RunID, "", WindowRecheckSignal, WindowRecheck{Reason: "a freeze ended"})
+		sent[i] = workflow.SignalExternalWorkflow(ctx, w.RunID, "", contract.WindowRecheckSignal, WindowRecheck{Reason: "a freeze ended"})
 	}
 	for i, s := range sent {
 		if err := s.Get(ctx, nil); err != nil {

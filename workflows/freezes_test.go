@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/gate/gatetest"
 )
@@ -37,7 +38,7 @@ func (s *FreezesSuite) SetupTest() {
 	s.env.RegisterActivity(&activities.Activities{})
 	Workflows{Gate: testGate}.Register(s.env)
 	s.woken = nil
-	s.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", WindowRecheckSignal, mock.Anything).Return(
+	s.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", contract.WindowRecheckSignal, mock.Anything).Return(
 		func(_, id, _, _ string, _ any) error {
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -54,7 +55,7 @@ func (s *FreezesSuite) prior(st activities.FreezesState) {
 }
 
 func (s *FreezesSuite) state() activities.FreezesState {
-	v, err := s.env.QueryWorkflow(FreezesQuery)
+	v, err := s.env.QueryWorkflow(contract.FreezesQuery)
 	s.Require().NoError(err)
 	var st activities.FreezesState
 	s.Require().NoError(v.Get(&st))
@@ -86,45 +87,45 @@ func (s *FreezesSuite) at(d time.Duration, f func()) { s.env.RegisterDelayedCall
 
 func (s *FreezesSuite) run(d time.Duration) {
 	s.at(d, func() { s.env.CancelWorkflow() })
-	s.env.ExecuteWorkflow(FreezesWorkflowName, activities.FreezesState{})
+	s.env.ExecuteWorkflow(contract.FreezesWorkflowName, activities.FreezesState{})
 	s.True(s.env.IsWorkflowCompleted())
 }
 
 func (s *FreezesSuite) TestFreezeAndUnfreezeAreSignedAndWakeTheWaiters() {
 	s.prior(activities.FreezesState{})
 	var unsigned, byStranger, freeze, replayed, wrongAction, noReason, notFrozen, onlyAll, unfreeze error
-	s.send(time.Minute, FreezeUpdate, func(activities.FreezesState, time.Time) FreezeRequest { return FreezeRequest{} }, &unsigned)
-	s.send(2*time.Minute, FreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
+	s.send(time.Minute, contract.FreezeUpdate, func(activities.FreezesState, time.Time) FreezeRequest { return FreezeRequest{} }, &unsigned)
+	s.send(2*time.Minute, contract.FreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
 		req := freezeClaim(gate.ActionFreeze, "eve", "web", "because", st, now)
 		return req
 	}, &byStranger)
 	var first FreezeRequest
-	s.send(3*time.Minute, FreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
+	s.send(3*time.Minute, contract.FreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
 		first = freezeClaim(gate.ActionFreeze, "bob", "web", "incident 42", st, now)
 		return first
 	}, &freeze)
-	s.send(4*time.Minute, FreezeUpdate, func(activities.FreezesState, time.Time) FreezeRequest { return first }, &replayed)
+	s.send(4*time.Minute, contract.FreezeUpdate, func(activities.FreezesState, time.Time) FreezeRequest { return first }, &replayed)
 	// Two runs wait on web, and register in this order.
 	s.at(5*time.Minute, func() {
-		s.env.SignalWorkflow(WaitingSignal, activities.Waiter{RunID: "change/main/b", Stacks: []string{"web"}})
-		s.env.SignalWorkflow(WaitingSignal, activities.Waiter{RunID: "change/main/a", Stacks: []string{"web", "db"}})
-		s.env.SignalWorkflow(WaitingSignal, activities.Waiter{RunID: "change/main/b", Stacks: []string{"web"}})
+		s.env.SignalWorkflow(contract.WaitingSignal, activities.Waiter{RunID: "change/main/b", Stacks: []string{"web"}})
+		s.env.SignalWorkflow(contract.WaitingSignal, activities.Waiter{RunID: "change/main/a", Stacks: []string{"web", "db"}})
+		s.env.SignalWorkflow(contract.WaitingSignal, activities.Waiter{RunID: "change/main/b", Stacks: []string{"web"}})
 	})
-	s.send(6*time.Minute, UnfreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
+	s.send(6*time.Minute, contract.UnfreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
 		return freezeClaim(gate.ActionFreeze, "mallory", "web", "over", st, now) // a freeze's claim sent as an unfreeze
 	}, &wrongAction)
-	s.send(7*time.Minute, UnfreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
+	s.send(7*time.Minute, contract.UnfreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
 		return freezeClaim(gate.ActionUnfreeze, "mallory", "web", " ", st, now)
 	}, &noReason)
-	s.send(8*time.Minute, UnfreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
+	s.send(8*time.Minute, contract.UnfreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
 		return freezeClaim(gate.ActionUnfreeze, "mallory", "db", "db too", st, now)
 	}, &notFrozen)
 	var frozen activities.FreezesState
 	s.at(9*time.Minute, func() { frozen = s.state() })
-	s.send(10*time.Minute, UnfreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
+	s.send(10*time.Minute, contract.UnfreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
 		return freezeClaim(gate.ActionUnfreeze, "mallory", "web", "fixed", st, now)
 	}, &unfreeze)
-	s.send(11*time.Minute, UnfreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
+	s.send(11*time.Minute, contract.UnfreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
 		return freezeClaim(gate.ActionUnfreeze, "mallory", "", "all", st, now)
 	}, &onlyAll)
 	s.run(time.Hour)
@@ -166,7 +167,7 @@ func (s *FreezesSuite) TestFreezeUntilRunsOut() {
 	s.prior(activities.FreezesState{})
 	var all, one error
 	var until time.Time
-	s.send(time.Minute, FreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
+	s.send(time.Minute, contract.FreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
 		until = now.Add(time.Hour)
 		signed, err := gate.SignSSH(gatetest.Signer("bob"), gate.Claim{WorkflowID: freezesID, Action: gate.ActionFreeze, Comment: "release night",
 			Plan: st.Digest(), Person: "bob", IssuedAt: now, Until: until})
@@ -174,9 +175,9 @@ func (s *FreezesSuite) TestFreezeUntilRunsOut() {
 		return FreezeRequest{Signed: &signed}
 	}, &all)
 	s.at(2*time.Minute, func() {
-		s.env.SignalWorkflow(WaitingSignal, activities.Waiter{RunID: "change/main/a", Stacks: []string{"web"}})
+		s.env.SignalWorkflow(contract.WaitingSignal, activities.Waiter{RunID: "change/main/a", Stacks: []string{"web"}})
 	})
-	s.send(3*time.Minute, UnfreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
+	s.send(3*time.Minute, contract.UnfreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
 		return freezeClaim(gate.ActionUnfreeze, "mallory", "web", "only web", st, now)
 	}, &one)
 	var during activities.FreezesState
@@ -199,12 +200,12 @@ func (s *FreezesSuite) TestFreshRunKeepsTheLastRunsFreezes() {
 	old := activities.Freeze{Stack: "web", Reason: "incident", By: "bob", Method: gate.MethodSSH}
 	s.prior(activities.FreezesState{Freezes: []activities.Freeze{old}, Seq: 7})
 	var forged error
-	s.send(time.Minute, UnfreezeUpdate, func(activities.FreezesState, time.Time) FreezeRequest { return FreezeRequest{} }, &forged)
+	s.send(time.Minute, contract.UnfreezeUpdate, func(activities.FreezesState, time.Time) FreezeRequest { return FreezeRequest{} }, &forged)
 	var st activities.FreezesState
 	s.at(2*time.Minute, func() { st = s.state() })
 	s.env.RegisterDelayedCallback(func() { s.env.CancelWorkflow() }, time.Hour)
 	// A start input is not trusted: only a continued run carries state.
-	s.env.ExecuteWorkflow(FreezesWorkflowName, activities.FreezesState{Seq: 99})
+	s.env.ExecuteWorkflow(contract.FreezesWorkflowName, activities.FreezesState{Seq: 99})
 
 	s.ErrorContains(forged, "not signed")
 	s.Equal([]activities.Freeze{old}, st.Freezes)
@@ -217,14 +218,14 @@ func (s *FreezesSuite) TestFreshRunKeepsTheLastRunsFreezes() {
 func (s *FreezesSuite) TestContinueAsNewKeepsTheFreezes() {
 	s.prior(activities.FreezesState{})
 	var freeze error
-	s.send(time.Minute, FreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
+	s.send(time.Minute, contract.FreezeUpdate, func(st activities.FreezesState, now time.Time) FreezeRequest {
 		return freezeClaim(gate.ActionFreeze, "bob", "web", "incident", st, now)
 	}, &freeze)
 	s.at(2*time.Minute, func() {
 		s.env.SetContinueAsNewSuggested(true)
-		s.env.SignalWorkflow(WaitingSignal, activities.Waiter{RunID: "change/main/a", Stacks: []string{"web"}})
+		s.env.SignalWorkflow(contract.WaitingSignal, activities.Waiter{RunID: "change/main/a", Stacks: []string{"web"}})
 	})
-	s.env.ExecuteWorkflow(FreezesWorkflowName, activities.FreezesState{})
+	s.env.ExecuteWorkflow(contract.FreezesWorkflowName, activities.FreezesState{})
 	s.True(s.env.IsWorkflowCompleted())
 	s.NoError(freeze)
 	var can *workflow.ContinueAsNewError

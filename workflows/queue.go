@@ -7,22 +7,13 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/notify"
-)
-
-// Queue names, re-exported for clients of this package.
-const (
-	StackQueueWorkflowName = activities.QueueWorkflowName
-	EnqueueSignal          = activities.EnqueueSignal
-	ReleaseSignal          = activities.ReleaseSignal
-	GrantSignal            = activities.GrantSignal
-	QueueStatusQuery       = activities.QueueStatusQuery
 )
 
 const (
 	// queueHistoryLimit continues the queue as new before its history
-	// grows long; its whole state travels in QueueState.
+	// grows long; its whole state travels in contract.QueueState.
 	queueHistoryLimit = 2000
 	// maxSkipped bounds the skipped runs the queue remembers.
 	maxSkipped = 20
@@ -38,16 +29,16 @@ const (
 // The queue keeps the stack's last good state for rollbacks. A holder that
 // ended without releasing (terminated, timed out) is noticed by a periodic
 // check, skipped and reported.
-func StackQueueWorkflow(ctx workflow.Context, st activities.QueueState) error {
+func StackQueueWorkflow(ctx workflow.Context, st contract.QueueState) error {
 	q := &stackQueue{st: st}
 	if q.st.ProbeEvery <= 0 {
 		q.st.ProbeEvery = defaultProbe
 	}
-	if err := workflow.SetQueryHandler(ctx, QueueStatusQuery, func() (activities.QueueState, error) { return q.st, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.QueueStatusQuery, func() (contract.QueueState, error) { return q.st, nil }); err != nil {
 		return err
 	}
-	enq := workflow.GetSignalChannel(ctx, EnqueueSignal)
-	rel := workflow.GetSignalChannel(ctx, ReleaseSignal)
+	enq := workflow.GetSignalChannel(ctx, contract.EnqueueSignal)
+	rel := workflow.GetSignalChannel(ctx, contract.ReleaseSignal)
 	for {
 		if ctx.Err() != nil {
 			return temporal.NewCanceledError(fmt.Sprintf("queue of %s cancelled", q.st.Stack))
@@ -65,12 +56,12 @@ func StackQueueWorkflow(ctx workflow.Context, st activities.QueueState) error {
 		tctx, cancel := workflow.WithCancel(ctx)
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(enq, func(c workflow.ReceiveChannel, _ bool) {
-			var e activities.QueueEntry
+			var e contract.QueueEntry
 			c.Receive(ctx, &e)
 			q.enqueue(ctx, e)
 		})
 		sel.AddReceive(rel, func(c workflow.ReceiveChannel, _ bool) {
-			var r activities.Release
+			var r contract.Release
 			c.Receive(ctx, &r)
 			q.release(ctx, r)
 		})
@@ -88,17 +79,17 @@ func StackQueueWorkflow(ctx workflow.Context, st activities.QueueState) error {
 }
 
 type stackQueue struct {
-	st activities.QueueState
+	st contract.QueueState
 }
 
 // takeSignals applies one pending signal, if any, without blocking.
 func (q *stackQueue) takeSignals(ctx workflow.Context, enq, rel workflow.ReceiveChannel) bool {
-	var e activities.QueueEntry
+	var e contract.QueueEntry
 	if enq.ReceiveAsync(&e) {
 		q.enqueue(ctx, e)
 		return true
 	}
-	var r activities.Release
+	var r contract.Release
 	if rel.ReceiveAsync(&r) {
 		q.release(ctx, r)
 		return true
@@ -106,7 +97,7 @@ func (q *stackQueue) takeSignals(ctx workflow.Context, enq, rel workflow.Receive
 	return false
 }
 
-func (q *stackQueue) enqueue(ctx workflow.Context, e activities.QueueEntry) {
+func (q *stackQueue) enqueue(ctx workflow.Context, e contract.QueueEntry) {
 	if q.st.Holder != nil && q.st.Holder.RunID == e.RunID {
 		return
 	}
@@ -120,7 +111,7 @@ func (q *stackQueue) enqueue(ctx workflow.Context, e activities.QueueEntry) {
 }
 
 // release frees the stack (or drops a waiting run that left early).
-func (q *stackQueue) release(ctx workflow.Context, r activities.Release) {
+func (q *stackQueue) release(ctx workflow.Context, r contract.Release) {
 	if q.st.Holder != nil && q.st.Holder.RunID == r.RunID {
 		if r.Deployed != nil {
 			d := *r.Deployed
@@ -143,8 +134,8 @@ func (q *stackQueue) grant(ctx workflow.Context) {
 	for q.st.Holder == nil && len(q.st.Waiting) > 0 {
 		next := q.st.Waiting[0]
 		q.st.Waiting = q.st.Waiting[1:]
-		err := workflow.SignalExternalWorkflow(ctx, next.RunID, "", GrantSignal,
-			activities.Grant{Stack: q.st.Stack, LastGood: q.st.LastGood}).Get(ctx, nil)
+		err := workflow.SignalExternalWorkflow(ctx, next.RunID, "", contract.GrantSignal,
+			contract.Grant{Stack: q.st.Stack, LastGood: q.st.LastGood}).Get(ctx, nil)
 		if err != nil {
 			q.skip(ctx, next, "it is no longer running: "+err.Error())
 			continue
@@ -170,7 +161,7 @@ func (q *stackQueue) probe(ctx workflow.Context) {
 	}
 }
 
-func (q *stackQueue) skip(ctx workflow.Context, e activities.QueueEntry, why string) {
+func (q *stackQueue) skip(ctx workflow.Context, e contract.QueueEntry, why string) {
 	msg := fmt.Sprintf("queue of %s moved past %s: %s", q.st.Stack, e.RunID, why)
 	workflow.GetLogger(ctx).Warn(msg)
 	q.st.Skipped = append(q.st.Skipped, msg)

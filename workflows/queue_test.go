@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/notify"
 )
 
@@ -25,8 +26,8 @@ type QueueSuite struct {
 	env *testsuite.TestWorkflowEnvironment
 
 	mu     sync.Mutex
-	grants []string                    // run IDs, in the order granted
-	got    map[string]activities.Grant // what each was granted
+	grants []string                  // run IDs, in the order granted
+	got    map[string]contract.Grant // what each was granted
 	notes  []notify.Event
 	gone   map[string]bool // runs whose grant signal fails (not running)
 	open   map[string]bool // what RunOpen answers
@@ -41,9 +42,9 @@ func (s *QueueSuite) SetupTest() {
 	// activity in flight when its workflow ended): reset under its lock.
 	s.mu.Lock()
 	s.grants, s.notes = nil, nil
-	s.got, s.gone, s.open = map[string]activities.Grant{}, map[string]bool{}, map[string]bool{}
+	s.got, s.gone, s.open = map[string]contract.Grant{}, map[string]bool{}, map[string]bool{}
 	s.mu.Unlock()
-	s.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", GrantSignal, mock.Anything).Return(
+	s.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", contract.GrantSignal, mock.Anything).Return(
 		func(_, id, _, _ string, arg any) error {
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -51,7 +52,7 @@ func (s *QueueSuite) SetupTest() {
 				return errors.New("unknown external workflow execution")
 			}
 			s.grants = append(s.grants, id)
-			s.got[id] = arg.(activities.Grant)
+			s.got[id] = arg.(contract.Grant)
 			return nil
 		})
 	s.env.OnActivity(a.RunOpen, mock.Anything, mock.Anything).Return(func(_ context.Context, id string) (bool, error) {
@@ -73,20 +74,20 @@ func (s *QueueSuite) at(d time.Duration, f func()) { s.env.RegisterDelayedCallba
 func (s *QueueSuite) enqueue(d time.Duration, runs ...string) {
 	s.at(d, func() {
 		for _, r := range runs {
-			s.env.SignalWorkflow(EnqueueSignal, activities.QueueEntry{RunID: r, Commit: "sha-" + r})
+			s.env.SignalWorkflow(contract.EnqueueSignal, contract.QueueEntry{RunID: r, Commit: "sha-" + r})
 		}
 	})
 }
 
-func (s *QueueSuite) release(d time.Duration, run string, deployed *activities.Deployed) {
-	s.at(d, func() { s.env.SignalWorkflow(ReleaseSignal, activities.Release{RunID: run, Deployed: deployed}) })
+func (s *QueueSuite) release(d time.Duration, run string, deployed *contract.Deployed) {
+	s.at(d, func() { s.env.SignalWorkflow(contract.ReleaseSignal, contract.Release{RunID: run, Deployed: deployed}) })
 }
 
 // run executes the queue until d, then cancels it and returns its state.
-func (s *QueueSuite) run(d time.Duration, start activities.QueueState) activities.QueueState {
-	var st activities.QueueState
+func (s *QueueSuite) run(d time.Duration, start contract.QueueState) contract.QueueState {
+	var st contract.QueueState
 	s.at(d, func() {
-		v, err := s.env.QueryWorkflow(QueueStatusQuery)
+		v, err := s.env.QueryWorkflow(contract.QueueStatusQuery)
 		s.Require().NoError(err)
 		s.Require().NoError(v.Get(&st))
 		s.env.CancelWorkflow()
@@ -99,10 +100,10 @@ func (s *QueueSuite) run(d time.Duration, start activities.QueueState) activitie
 func (s *QueueSuite) TestFirstInFirstOutWithLastGood() {
 	s.enqueue(0, "A", "B", "C")
 	s.enqueue(time.Second, "B") // a retried enqueue keeps its place
-	s.release(time.Minute, "A", &activities.Deployed{Commit: "sha-A", RunID: "A"})
+	s.release(time.Minute, "A", &contract.Deployed{Commit: "sha-A", RunID: "A"})
 	s.release(2*time.Minute, "B", nil) // B rolled back: the last good stays A's
 
-	st := s.run(3*time.Minute, activities.QueueState{Stack: "web"})
+	st := s.run(3*time.Minute, contract.QueueState{Stack: "web"})
 	s.Equal([]string{"A", "B", "C"}, s.grants)
 	s.Nil(s.got["A"].LastGood)
 	s.Equal("sha-A", s.got["B"].LastGood.Commit)
@@ -122,7 +123,7 @@ func (s *QueueSuite) TestOneHolderAtATime() {
 	})
 	s.release(time.Hour, "A", nil)
 
-	s.run(2*time.Hour, activities.QueueState{Stack: "web"})
+	s.run(2*time.Hour, contract.QueueState{Stack: "web"})
 	s.Equal([]string{"A"}, during, "B waits while A holds the stack, however long")
 	s.Equal([]string{"A", "B"}, s.grants)
 }
@@ -134,7 +135,7 @@ func (s *QueueSuite) TestGrantToEndedRunSkipsIt() {
 	s.enqueue(0, "A", "B", "C")
 	s.release(time.Minute, "A", nil)
 
-	st := s.run(2*time.Minute, activities.QueueState{Stack: "web"})
+	st := s.run(2*time.Minute, contract.QueueState{Stack: "web"})
 	s.Equal([]string{"A", "C"}, s.grants)
 	s.Require().Len(st.Skipped, 1)
 	s.Contains(st.Skipped[0], "queue of web moved past B")
@@ -153,7 +154,7 @@ func (s *QueueSuite) TestDeadHolderIsNoticed() {
 		s.open["A"] = false // terminated
 	})
 
-	st := s.run(10*time.Minute, activities.QueueState{Stack: "web", ProbeEvery: time.Minute})
+	st := s.run(10*time.Minute, contract.QueueState{Stack: "web", ProbeEvery: time.Minute})
 	s.Equal([]string{"A", "B"}, s.grants)
 	s.Equal("B", st.Holder.RunID)
 	s.Require().Len(st.Skipped, 1)
@@ -166,7 +167,7 @@ func (s *QueueSuite) TestWaitingRunLeaves() {
 	s.release(time.Second, "B", nil)
 	s.release(time.Minute, "A", nil)
 
-	s.run(2*time.Minute, activities.QueueState{Stack: "web"})
+	s.run(2*time.Minute, contract.QueueState{Stack: "web"})
 	s.Equal([]string{"A", "C"}, s.grants)
 }
 
@@ -174,17 +175,17 @@ func (s *QueueSuite) TestWaitingRunLeaves() {
 // signals delivered meanwhile are not lost.
 func (s *QueueSuite) TestContinueAsNewKeepsTheQueue() {
 	s.enqueue(0, "A", "B")
-	s.release(time.Minute, "A", &activities.Deployed{Commit: "sha-A"})
+	s.release(time.Minute, "A", &contract.Deployed{Commit: "sha-A"})
 	s.at(2*time.Minute, func() {
 		s.env.SetContinueAsNewSuggested(true)
-		s.env.SignalWorkflow(EnqueueSignal, activities.QueueEntry{RunID: "C"})
+		s.env.SignalWorkflow(contract.EnqueueSignal, contract.QueueEntry{RunID: "C"})
 	})
-	s.env.ExecuteWorkflow(StackQueueWorkflow, activities.QueueState{Stack: "web"})
+	s.env.ExecuteWorkflow(StackQueueWorkflow, contract.QueueState{Stack: "web"})
 	s.True(s.env.IsWorkflowCompleted())
 	err := s.env.GetWorkflowError()
 	var can *workflow.ContinueAsNewError
 	s.Require().ErrorAs(err, &can)
-	var next activities.QueueState
+	var next contract.QueueState
 	s.Require().NoError(converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
 	s.Equal("B", next.Holder.RunID)
 	s.Equal("sha-A", next.LastGood.Commit)
@@ -199,7 +200,7 @@ func (s *QueueSuite) TestAskingAgainKeepsPlaces() {
 	s.enqueue(5*time.Minute, "C", "B", "A")
 	s.release(10*time.Minute, "A", nil)
 
-	st := s.run(15*time.Minute, activities.QueueState{Stack: "web"})
+	st := s.run(15*time.Minute, contract.QueueState{Stack: "web"})
 	s.Equal([]string{"A", "B"}, s.grants, "A is granted once, B next")
 	s.Equal("B", st.Holder.RunID)
 	s.Require().Len(st.Waiting, 1)

@@ -1,6 +1,10 @@
 package workflows
 
-import "go.temporal.io/sdk/workflow"
+import (
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/changeops/changeops/contract"
+)
 
 // Registry is where workflows are registered: a worker, a replayer or
 // the test environment.
@@ -20,7 +24,7 @@ func (w Workflows) Register(r Registry) {
 	// replays through code it did not start on. Its build's workers run
 	// until their pinned runs end (`changeops deployment describe`).
 	r.RegisterWorkflowWithOptions(w.Change, workflow.RegisterOptions{
-		Name: ChangeWorkflowName, VersioningBehavior: workflow.VersioningBehaviorPinned,
+		Name: contract.ChangeWorkflowName, VersioningBehavior: workflow.VersioningBehaviorPinned,
 	})
 	// The watcher lives as long as its branch is tracked: pinned, it
 	// would be stranded on the first build ever stopped. It moves to the
@@ -28,7 +32,7 @@ func (w Workflows) Register(r Registry) {
 	// design: every change to its shape stays behind workflow.GetVersion,
 	// with a recorded history for the replay tests.
 	r.RegisterWorkflowWithOptions(WatcherWorkflow, workflow.RegisterOptions{
-		Name: WatcherWorkflowName, VersioningBehavior: workflow.VersioningBehaviorAutoUpgrade,
+		Name: contract.WatcherWorkflowName, VersioningBehavior: workflow.VersioningBehaviorAutoUpgrade,
 	})
 	// A stack's queue is as long-lived as the watcher and moves with it,
 	// under the same GetVersion discipline. It serves runs of every
@@ -36,18 +40,18 @@ func (w Workflows) Register(r Registry) {
 	// the new build's waiting), through signals whose shapes all builds
 	// share.
 	r.RegisterWorkflowWithOptions(StackQueueWorkflow, workflow.RegisterOptions{
-		Name: StackQueueWorkflowName, VersioningBehavior: workflow.VersioningBehaviorAutoUpgrade,
+		Name: contract.StackQueueWorkflowName, VersioningBehavior: workflow.VersioningBehaviorAutoUpgrade,
 	})
 	// A drift run is pinned for the reasons a change run is: it shows what
 	// drifted and what re-applying git would do, waits for a decision on
 	// exactly that, and heals by the logic it was started with.
 	r.RegisterWorkflowWithOptions(w.Drift, workflow.RegisterOptions{
-		Name: DriftWorkflowName, VersioningBehavior: workflow.VersioningBehaviorPinned,
+		Name: contract.DriftWorkflowName, VersioningBehavior: workflow.VersioningBehaviorPinned,
 	})
 	// The freezes live as long as the deployment, like a queue: they move
 	// to the current build, under the same GetVersion discipline, and
 	// serve the runs of every build.
 	r.RegisterWorkflowWithOptions(w.Freezes, workflow.RegisterOptions{
-		Name: FreezesWorkflowName, VersioningBehavior: workflow.VersioningBehaviorAutoUpgrade,
+		Name: contract.FreezesWorkflowName, VersioningBehavior: workflow.VersioningBehaviorAutoUpgrade,
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/changeops/changeops/contract"
 )
 
 // recorder is a Registry that keeps what was registered.
@@ -21,11 +23,11 @@ func TestEveryWorkflowDeclaresItsVersioningBehaviour(t *testing.T) {
 	got := recorder{}
 	Workflows{}.Register(got)
 	want := map[string]workflow.VersioningBehavior{
-		ChangeWorkflowName:     workflow.VersioningBehaviorPinned,
-		DriftWorkflowName:      workflow.VersioningBehaviorPinned,
-		WatcherWorkflowName:    workflow.VersioningBehaviorAutoUpgrade,
-		StackQueueWorkflowName: workflow.VersioningBehaviorAutoUpgrade,
-		FreezesWorkflowName:    workflow.VersioningBehaviorAutoUpgrade,
+		contract.ChangeWorkflowName:     workflow.VersioningBehaviorPinned,
+		contract.DriftWorkflowName:      workflow.VersioningBehaviorPinned,
+		contract.WatcherWorkflowName:    workflow.VersioningBehaviorAutoUpgrade,
+		contract.StackQueueWorkflowName: workflow.VersioningBehaviorAutoUpgrade,
+		contract.FreezesWorkflowName:    workflow.VersioningBehaviorAutoUpgrade,
 	}
 	if len(got) != len(want) {
 		t.Errorf("registered %v, want %v", got, want)

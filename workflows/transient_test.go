@@ -7,6 +7,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 )
 
 // An apply that failed before its update began (the stack stayed locked
@@ -20,13 +21,13 @@ func (s *ChangeSuite) TestApplyThatNeverBeganIsNotRolledBack() {
 			activities.ErrStackLocked, temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{activities.ApplyFailure{Began: false}}})).Once()
 
 	res := s.run()
-	s.Equal(StateFailed, res.State)
+	s.Equal(contract.StateFailed, res.State)
 	s.Contains(res.Reason, "waiting for the lock held by bob@laptop")
 	s.Contains(res.Reason, "nothing was applied, so nothing is rolled back")
 	st := s.status()
 	s.Empty(st.RevertCommit)
 	s.Empty(st.Restored)
-	s.NotContains(states(st), StateRollingBack)
+	s.NotContains(states(st), contract.StateRollingBack)
 }
 
 // Once the update began, the same failure rolls back as before.
@@ -39,6 +40,6 @@ func (s *ChangeSuite) TestApplyThatBeganIsRolledBack() {
 	s.rollback(activities.RevertResult{Revert: "feedface"}, true)
 
 	res := s.run()
-	s.Equal(StateRolledBack, res.State)
+	s.Equal(contract.StateRolledBack, res.State)
 	s.Equal("feedface", res.RevertCommit)
 }

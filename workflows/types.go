@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 )
 
@@ -97,9 +98,9 @@ type DriftInput struct {
 	By string `json:",omitempty"`
 }
 
-// Status is everything the run knows, returned by StatusQuery.
+// Status is everything the run knows, returned by contract.StatusQuery.
 type Status struct {
-	// Kind is KindChange or KindDrift.
+	// Kind is contract.KindChange or contract.KindDrift.
 	Kind string `json:",omitempty"`
 	ID   string
 	// RunID is the Temporal run a signed decision must name.
@@ -147,10 +148,10 @@ func (st *Status) PlanDigest() string {
 // Subject names the run for people: "change abc1234" or "the drift check
 // of stack web".
 func (st *Status) Subject() string {
-	if st.Kind == KindDrift {
+	if st.Kind == contract.KindDrift {
 		return "the drift check of stack " + strings.Join(st.Stacks, ", ")
 	}
-	return "change " + shortSHA(st.Commit.SHA)
+	return "change " + contract.ShortSHA(st.Commit.SHA)
 }
 
 // Restore is one stack put back by a rollback.
@@ -173,9 +174,9 @@ type WatcherInput struct {
 	Held *Rewrite
 	// Outage is the reason polls fail, reported once, empty when healthy.
 	Outage string
-	// Pending are enqueue requests (EnqueueRunSignal) the previous run
+	// Pending are enqueue requests (contract.EnqueueRunSignal) the previous run
 	// received but had not served when it continued as new.
-	Pending []activities.QueueRequest `json:",omitempty"`
+	Pending []contract.QueueRequest `json:",omitempty"`
 }
 
 // Rewrite is a force push that dropped commits the watcher had seen.
@@ -190,7 +191,7 @@ type AckRequest struct {
 	User string
 }
 
-// WatcherStatus is what WatcherStatusQuery returns.
+// WatcherStatus is what contract.WatcherStatusQuery returns.
 type WatcherStatus struct {
 	Branch   string
 	LastSeen string

@@ -12,6 +12,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/notify"
 )
 
@@ -29,8 +30,8 @@ func WatcherWorkflow(ctx workflow.Context, in WatcherInput) error {
 	if err := w.setup(ctx); err != nil {
 		return err
 	}
-	pokes := workflow.GetSignalChannel(ctx, PokeSignal)
-	w.requests = workflow.GetSignalChannel(ctx, EnqueueRunSignal)
+	pokes := workflow.GetSignalChannel(ctx, contract.PokeSignal)
+	w.requests = workflow.GetSignalChannel(ctx, contract.EnqueueRunSignal)
 	interval := 30 * time.Second
 	for i := 0; i < pollsPerRun && !workflow.GetInfo(ctx).GetContinueAsNewSuggested(); i++ {
 		w.enqueueRequested(ctx)
@@ -73,10 +74,10 @@ type watcher struct {
 
 // takeRequests takes the requests carried over from the previous run and
 // every request waiting in the channel, without blocking.
-func (w *watcher) takeRequests() []activities.QueueRequest {
+func (w *watcher) takeRequests() []contract.QueueRequest {
 	entries := w.in.Pending
 	w.in.Pending = nil
-	var req activities.EnqueueRequest
+	var req contract.EnqueueRequest
 	for w.requests.ReceiveAsync(&req) {
 		entries = append(entries, req.Entries...)
 	}
@@ -84,17 +85,17 @@ func (w *watcher) takeRequests() []activities.QueueRequest {
 }
 
 func (w *watcher) setup(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, WatcherStatusQuery, func() (WatcherStatus, error) { return w.st, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.WatcherStatusQuery, func() (WatcherStatus, error) { return w.st, nil }); err != nil {
 		return err
 	}
-	return workflow.SetUpdateHandlerWithOptions(ctx, AckRewriteUpdate,
+	return workflow.SetUpdateHandlerWithOptions(ctx, contract.AckRewriteUpdate,
 		func(ctx workflow.Context, req AckRequest) (WatcherStatus, error) {
 			held := w.st.Held
 			// Resume after the head seen with the rewrite: nothing from the
 			// rewritten part is deployed, later commits are.
 			w.st.LastSeen, w.st.Held = held.Head, nil
 			w.notify(ctx, "rewrite acknowledged", held.Head,
-				fmt.Sprintf("acknowledged by %s; deploying commits after %s", req.User, shortSHA(held.Head)))
+				fmt.Sprintf("acknowledged by %s; deploying commits after %s", req.User, contract.ShortSHA(held.Head)))
 			return w.st, nil
 		},
 		workflow.UpdateHandlerOptions{Validator: func(req AckRequest) error {
@@ -111,7 +112,7 @@ func (w *watcher) setup(ctx workflow.Context) error {
 // poll fetches once and starts the runs of new commits. backlog says more
 // commits are waiting than one poll returns.
 func (w *watcher) poll(ctx workflow.Context) (activities.PollResult, bool) {
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Watching %s; last seen %s", w.in.Branch, shortSHA(w.st.LastSeen)))
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Watching %s; last seen %s", w.in.Branch, contract.ShortSHA(w.st.LastSeen)))
 	var res activities.PollResult
 	err := workflow.ExecuteActivity(withOptions(ctx, pollOptions("Poll "+w.in.Branch)),
 		a.PollBranch, activities.PollInput{Repo: w.in.Repo, Branch: w.in.Branch, LastSeen: w.st.LastSeen}).Get(ctx, &res)
@@ -151,7 +152,7 @@ func (w *watcher) poll(ctx workflow.Context) (activities.PollResult, bool) {
 	// after they exist (a queue grants by signalling the run). Watchers
 	// started before queues existed keep their recorded shape.
 	queues := workflow.GetVersion(ctx, VersionEnqueueRuns, workflow.DefaultVersion, 1) == 1
-	var entries []activities.QueueRequest
+	var entries []contract.QueueRequest
 	defer func() { w.enqueue(ctx, entries) }()
 	for i, sha := range res.NewCommits {
 		var stacks []string
@@ -167,7 +168,7 @@ func (w *watcher) poll(ctx workflow.Context) (activities.PollResult, bool) {
 			return res, false // retried from this commit at the next poll
 		}
 		for _, stack := range stacks {
-			entries = append(entries, activities.QueueRequest{Stack: stack, RunID: ChangeID(w.in.Repo, w.in.Branch, sha), Commit: sha})
+			entries = append(entries, contract.QueueRequest{Stack: stack, RunID: contract.ChangeID(w.in.Repo, w.in.Branch, sha), Commit: sha})
 		}
 		w.st.LastSeen = sha
 	}
@@ -181,13 +182,13 @@ func (w *watcher) enqueueRequested(ctx workflow.Context) {
 
 // enqueue puts runs into their stacks' queues, in order. The activity
 // retries until it succeeds: a run waits for its grant meanwhile.
-func (w *watcher) enqueue(ctx workflow.Context, entries []activities.QueueRequest) {
+func (w *watcher) enqueue(ctx workflow.Context, entries []contract.QueueRequest) {
 	if len(entries) == 0 {
 		return
 	}
 	o := gitOptions(fmt.Sprintf("Enter %d runs into their stack queues", len(entries)))
 	o.RetryPolicy.MaximumAttempts = 0
-	if err := workflow.ExecuteActivity(withOptions(ctx, o), a.Enqueue, activities.EnqueueRequest{Entries: entries}).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(withOptions(ctx, o), a.Enqueue, contract.EnqueueRequest{Entries: entries}).Get(ctx, nil); err != nil {
 		// Only a refusal that needs a person ends the retries: say it
 		// where people look, since the runs wait for their grants.
 		workflow.GetLogger(ctx).Error("enqueue runs", "error", err)
@@ -200,13 +201,13 @@ func (w *watcher) rewritten(ctx workflow.Context, res activities.PollResult) {
 	hold := res.OnRewrite != config.RewriteContinue &&
 		workflow.GetVersion(ctx, VersionHoldOnRewrite, workflow.DefaultVersion, 1) == 1
 	detail := fmt.Sprintf("%s no longer holds %s (force push?): nothing from the rewritten part is deployed; ",
-		w.in.Branch, shortSHA(w.st.LastSeen))
+		w.in.Branch, contract.ShortSHA(w.st.LastSeen))
 	if hold {
 		w.st.Held = &Rewrite{LastSeen: w.st.LastSeen, Head: res.Head, At: workflow.Now(ctx)}
 		w.notify(ctx, "history rewritten", res.Head, detail+fmt.Sprintf("held until `changeops ack-rewrite %s`", w.in.Branch))
 		return
 	}
-	w.notify(ctx, "history rewritten", res.Head, detail+"watching continues from "+shortSHA(res.Head))
+	w.notify(ctx, "history rewritten", res.Head, detail+"watching continues from "+contract.ShortSHA(res.Head))
 	w.st.LastSeen = res.Head
 }
 
@@ -250,8 +251,8 @@ func waitForPoll(ctx workflow.Context, pokes, requests workflow.ReceiveChannel, 
 // before a restart) is the run for that commit. about, when known, names
 // the commit in the run's summary and details in the Temporal UI.
 func startChange(ctx workflow.Context, in WatcherInput, sha string, enqueued []string, about *activities.Commit) error {
-	id := ChangeID(in.Repo, in.Branch, sha)
-	summary, details := fmt.Sprintf("Change %s on %s", shortSHA(sha), in.Branch), ""
+	id := contract.ChangeID(in.Repo, in.Branch, sha)
+	summary, details := fmt.Sprintf("Change %s on %s", contract.ShortSHA(sha), in.Branch), ""
 	if about != nil {
 		summary += ": " + about.Subject
 		details = fmt.Sprintf("**Commit** %s\n\n**Author** %s <%s>\n\n**Stacks** %s",
@@ -264,12 +265,12 @@ func startChange(ctx workflow.Context, in WatcherInput, sha string, enqueued []s
 		StaticSummary:         summary,
 		StaticDetails:         details,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			ChangeCommit.ValueSet(sha),
-			ChangeBranch.ValueSet(in.Branch),
-			ChangeState.ValueSet(StatePlanning),
+			contract.ChangeCommit.ValueSet(sha),
+			contract.ChangeBranch.ValueSet(in.Branch),
+			contract.ChangeState.ValueSet(contract.StatePlanning),
 		),
 	})
-	err := workflow.ExecuteChildWorkflow(cctx, ChangeWorkflowName, ChangeInput{Repo: in.Repo, Branch: in.Branch, Commit: sha, UIURL: in.UIURL, Enqueued: enqueued}).
+	err := workflow.ExecuteChildWorkflow(cctx, contract.ChangeWorkflowName, ChangeInput{Repo: in.Repo, Branch: in.Branch, Commit: sha, UIURL: in.UIURL, Enqueued: enqueued}).
 		GetChildWorkflowExecution().Get(ctx, nil)
 	var started *temporal.ChildWorkflowExecutionAlreadyStartedError
 	if errors.As(err, &started) {

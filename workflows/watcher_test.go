@@ -16,6 +16,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/notify"
 )
 
@@ -32,10 +33,10 @@ type WatcherSuite struct {
 	lastIn  []string // LastSeen of each poll
 	started []string // commits whose change run was started
 	inputs  map[string]ChangeInput
-	queued  []activities.QueueRequest // what Enqueue was asked, in order
+	queued  []contract.QueueRequest // what Enqueue was asked, in order
 	notes   []string
 	// onEnqueue, when set, runs as Enqueue is called (outside mu).
-	onEnqueue func(activities.EnqueueRequest)
+	onEnqueue func(contract.EnqueueRequest)
 }
 
 func TestWatcherSuite(t *testing.T) { suite.Run(t, new(WatcherSuite)) }
@@ -50,7 +51,7 @@ func (s *WatcherSuite) SetupTest() {
 	s.polls, s.errs, s.n, s.lastIn, s.started, s.notes = nil, map[int]error{}, 0, nil, nil, nil
 	s.inputs, s.queued, s.onEnqueue = map[string]ChangeInput{}, nil, nil
 	s.mu.Unlock()
-	s.env.OnActivity(a.Enqueue, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.EnqueueRequest) error {
+	s.env.OnActivity(a.Enqueue, mock.Anything, mock.Anything).Return(func(_ context.Context, req contract.EnqueueRequest) error {
 		s.mu.Lock()
 		s.queued = append(s.queued, req.Entries...)
 		hook := s.onEnqueue
@@ -76,12 +77,12 @@ func (s *WatcherSuite) SetupTest() {
 		res.PollInterval = time.Second
 		return res, nil
 	})
-	s.env.OnWorkflow(ChangeWorkflowName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in ChangeInput) (ChangeResult, error) {
+	s.env.OnWorkflow(contract.ChangeWorkflowName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in ChangeInput) (ChangeResult, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.started = append(s.started, in.Commit)
 		s.inputs[in.Commit] = in
-		return ChangeResult{State: StateSucceeded}, nil
+		return ChangeResult{State: contract.StateSucceeded}, nil
 	})
 	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, e notify.Event) (notify.Thread, error) {
 		s.mu.Lock()
@@ -122,16 +123,16 @@ func (s *WatcherSuite) TestRewriteIsHeldUntilAcknowledged() {
 	var refused, accepted error
 	s.env.RegisterDelayedCallback(func() {
 		s.Empty(s.started, "nothing is deployed while held")
-		v, err := s.env.QueryWorkflow(WatcherStatusQuery)
+		v, err := s.env.QueryWorkflow(contract.WatcherStatusQuery)
 		s.Require().NoError(err)
 		var st WatcherStatus
 		s.Require().NoError(v.Get(&st))
 		s.Require().NotNil(st.Held)
 		s.Equal("a1", st.Held.LastSeen)
-		s.env.UpdateWorkflow(AckRewriteUpdate, "", &testsuite.TestUpdateCallback{
+		s.env.UpdateWorkflow(contract.AckRewriteUpdate, "", &testsuite.TestUpdateCallback{
 			OnAccept: func() {}, OnReject: func(err error) { refused = err }, OnComplete: func(any, error) {},
 		}, AckRequest{})
-		s.env.UpdateWorkflow(AckRewriteUpdate, "", &testsuite.TestUpdateCallback{
+		s.env.UpdateWorkflow(contract.AckRewriteUpdate, "", &testsuite.TestUpdateCallback{
 			OnAccept: func() {}, OnReject: func(err error) { accepted = err }, OnComplete: func(any, error) {},
 		}, AckRequest{User: "carol"})
 	}, time.Hour)
@@ -174,7 +175,7 @@ func (s *WatcherSuite) TestStartedRunsEnterTheirQueuesInMergeOrder() {
 		{Head: "c3", NewCommits: []string{"c1", "c2", "c3"}, Stacks: [][]string{{"api", "web"}, nil, {"web"}}},
 	}
 	s.run(WatcherInput{Branch: "main"})
-	s.Equal([]activities.QueueRequest{
+	s.Equal([]contract.QueueRequest{
 		{Stack: "api", RunID: "change/main/c1", Commit: "c1"},
 		{Stack: "web", RunID: "change/main/c1", Commit: "c1"},
 		{Stack: "web", RunID: "change/main/c3", Commit: "c3"},
@@ -188,14 +189,14 @@ func (s *WatcherSuite) TestStartedRunsEnterTheirQueuesInMergeOrder() {
 // while a rewrite holds it (queued runs must not wait for the ack).
 func (s *WatcherSuite) TestServesEnqueueRequestsEvenWhenHeld() {
 	s.polls = []activities.PollResult{{Head: "x2", Rewritten: true}}
-	req := activities.EnqueueRequest{Entries: []activities.QueueRequest{{Stack: "web", RunID: "change/main/manual", Commit: "manual"}}}
-	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(EnqueueRunSignal, req) }, 10*time.Minute)
-	var during []activities.QueueRequest
+	req := contract.EnqueueRequest{Entries: []contract.QueueRequest{{Stack: "web", RunID: "change/main/manual", Commit: "manual"}}}
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.EnqueueRunSignal, req) }, 10*time.Minute)
+	var during []contract.QueueRequest
 	s.env.RegisterDelayedCallback(func() {
 		s.mu.Lock()
 		during = slices.Clone(s.queued)
 		s.mu.Unlock()
-		s.env.UpdateWorkflow(AckRewriteUpdate, "", &testsuite.TestUpdateCallback{
+		s.env.UpdateWorkflow(contract.AckRewriteUpdate, "", &testsuite.TestUpdateCallback{
 			OnAccept: func() {}, OnReject: func(error) {}, OnComplete: func(any, error) {},
 		}, AckRequest{User: "carol"})
 	}, time.Hour)
@@ -206,17 +207,17 @@ func (s *WatcherSuite) TestServesEnqueueRequestsEvenWhenHeld() {
 // A request that arrives while the watcher serves its last requests before
 // continuing as new (issue 19, item 4) is carried to the next run.
 func (s *WatcherSuite) TestRequestRacingContinueAsNewIsCarried() {
-	first := activities.EnqueueRequest{Entries: []activities.QueueRequest{{Stack: "web", RunID: "change/main/m1", Commit: "m1"}}}
-	racing := activities.EnqueueRequest{Entries: []activities.QueueRequest{{Stack: "api", RunID: "change/main/m2", Commit: "m2"}}}
+	first := contract.EnqueueRequest{Entries: []contract.QueueRequest{{Stack: "web", RunID: "change/main/m1", Commit: "m1"}}}
+	racing := contract.EnqueueRequest{Entries: []contract.QueueRequest{{Stack: "api", RunID: "change/main/m2", Commit: "m2"}}}
 	// The run continues as new after the poll that serves first, and the
 	// racing request arrives while that enqueue runs.
 	s.env.RegisterDelayedCallback(func() {
 		s.env.SetContinueAsNewSuggested(true)
-		s.env.SignalWorkflow(EnqueueRunSignal, first)
+		s.env.SignalWorkflow(contract.EnqueueRunSignal, first)
 	}, 100*time.Second+time.Second/2)
-	s.onEnqueue = func(req activities.EnqueueRequest) {
+	s.onEnqueue = func(req contract.EnqueueRequest) {
 		if req.Entries[0].RunID == first.Entries[0].RunID {
-			s.env.SignalWorkflow(EnqueueRunSignal, racing)
+			s.env.SignalWorkflow(contract.EnqueueRunSignal, racing)
 		}
 	}
 	s.env.ExecuteWorkflow(WatcherWorkflow, WatcherInput{Branch: "main", LastSeen: "a1"})
@@ -232,7 +233,7 @@ func (s *WatcherSuite) TestRequestRacingContinueAsNewIsCarried() {
 
 // The next run serves the requests carried over before it polls.
 func (s *WatcherSuite) TestCarriedRequestsAreServedFirst() {
-	pending := []activities.QueueRequest{{Stack: "api", RunID: "change/main/m2", Commit: "m2"}}
+	pending := []contract.QueueRequest{{Stack: "api", RunID: "change/main/m2", Commit: "m2"}}
 	s.polls = []activities.PollResult{{Head: "c1", NewCommits: []string{"c1"}, Stacks: [][]string{{"api"}}}}
 	s.run(WatcherInput{Branch: "main", LastSeen: "a1", Pending: pending})
 	s.Require().Len(s.queued, 2)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/notify"
 )
@@ -64,7 +65,7 @@ type OverrideResult struct {
 	Needed int
 }
 
-// WindowRecheck wakes a run waiting for its window (WindowRecheckSignal).
+// WindowRecheck wakes a run waiting for its window (contract.WindowRecheckSignal).
 type WindowRecheck struct {
 	Reason string `json:",omitempty"`
 }
@@ -79,7 +80,7 @@ func (r *changeRun) awaitWindow(ctx workflow.Context) (ChangeResult, bool) {
 	}
 	if r.st.Window == nil {
 		r.st.Window = &WindowStatus{Overriders: overridersOf(r.stacks)}
-		if err := workflow.SetUpdateHandlerWithOptions(ctx, OverrideWindowUpdate,
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.OverrideWindowUpdate,
 			func(ctx workflow.Context, req DecisionRequest) (OverrideResult, error) {
 				return r.recordOverride(ctx, req), nil
 			},
@@ -87,14 +88,14 @@ func (r *changeRun) awaitWindow(ctx workflow.Context) (ChangeResult, bool) {
 				return authorizeOverride(&r.st, r.gate, req, workflow.Now(ctx))
 			}},
 		); err != nil {
-			return r.finish(ctx, StateFailed, "set up the window override: "+err.Error()), false
+			return r.finish(ctx, contract.StateFailed, "set up the window override: "+err.Error()), false
 		}
 	}
 	ws := r.st.Window
 	if plan := r.st.PlanDigest(); ws.Plan != plan {
 		ws.Plan, ws.Overrides = plan, nil // votes were for another plan
 	}
-	recheck := workflow.GetSignalChannel(ctx, WindowRecheckSignal)
+	recheck := workflow.GetSignalChannel(ctx, contract.WindowRecheckSignal)
 	names := strings.Join(r.st.Stacks, ", ")
 	for {
 		if voters := ws.voters(); len(voters) >= overrideVotes {
@@ -126,9 +127,9 @@ func (r *changeRun) awaitWindow(ctx workflow.Context) (ChangeResult, bool) {
 			return ChangeResult{}, true
 		}
 		why := windowWhy(res)
-		if r.st.State != StateWaitingForWindow {
+		if r.st.State != contract.StateWaitingForWindow {
 			ws.Since = workflow.Now(ctx)
-			r.enter(ctx, StateWaitingForWindow, why)
+			r.enter(ctx, contract.StateWaitingForWindow, why)
 			detail := why
 			if len(ws.Overriders) > 0 {
 				detail += fmt.Sprintf("\nTo apply now (break glass), %d of %s run changeops approve %s --override-window --reason TEXT",
@@ -147,7 +148,7 @@ func (r *changeRun) awaitWindow(ctx workflow.Context) (ChangeResult, bool) {
 			Timeout:      wait,
 			TimerOptions: workflow.TimerOptions{Summary: "change window of " + names},
 		}, func() bool { return recheck.Len() > 0 || len(ws.Overrides) != votes }); err != nil {
-			return r.finish(ctx, StateFailed, "cancelled while waiting for the change window"), false
+			return r.finish(ctx, contract.StateFailed, "cancelled while waiting for the change window"), false
 		}
 	}
 }
@@ -240,7 +241,7 @@ func authorizeOverride(st *Status, g Verifier, req DecisionRequest, now time.Tim
 		return fmt.Errorf("the claim is not an override of the change window (it is %q): use changeops approve --override-window", c.Action)
 	case c.WorkflowID != st.ID || c.RunID != st.RunID:
 		return fmt.Errorf("the override was signed for run %s (%s), not this one (%s, %s)", c.WorkflowID, c.RunID, st.ID, st.RunID)
-	case st.State != StateWaitingForWindow || ws == nil:
+	case st.State != contract.StateWaitingForWindow || ws == nil:
 		return fmt.Errorf("%s is %s, not waiting for its change window: only a run that waits for one can be overridden", st.Subject(), st.State)
 	case c.Plan != st.PlanDigest():
 		return fmt.Errorf("the override is for another plan of %s than the one waiting: look at the new plan and vote again", st.Subject())
@@ -262,7 +263,7 @@ func authorizeOverride(st *Status, g Verifier, req DecisionRequest, now time.Tim
 		} {
 			if link := id.LinkedTo(p.name, p.email); link != "" {
 				return fmt.Errorf("%s is linked to the %s of commit %s by %s, and %s four eyes: another approver must vote",
-					who, p.role, shortSHA(st.Commit.SHA), link, stacksRequire(st.Approval.Stacks))
+					who, p.role, contract.ShortSHA(st.Commit.SHA), link, stacksRequire(st.Approval.Stacks))
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/gate/gatetest"
 )
@@ -98,11 +99,11 @@ func (s *ChangeSuite) TestWindowOpensInTwoHours() {
 
 	res := s.run()
 	s.NoError(refused)
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(contract.StateSucceeded, res.State)
 	st := s.status()
-	s.Equal([]string{StatePlanning, StateQueued, StatePlanning, StateAwaitingApproval, StateWaitingForWindow, StateApplying, StateVerifying, StateSucceeded}, states(st))
+	s.Equal([]string{contract.StatePlanning, contract.StateQueued, contract.StatePlanning, contract.StateAwaitingApproval, contract.StateWaitingForWindow, contract.StateApplying, contract.StateVerifying, contract.StateSucceeded}, states(st))
 
-	s.Equal(StateWaitingForWindow, waiting.State, "an hour in, the run still waits")
+	s.Equal(contract.StateWaitingForWindow, waiting.State, "an hour in, the run still waits")
 	s.Contains(waiting.Detail, "outside the allow window nights (web)")
 	s.Contains(waiting.Detail, "the window opens at "+opens.UTC().Format(time.RFC3339))
 	s.Empty(waiting.Applies)
@@ -143,13 +144,13 @@ func (s *ChangeSuite) TestFreezeAddedWhileAwaitingApproval() {
 	s.decide(10*time.Minute, DecisionRequest{Approve: true, User: "bob"}, &refused)
 	s.watch(20*time.Minute, &frozen)
 	// The freeze is lifted at 25m and the freezes workflow wakes the run.
-	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(WindowRecheckSignal, WindowRecheck{Reason: "a freeze ended"}) }, 25*time.Minute)
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.WindowRecheckSignal, WindowRecheck{Reason: "a freeze ended"}) }, 25*time.Minute)
 
 	res := s.run()
 	s.NoError(refused)
-	s.Equal(StateSucceeded, res.State)
-	s.Equal(StateAwaitingApproval, asking.State, "a frozen stack plans and asks as usual")
-	s.Equal(StateWaitingForWindow, frozen.State)
+	s.Equal(contract.StateSucceeded, res.State)
+	s.Equal(contract.StateAwaitingApproval, asking.State, "a frozen stack plans and asks as usual")
+	s.Equal(contract.StateWaitingForWindow, frozen.State)
 	s.Contains(frozen.Detail, "stack web frozen by mallory since")
 	s.Contains(frozen.Detail, "incident 7; applies once unfrozen")
 	s.Equal([]activities.Freeze{freeze}, frozen.Window.Check.Frozen)
@@ -174,7 +175,7 @@ func signOverride(st Status, user, reason string, now time.Time) DecisionRequest
 // override sends a vote made by build after d through the Update.
 func (s *ChangeSuite) override(d time.Duration, build func(Status, time.Time) DecisionRequest, refused *error) {
 	s.env.RegisterDelayedCallback(func() {
-		s.env.UpdateWorkflow(OverrideWindowUpdate, "", &testsuite.TestUpdateCallback{
+		s.env.UpdateWorkflow(contract.OverrideWindowUpdate, "", &testsuite.TestUpdateCallback{
 			OnAccept:   func() {},
 			OnReject:   func(err error) { *refused = err },
 			OnComplete: func(any, error) {},
@@ -229,10 +230,10 @@ func (s *ChangeSuite) TestOverrideWithOneThenTwoApprovers() {
 	s.ErrorContains(decision, "the claim is not an override of the change window")
 	s.NoError(second)
 
-	s.Equal(StateWaitingForWindow, afterOne.State, "one vote applies nothing")
+	s.Equal(contract.StateWaitingForWindow, afterOne.State, "one vote applies nothing")
 	s.Empty(afterOne.Applies)
 	s.Require().Len(afterOne.Window.Overrides, 1)
-	s.Equal(StateSucceeded, res.State)
+	s.Equal(contract.StateSucceeded, res.State)
 	st := s.status()
 	s.True(st.Window.Overridden)
 	s.Equal([]string{"bob", "mallory"}, st.Window.voters())
@@ -247,7 +248,7 @@ func (s *ChangeSuite) TestOverrideWithOneThenTwoApprovers() {
 // A heal (drift policy heal) waits for the stack's window too; the
 // drift check itself needs none.
 func (s *ChangeSuite) TestDriftHealWaitsForWindow() {
-	s.driftSetup(driftStack(config.DriftHeal), &activities.Deployed{Commit: sha})
+	s.driftSetup(driftStack(config.DriftHeal), &contract.Deployed{Commit: sha})
 	s.check(drifted)
 	s.reapply("")
 	s.verify("web", true).Once()
@@ -263,9 +264,9 @@ func (s *ChangeSuite) TestDriftHealWaitsForWindow() {
 	})
 
 	res := s.runDrift(DriftInput{})
-	s.Equal(StateDriftHealed, res.State)
+	s.Equal(contract.StateDriftHealed, res.State)
 	st := s.status()
-	s.Equal([]string{StateDriftChecking, StateQueued, StateDriftChecking, StateQueued, StateWaitingForWindow, StateApplying, StateVerifying, StateDriftHealed}, states(st))
+	s.Equal([]string{contract.StateDriftChecking, contract.StateQueued, contract.StateDriftChecking, contract.StateQueued, contract.StateWaitingForWindow, contract.StateApplying, contract.StateVerifying, contract.StateDriftHealed}, states(st))
 	checks := s.windowChecks()
 	s.Require().NotEmpty(checks)
 	s.Equal(opens, checks[len(checks)-1], "re-applied when the window opened")

@@ -23,6 +23,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+
+	"github.com/changeops/changeops/contract"
 )
 
 // ErrCommitNotFound is returned for a revision the remote does not have.
@@ -182,10 +184,8 @@ type NotOnBranchError struct {
 
 func (e *NotOnBranchError) Error() string {
 	return fmt.Sprintf("commit %s is not on branch %s of %s (head %s): changeops deploys only merged commits; merge it into %s first",
-		shortSHA(e.SHA), e.Branch, e.URL, shortSHA(e.Head), e.Branch)
+		contract.ShortSHA(e.SHA), e.Branch, e.URL, contract.ShortSHA(e.Head), e.Branch)
 }
-
-func shortSHA(sha string) string { return sha[:min(7, len(sha))] }
 
 // CommitInfo is the part of a commit people read. Its strings come from
 // whoever wrote the commit, so each is cut to a bound (MaxSubject,

@@ -11,7 +11,7 @@ import (
 
 	"github.com/go-git/go-git/v5"
 
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 )
 
 // fixture is a real repository built with the git CLI, and a Repo caching it.

@@ -9,7 +9,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 )
 
 // effective builds commit's effective tree at the remote's head and returns

@@ -9,7 +9,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/changeops/changeops/internal/gitrepo"
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 )
 
 func pushFixture(t *testing.T) (*gittest.Remote, *gitrepo.Repo, string) {

@@ -12,7 +12,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/storage/memory"
 
-	"github.com/changeops/changeops/internal/gittest"
+	"github.com/changeops/changeops/internal/testkit/gittest"
 )
 
 // Each shape in which two entries could come to share a name, or a file

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+
+	"github.com/changeops/changeops/contract"
 )
 
 // Console logs every event; it is always on, so a run is traceable from the
@@ -16,7 +18,7 @@ func (c Console) Notify(ctx context.Context, d *Delivery) error {
 	e := d.Event
 	attrs := []any{
 		"run", e.RunID,
-		"commit", ShortSHA(e.Commit),
+		"commit", contract.ShortSHA(e.Commit),
 		"stacks", strings.Join(e.Stacks, ","),
 		"state", e.State,
 		"detail", e.Detail,

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/changeops/changeops/contract"
 )
 
 // Kind says what an event reports, so that a renderer can lay it out (a
@@ -147,18 +149,10 @@ func (d *Delivery) Save() {
 	}
 }
 
-// ShortSHA returns the first 7 characters of a commit.
-func ShortSHA(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
-}
-
 // Text renders the event as plain text (console, Slack fallback).
 func (e Event) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[%s] %s %q (%s): %s", e.State, ShortSHA(e.Commit), e.Subject, strings.Join(e.Stacks, ", "), e.Step)
+	fmt.Fprintf(&b, "[%s] %s %q (%s): %s", e.State, contract.ShortSHA(e.Commit), e.Subject, strings.Join(e.Stacks, ", "), e.Step)
 	if e.Detail != "" {
 		b.WriteString("\n")
 		b.WriteString(e.Detail)

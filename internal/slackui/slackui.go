@@ -13,6 +13,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/notify"
 )
 
@@ -101,7 +102,7 @@ func Parent(e notify.Event) Message {
 		blocks = append(blocks, slack.NewContextBlock("", ctx...))
 	}
 	return Message{
-		Text:   fmt.Sprintf("%s: %s %s (%s)", e.State, notify.ShortSHA(e.Commit), e.Subject, strings.Join(e.Stacks, ", ")),
+		Text:   fmt.Sprintf("%s: %s %s (%s)", e.State, contract.ShortSHA(e.Commit), e.Subject, strings.Join(e.Stacks, ", ")),
 		Blocks: blocks,
 	}
 }
@@ -120,7 +121,7 @@ func Step(e notify.Event, attempt int) Message {
 		blocks = drift(e)
 	case notify.KindApproval:
 		blocks = approval(e)
-		text = "Waiting for a decision on " + notify.ShortSHA(e.Commit)
+		text = "Waiting for a decision on " + contract.ShortSHA(e.Commit)
 	case notify.KindDecision:
 		blocks = []slack.Block{section(decided(e.Decision))}
 	case notify.KindVerified:
@@ -142,7 +143,7 @@ func Step(e notify.Event, attempt int) Message {
 	if len(blocks) > maxBlocks {
 		blocks = blocks[:maxBlocks]
 	}
-	return Message{Text: fmt.Sprintf("%s %s: %s", notify.ShortSHA(e.Commit), e.State, text), Blocks: blocks}
+	return Message{Text: fmt.Sprintf("%s %s: %s", contract.ShortSHA(e.Commit), e.State, text), Blocks: blocks}
 }
 
 // Closed replaces the approval message once the run no longer waits: the
@@ -263,7 +264,7 @@ func approval(e notify.Event) []slack.Block {
 	}
 	yes, no := orElse(ask.ApproveLabel, "Approve"), orElse(ask.RejectLabel, "Reject")
 	title := "Apply this change?"
-	confirm := fmt.Sprintf("%s %s will be applied to %s.", notify.ShortSHA(e.Commit), e.Subject, strings.Join(e.Stacks, ", "))
+	confirm := fmt.Sprintf("%s %s will be applied to %s.", contract.ShortSHA(e.Commit), e.Subject, strings.Join(e.Stacks, ", "))
 	if ask.Question != "" {
 		line += "\n" + esc(ask.Question)
 		title, confirm = yes+"?", ask.Question
@@ -352,9 +353,9 @@ func IsGroupID(s string) bool { return config.IsSlackGroup(s) }
 
 func commitRef(e notify.Event) string {
 	if e.URL != "" {
-		return fmt.Sprintf("<%s|`%s`>", e.URL, notify.ShortSHA(e.Commit))
+		return fmt.Sprintf("<%s|`%s`>", e.URL, contract.ShortSHA(e.Commit))
 	}
-	return code(notify.ShortSHA(e.Commit))
+	return code(contract.ShortSHA(e.Commit))
 }
 
 // date renders t in each reader's own time zone, with a fallback.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/workflows"
 )
@@ -26,7 +27,7 @@ func (b *bench) driftCheck(ctx context.Context, pairs int) (ours, bare []float64
 		if err := b.waitResult(ctx, id, &res); err != nil {
 			return nil, nil, err
 		}
-		if res.State != workflows.StateDriftNone {
+		if res.State != contract.StateDriftNone {
 			return nil, nil, fmt.Errorf("drift check %s ended %s: %s", id, res.State, res.Reason)
 		}
 		d, err := b.client.DescribeWorkflowExecution(ctx, id, "")

@@ -53,6 +53,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/devserver"
 	"github.com/changeops/changeops/internal/pulumienv"
 	"github.com/changeops/changeops/worker"
@@ -291,7 +292,7 @@ func (b *bench) webhookLatency(ctx context.Context, count int) ([]float64, error
 		if resp.StatusCode != http.StatusAccepted {
 			return nil, fmt.Errorf("webhook answered %d", resp.StatusCode)
 		}
-		id := workflows.ChangeWorkflowID(b.branch, sha)
+		id := contract.ChangeWorkflowID(b.branch, sha)
 		var res workflows.ChangeResult
 		if err := b.waitResult(ctx, id, &res); err != nil {
 			return nil, err
@@ -445,13 +446,13 @@ func (b *bench) orchestrated(ctx context.Context, content string) (time.Duration
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	id := workflows.ChangeWorkflowID(b.branch, sha)
+	id := contract.ChangeWorkflowID(b.branch, sha)
 	b.last = id
 	var res workflows.ChangeResult
 	if err := b.waitResult(ctx, id, &res); err != nil {
 		return 0, time.Time{}, err
 	}
-	if res.State != workflows.StateSucceeded {
+	if res.State != contract.StateSucceeded {
 		return 0, time.Time{}, fmt.Errorf("run %s ended %s: %s", id, res.State, res.Reason)
 	}
 	d, err := b.client.DescribeWorkflowExecution(ctx, id, "")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate/gatetest"
 	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/worker"
@@ -93,7 +94,7 @@ func parkedApprovals(ctx context.Context, dir, tools, temporal string, count int
 	c := w.Client()
 	// The watcher's first poll takes the baseline; commits after it are runs.
 	for {
-		v, err := c.QueryWorkflow(ctx, workflows.WatcherWorkflowID(branch), "", workflows.WatcherStatusQuery)
+		v, err := c.QueryWorkflow(ctx, contract.WatcherWorkflowID(branch), "", contract.WatcherStatusQuery)
 		var st workflows.WatcherStatus
 		if err == nil && v.Get(&st) == nil && st.LastSeen != "" {
 			break
@@ -129,7 +130,7 @@ func parkedApprovals(ctx context.Context, dir, tools, temporal string, count int
 	}
 	deadline := time.Now().Add(8 * time.Minute)
 	for {
-		runs, err := starter.List(ctx, c, starter.Filter{State: workflows.StateAwaitingApproval, Kind: starter.KindChange, Limit: count + 10})
+		runs, err := starter.List(ctx, c, starter.Filter{State: contract.StateAwaitingApproval, Kind: starter.KindChange, Limit: count + 10})
 		if err != nil {
 			return res, err
 		}
@@ -152,7 +153,7 @@ func parkedApprovals(ctx context.Context, dir, tools, temporal string, count int
 	debug.FreeOSMemory()
 	res.rssAfter, res.goroutinesAfter = rss(), runtime.NumGoroutine()
 
-	id := workflows.ChangeWorkflowID(branch, last)
+	id := contract.ChangeWorkflowID(branch, last)
 	approved := time.Now()
 	if _, err := starter.Decide(ctx, c, id, starter.Decision{Approve: true, Person: "bench", Signer: gatetest.Signer("bench")}); err != nil {
 		return res, err
@@ -161,7 +162,7 @@ func parkedApprovals(ctx context.Context, dir, tools, temporal string, count int
 	if err := c.GetWorkflow(ctx, id, "").Get(ctx, &out); err != nil {
 		return res, err
 	}
-	if out.State != workflows.StateSucceeded {
+	if out.State != contract.StateSucceeded {
 		return res, fmt.Errorf("the last parked run ended %s: %s", out.State, out.Reason)
 	}
 	res.approvedIn = time.Since(approved)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/workflows"
 )
 
@@ -35,12 +36,12 @@ func (b *bench) queueThroughput(ctx context.Context, count int) (ours, bare floa
 		return 0, 0, err
 	}
 	var res workflows.ChangeResult
-	id := workflows.ChangeWorkflowID(b.branch, last)
+	id := contract.ChangeWorkflowID(b.branch, last)
 	if err := b.waitResult(ctx, id, &res); err != nil {
 		return 0, 0, err
 	}
 	// The queue is first in, first out: the last run ends last.
-	if res.State != workflows.StateSucceeded {
+	if res.State != contract.StateSucceeded {
 		return 0, 0, fmt.Errorf("the last queued run %s ended %s: %s", id, res.State, res.Reason)
 	}
 	ours = float64(count) / time.Since(start).Minutes()

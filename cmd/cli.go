@@ -1,7 +1,7 @@
 // Package cli is the `changeops` command line: dev, worker, start, approve,
 // reject, status, list, audit, ack-rewrite, drift, setup, deployment,
 // freeze and unfreeze.
-package cli
+package cmd
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package cli
+package cmd
 
 import (
 	"fmt"
@@ -10,9 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/jsonout"
 	"github.com/changeops/changeops/starter"
-	"github.com/changeops/changeops/workflows"
 )
 
 func startCmd(g *globals) *cobra.Command {
@@ -306,7 +306,7 @@ func printStatus(w io.Writer, r starter.Run) {
 		}
 		if w := st.Window; w != nil && !w.Since.IsZero() {
 			verb := "waited for its window from"
-			if st.State == workflows.StateWaitingForWindow {
+			if st.State == contract.StateWaitingForWindow {
 				verb = "waiting for its window since"
 			}
 			fmt.Fprintf(tw, "window\t%s %s\n", verb, w.Since.Format("2006-01-02 15:04:05Z07:00"))
@@ -316,7 +316,7 @@ func printStatus(w io.Writer, r starter.Run) {
 			for _, c := range w.Check.Closed {
 				fmt.Fprintf(tw, "closed\t%s\n", c)
 			}
-			if next := w.Check.Next; !next.IsZero() && st.State == workflows.StateWaitingForWindow {
+			if next := w.Check.Next; !next.IsZero() && st.State == contract.StateWaitingForWindow {
 				label := "opens"
 				if len(w.Check.Frozen) > 0 {
 					label = "next check" // when the freezes run out

@@ -18,8 +18,8 @@ import (
 	"github.com/slack-go/slack/socketmode"
 	"go.temporal.io/sdk/client"
 
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
-	"github.com/changeops/changeops/internal/notify"
 	"github.com/changeops/changeops/internal/slackui"
 	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/workflows"
@@ -232,7 +232,7 @@ func (a *Approvals) request(ctx context.Context, b slackui.Button, user string, 
 	if approve && st.Approval.FourEyes && (listed || c.Via != "") {
 		email, err := a.Directory.Email(ctx, user)
 		if err != nil || email == "" {
-			return workflows.DecisionRequest{}, fmt.Errorf("change %s needs four eyes, and changeops cannot read your Slack email to compare it with the commit's author (the app needs the users:read.email scope): use changeops approve instead", notify.ShortSHA(st.Commit.SHA))
+			return workflows.DecisionRequest{}, fmt.Errorf("change %s needs four eyes, and changeops cannot read your Slack email to compare it with the commit's author (the app needs the users:read.email scope): use changeops approve instead", contract.ShortSHA(st.Commit.SHA))
 		}
 		c.SlackEmail = email
 	}

@@ -1,0 +1,77 @@
+package contract
+
+import (
+	"time"
+)
+
+// Names of the per-stack queue (docs/runs.md, step 2).
+const (
+	StackQueueWorkflowName = "StackQueueWorkflow"
+	// EnqueueSignal puts a run in a stack's queue (a QueueEntry).
+	EnqueueSignal = "enqueue"
+	// ReleaseSignal gives the stack back (a Release).
+	ReleaseSignal = "release"
+	// GrantSignal tells a run it holds a stack (a Grant).
+	GrantSignal = "grant"
+	// QueueStatusQuery returns the queue's QueueState.
+	QueueStatusQuery = "queue-status"
+)
+
+// QueueID is the one queue a stack has.
+func QueueID(stack string) string { return "queue/" + stack }
+
+// QueueEntry is a run waiting for, or holding, a stack.
+type QueueEntry struct {
+	RunID  string
+	Commit string
+	At     time.Time // when it entered the queue, or was granted the stack
+}
+
+// Deployed is a state of a stack that a run applied and verified: the
+// effective tree of Commit (its tree minus Undone).
+type Deployed struct {
+	Commit string
+	Undone []string
+	RunID  string
+	At     time.Time
+}
+
+// Grant tells a run it holds Stack, and what the stack last held that was
+// good, for a rollback.
+type Grant struct {
+	Stack    string
+	LastGood *Deployed
+}
+
+// Release gives a stack back; Deployed is set when the run succeeded and
+// the stack now holds a new good state.
+type Release struct {
+	RunID    string
+	Deployed *Deployed
+}
+
+// QueueState is the queue's whole state, carried across continue-as-new
+// and returned by QueueStatusQuery.
+type QueueState struct {
+	Stack    string
+	Holder   *QueueEntry
+	Waiting  []QueueEntry // FIFO: merge order
+	LastGood *Deployed
+	// ProbeEvery is how often the queue checks that its holder still runs.
+	ProbeEvery time.Duration
+	// Skipped reports the latest runs the queue moved past because they had
+	// ended without giving the stack back (newest last, bounded).
+	Skipped []string
+}
+
+// EnqueueRequest asks for places in stacks' queues, in order.
+type EnqueueRequest struct {
+	Entries []QueueRequest
+}
+
+// QueueRequest is one run entering one stack's queue.
+type QueueRequest struct {
+	Stack  string
+	RunID  string
+	Commit string
+}
