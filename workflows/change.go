@@ -30,11 +30,11 @@ type Workflows struct {
 // Change is one merged commit's run: inspect, plan, approve, apply,
 // verify, roll back (docs/runs.md).
 func (w Workflows) Change(ctx workflow.Context, in ChangeInput) (ChangeResult, error) {
-	r := &changeRun{in: in, gate: w.Gate}
+	r := &run{in: in, gate: w.Gate}
 	if err := r.setup(ctx); err != nil {
 		return ChangeResult{}, err
 	}
-	res := r.run(ctx)
+	res := r.change(ctx)
 	r.releaseQueues(ctx, res)
 	r.out.drain(ctx)
 	// An update accepted just before the end must get its answer.
@@ -44,7 +44,10 @@ func (w Workflows) Change(ctx workflow.Context, in ChangeInput) (ChangeResult, e
 	return res, nil
 }
 
-type changeRun struct {
+// run is one run of the Change or the Drift workflow: its status, the
+// stacks it holds and its Slack thread. change and drift are its two paths
+// (drift.go); the decisions, queues, notifications and rollback are shared.
+type run struct {
 	gate   Verifier
 	out    *outbox
 	in     ChangeInput
@@ -52,11 +55,14 @@ type changeRun struct {
 	stacks []config.Stack
 	// queued is set once the run entered its stacks' queues.
 	queued bool
+	// replan, set by apply, says why the approved plan no longer holds:
+	// deploy plans and asks again.
+	replan string
 	// lastGood is each held stack's last good state, from its grant.
 	lastGood map[string]*contract.Deployed
 }
 
-func (r *changeRun) setup(ctx workflow.Context) error {
+func (r *run) setup(ctx workflow.Context) error {
 	r.out = newOutbox(ctx)
 	r.st.ID = workflow.GetInfo(ctx).WorkflowExecution.ID
 	r.st.RunID = workflow.GetInfo(ctx).WorkflowExecution.RunID
@@ -111,7 +117,7 @@ func (r *changeRun) setup(ctx workflow.Context) error {
 // signals must not make its status too big to query.
 const maxRefusals = 20
 
-func (r *changeRun) refuse(reason string) {
+func (r *run) refuse(reason string) {
 	r.st.Refusals = append(r.st.Refusals, reason)
 	if n := len(r.st.Refusals); n > maxRefusals {
 		r.st.Refusals = r.st.Refusals[n-maxRefusals:]
@@ -120,7 +126,7 @@ func (r *changeRun) refuse(reason string) {
 
 // record keeps an accepted decision. A signed one is recorded from its
 // claim, which the validator verified.
-func (r *changeRun) record(ctx workflow.Context, req DecisionRequest) {
+func (r *run) record(ctx workflow.Context, req DecisionRequest) {
 	d := &Decision{Approve: req.Approve, User: req.User, Comment: req.Comment, At: workflow.Now(ctx), Via: req.Via}
 	if s := req.Signed; s != nil {
 		d = &Decision{Approve: s.Claim.Approve, User: s.Claim.Who(), Comment: s.Claim.Comment, At: workflow.Now(ctx),
@@ -135,16 +141,32 @@ func (r *changeRun) record(ctx workflow.Context, req DecisionRequest) {
 	}
 }
 
-func (r *changeRun) run(ctx workflow.Context) ChangeResult {
+func (r *run) change(ctx workflow.Context) ChangeResult {
+	// Each step either hands on to the next (ok) or ends the run with res.
+	for _, step := range []func(workflow.Context) (res ChangeResult, ok bool){
+		r.inspect, // 1. Inspect the commit: what changed, which stacks.
+		r.queue,   // 2. Hold the stacks' queues; learn the effective tree.
+		r.deploy,  // 3–5. Plan, approve, wait for the window, apply.
+		r.verifyAll,
+	} {
+		if res, ok := step(ctx); !ok {
+			return res
+		}
+	}
+	// 7. Succeed.
+	return r.finish(ctx, contract.StateSucceeded, "applied and verified")
+}
+
+// inspect is step 1: the commit, the paths it changed and the stacks they
+// touch. A commit that touches no stack ends here.
+func (r *run) inspect(ctx workflow.Context) (ChangeResult, bool) {
 	short := contract.ShortSHA(r.in.Commit)
 	r.enter(ctx, contract.StatePlanning, fmt.Sprintf("Inspecting %s…", short))
-
-	// 1. Inspect.
 	var insp activities.InspectResult
 	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions(fmt.Sprintf("Inspect %s", short))),
 		a.Inspect, activities.InspectInput{Repo: r.in.Repo, Branch: r.in.Branch, Commit: r.in.Commit}).Get(ctx, &insp)
 	if err != nil {
-		return r.fail(ctx, "inspect commit "+short, err)
+		return r.fail(ctx, "inspect commit "+short, err), false
 	}
 	r.st.Commit = insp.Commit
 	r.st.ChangedPaths = insp.ChangedPaths
@@ -164,62 +186,63 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 	}
 	r.notify(ctx, notify.Event{Kind: notify.KindReceived, Step: "received", Detail: changed})
 	if len(r.stacks) == 0 {
-		return r.finish(ctx, contract.StateNoOp, "the commit touches no configured stack")
+		return r.finish(ctx, contract.StateNoOp, "the commit touches no configured stack"), false
 	}
+	return ChangeResult{}, true
+}
 
-	// 2. Queue, then the effective tree. Runs started before queues
-	// existed keep their recorded shape.
-	if workflow.GetVersion(ctx, VersionStackQueues, workflow.DefaultVersion, 1) == 1 {
-		if res, ok := r.acquire(ctx); !ok {
-			return res
-		}
+// queue is step 2: the stacks' queues, then the effective tree (acquire).
+// Runs started before queues existed keep their recorded shape.
+func (r *run) queue(ctx workflow.Context) (ChangeResult, bool) {
+	if workflow.GetVersion(ctx, VersionStackQueues, workflow.DefaultVersion, 1) != 1 {
+		return ChangeResult{}, true
 	}
+	return r.acquire(ctx)
+}
 
+// deploy is steps 3 to 5: plan, approve, wait for the stacks' change
+// window (window.go), apply what was approved; and again, up to
+// maxPlanRounds, while the plan changes between approval and apply.
+func (r *run) deploy(ctx workflow.Context) (ChangeResult, bool) {
 	for round := 1; ; round++ {
-		// 3. Plan.
 		if res, ok := r.plan(ctx); !ok {
-			return res
+			return res, false
 		}
 		// A plan with nothing to do needs no decision: a revert commit's
 		// own run, after its rollback restored the stacks, ends here.
 		if nothingToDo(r.st.Plans) && workflow.GetVersion(ctx, VersionSkipEmptyPlans, workflow.DefaultVersion, 1) == 1 {
-			return r.finish(ctx, contract.StateNoOp, "the stacks already match this commit")
+			return r.finish(ctx, contract.StateNoOp, "the stacks already match this commit"), false
 		}
-
-		// 4. Approve, then wait for the stacks' change window (window.go).
 		if res, ok := r.approve(ctx); !ok {
-			return res
+			return res, false
 		}
 		if res, ok := r.awaitWindow(ctx); !ok {
-			return res
+			return res, false
 		}
-
-		// 5. Apply what was approved, or plan and ask again.
-		res, changed := r.apply(ctx)
-		if !changed {
-			if res.State != "" {
-				return res
-			}
-			break
+		if res, ok := r.apply(ctx); !ok {
+			return res, false
+		}
+		if r.replan == "" {
+			r.notify(ctx, notify.Event{Kind: notify.KindApplied, Step: "applied", Detail: applySummary(r.st.Applies)})
+			return ChangeResult{}, true
 		}
 		if round == maxPlanRounds {
-			return r.finish(ctx, contract.StateFailed, fmt.Sprintf("the plan kept changing between approval and apply (%d rounds): %s", round, res.Reason))
+			return r.finish(ctx, contract.StateFailed, fmt.Sprintf("the plan kept changing between approval and apply (%d rounds): %s", round, r.replan)), false
 		}
-		r.notify(ctx, notify.Event{Kind: notify.KindPlanChanged, Step: "plan changed", Detail: res.Reason + "; planning again"})
-		r.st.Plans, r.st.Applies, r.st.Decision = nil, nil, nil
+		r.notify(ctx, notify.Event{Kind: notify.KindPlanChanged, Step: "plan changed", Detail: r.replan + "; planning again"})
+		r.st.Plans, r.st.Applies, r.st.Decision, r.replan = nil, nil, nil, ""
 	}
-	r.notify(ctx, notify.Event{Kind: notify.KindApplied, Step: "applied", Detail: applySummary(r.st.Applies)})
+}
 
-	// 6. Verify.
+// verifyAll is step 6: every stack's checks; a failure rolls back.
+func (r *run) verifyAll(ctx workflow.Context) (ChangeResult, bool) {
 	r.enter(ctx, contract.StateVerifying, fmt.Sprintf("Verifying %s…", strings.Join(r.st.Stacks, ", ")))
 	for _, s := range r.stacks {
 		if reason, ok := r.verify(ctx, s, r.in.Commit, r.st.Undone); !ok {
-			return r.changeFailed(ctx, reason)
+			return r.changeFailed(ctx, reason), false
 		}
 	}
-
-	// 7. Succeed.
-	return r.finish(ctx, contract.StateSucceeded, "applied and verified")
+	return ChangeResult{}, true
 }
 
 // maxPlanRounds bounds how often a run plans again because the plan
@@ -227,7 +250,7 @@ func (r *changeRun) run(ctx workflow.Context) ChangeResult {
 const maxPlanRounds = 3
 
 // plan previews every stack at the run's effective tree.
-func (r *changeRun) plan(ctx workflow.Context) (ChangeResult, bool) {
+func (r *run) plan(ctx workflow.Context) (ChangeResult, bool) {
 	short := contract.ShortSHA(r.in.Commit)
 	if r.st.State != contract.StatePlanning { // back from the queue, or a changed plan
 		r.enter(ctx, contract.StatePlanning, fmt.Sprintf("Planning %s…", strings.Join(r.st.Stacks, ", ")))
@@ -247,9 +270,9 @@ func (r *changeRun) plan(ctx workflow.Context) (ChangeResult, bool) {
 }
 
 // apply runs up on every stack, each checked against its approved plan.
-// changed is true when a stack would now do something else: the result's
-// Reason says what, and the run plans again.
-func (r *changeRun) apply(ctx workflow.Context) (res ChangeResult, changed bool) {
+// A stack that would now do something else is not applied: r.replan says
+// what, and deploy plans again.
+func (r *run) apply(ctx workflow.Context) (ChangeResult, bool) {
 	short := contract.ShortSHA(r.in.Commit)
 	r.enter(ctx, contract.StateApplying, fmt.Sprintf("Applying %s…", strings.Join(r.st.Stacks, ", ")))
 	r.notify(ctx, notify.Event{Kind: notify.KindApplying, Step: "applying"})
@@ -269,7 +292,8 @@ func (r *changeRun) apply(ctx workflow.Context) (res ChangeResult, changed bool)
 		observe(ctx, MetricApplyDuration, started, map[string]string{"stack": s.Name})
 		var appErr *temporal.ApplicationError
 		if errors.As(err, &appErr) && appErr.Type() == activities.ErrPlanChanged {
-			return ChangeResult{Reason: appErr.Message()}, true
+			r.replan = appErr.Message()
+			return ChangeResult{}, true
 		}
 		if err != nil {
 			r.st.Error = fmt.Sprintf("apply %s: %s", s.Name, errorMessage(err))
@@ -284,7 +308,7 @@ func (r *changeRun) apply(ctx workflow.Context) (res ChangeResult, changed bool)
 		}
 		r.st.Applies = append(r.st.Applies, out)
 	}
-	return ChangeResult{}, false
+	return ChangeResult{}, true
 }
 
 // updateBegan says whether a failed Apply had begun changing resources:
@@ -300,7 +324,7 @@ func updateBegan(err error) bool {
 }
 
 // stackInput names a stack at the run's effective tree.
-func (r *changeRun) stackInput(ctx workflow.Context, s config.Stack) activities.StackInput {
+func (r *run) stackInput(ctx workflow.Context, s config.Stack) activities.StackInput {
 	return activities.StackInput{RunID: r.st.ID, Stack: s, Commit: r.in.Commit, Undone: r.st.Undone, Notice: r.notice(ctx)}
 }
 
@@ -315,7 +339,7 @@ func nothingToDo(plans []activities.PlanResult) bool {
 
 // approve waits for a decision when policy asks for one. ok is false when
 // the run ends here (rejected, expired, or no one may approve).
-func (r *changeRun) approve(ctx workflow.Context) (ChangeResult, bool) {
+func (r *run) approve(ctx workflow.Context) (ChangeResult, bool) {
 	r.st.Approval = approvalFor(r.stacks, r.st.Plans)
 	ap := &r.st.Approval
 	if !ap.Required {
@@ -346,7 +370,7 @@ func (r *changeRun) approve(ctx workflow.Context) (ChangeResult, bool) {
 // awaiting-approval, and the approvers hear so with buttons labelled as
 // labels says (Approve and Reject when empty). decided is false when the
 // time ran out.
-func (r *changeRun) ask(ctx workflow.Context, labels notify.Ask) (decided bool, err error) {
+func (r *run) ask(ctx workflow.Context, labels notify.Ask) (decided bool, err error) {
 	ap := &r.st.Approval
 	ap.Deadline = workflow.Now(ctx).Add(ap.Timeout)
 	r.enter(ctx, contract.StateAwaitingApproval, fmt.Sprintf("Waiting for %s until %s", strings.Join(ap.Approvers, " or "), ap.Deadline.Format(time.RFC3339)))
@@ -377,7 +401,7 @@ func (r *changeRun) ask(ctx workflow.Context, labels notify.Ask) (decided bool, 
 
 // verify runs a stack's checks until a round passes or verify_timeout is
 // spent, waiting between rounds on durable timers.
-func (r *changeRun) verify(ctx workflow.Context, s config.Stack, commit string, undone []string) (string, bool) {
+func (r *run) verify(ctx workflow.Context, s config.Stack, commit string, undone []string) (string, bool) {
 	if len(s.Verify) == 0 {
 		return "", true
 	}
@@ -416,7 +440,7 @@ func (r *changeRun) verify(ctx workflow.Context, s config.Stack, commit string, 
 // revert commit, and the run ends rolled-back, or rollback-failed saying
 // what is left to a person. Runs started before rollback existed
 // keep their recorded ending (failed).
-func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResult {
+func (r *run) changeFailed(ctx workflow.Context, reason string) ChangeResult {
 	if workflow.GetVersion(ctx, VersionRollback, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return r.finish(ctx, contract.StateFailed, reason)
 	}
@@ -486,7 +510,7 @@ func (r *changeRun) changeFailed(ctx workflow.Context, reason string) ChangeResu
 // restore applies a stack's last good state and verifies it. The stack's
 // queue said what that is when it granted the stack; runs on a queue that
 // has not seen a success yet fall back to visibility.
-func (r *changeRun) restore(ctx workflow.Context, s config.Stack) Restore {
+func (r *run) restore(ctx workflow.Context, s config.Stack) Restore {
 	res := Restore{Stack: s.Name}
 	good := r.lastGood[s.Name]
 	if good == nil {
@@ -534,7 +558,7 @@ func lastGoodInVisibility(ctx workflow.Context, stack string) (*contract.Deploye
 }
 
 // enter moves the run to a state: status, search attribute, UI details.
-func (r *changeRun) enter(ctx workflow.Context, state, detail string) {
+func (r *run) enter(ctx workflow.Context, state, detail string) {
 	r.st.State = state
 	r.st.Steps = append(r.st.Steps, Step{State: state, At: workflow.Now(ctx)})
 	if err := workflow.UpsertTypedSearchAttributes(ctx, contract.ChangeState.ValueSet(state)); err != nil {
@@ -543,18 +567,18 @@ func (r *changeRun) enter(ctx workflow.Context, state, detail string) {
 	r.detail(ctx, detail)
 }
 
-func (r *changeRun) detail(ctx workflow.Context, detail string) {
+func (r *run) detail(ctx workflow.Context, detail string) {
 	r.st.Detail = detail
 	workflow.SetCurrentDetails(ctx, detail)
 }
 
 // fail ends the run as failed because an activity gave up.
-func (r *changeRun) fail(ctx workflow.Context, what string, err error) ChangeResult {
+func (r *run) fail(ctx workflow.Context, what string, err error) ChangeResult {
 	r.st.Error = fmt.Sprintf("%s: %s", what, errorMessage(err))
 	return r.finish(ctx, contract.StateFailed, r.st.Error)
 }
 
-func (r *changeRun) finish(ctx workflow.Context, state, reason string) ChangeResult {
+func (r *run) finish(ctx workflow.Context, state, reason string) ChangeResult {
 	if state == contract.StateFailed && r.st.Error == "" {
 		r.st.Error = reason
 	}
@@ -577,12 +601,12 @@ func observe(ctx workflow.Context, name string, since time.Time, tags map[string
 // notify queues a step message about the run; e says what happened and
 // notify adds who, what and where. The outbox delivers it in order and a
 // failure is logged, never fatal.
-func (r *changeRun) notify(ctx workflow.Context, e notify.Event) {
+func (r *run) notify(ctx workflow.Context, e notify.Event) {
 	r.out.send(ctx, r.about(ctx, e))
 }
 
 // about fills in who, what and where of an event about the run.
-func (r *changeRun) about(ctx workflow.Context, e notify.Event) notify.Event {
+func (r *run) about(ctx workflow.Context, e notify.Event) notify.Event {
 	e.RunID = r.st.ID
 	e.Branch = r.in.Branch
 	e.Commit = r.st.Commit.SHA
@@ -602,7 +626,7 @@ func (r *changeRun) about(ctx workflow.Context, e notify.Event) notify.Event {
 
 // notice is where a stack's step announces the failures it retries: the
 // run's message and Slack thread as they stand (StackInput.Notice).
-func (r *changeRun) notice(ctx workflow.Context) *notify.Event {
+func (r *run) notice(ctx workflow.Context) *notify.Event {
 	if r.out.quiet {
 		return nil
 	}

@@ -20,7 +20,7 @@ const queueAskEvery = 5 * time.Minute
 // acquire enters the run's stacks' queues, waits until every one is granted
 // (docs/runs.md, step 2), then works out the effective tree. ok is false when
 // the run ends here.
-func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
+func (r *run) acquire(ctx workflow.Context) (ChangeResult, bool) {
 	r.queued = true
 	r.lastGood = map[string]*contract.Deployed{}
 	r.enter(ctx, contract.StateQueued, fmt.Sprintf("Waiting for %s", strings.Join(r.st.Stacks, ", ")))
@@ -100,7 +100,7 @@ func (r *changeRun) acquire(ctx workflow.Context) (ChangeResult, bool) {
 
 // askForPlaces asks the branch's watcher to put the run into queues, or,
 // with no watcher running, enters them itself.
-func (r *changeRun) askForPlaces(ctx workflow.Context, entries []contract.QueueRequest) error {
+func (r *run) askForPlaces(ctx workflow.Context, entries []contract.QueueRequest) error {
 	req := contract.EnqueueRequest{Entries: entries}
 	err := workflow.SignalExternalWorkflow(ctx, contract.WatcherID(r.in.Repo, r.in.Branch), "", contract.EnqueueRunSignal, req).Get(ctx, nil)
 	if err != nil {
@@ -113,7 +113,7 @@ func (r *changeRun) askForPlaces(ctx workflow.Context, entries []contract.QueueR
 // nextGrant receives the next grant. With askAgain, it asks for the places
 // of the stacks not yet held every queueAskEvery until a grant arrives. It
 // is false when the run was cancelled while it waited.
-func (r *changeRun) nextGrant(ctx workflow.Context, grants workflow.ReceiveChannel, askAgain bool, g *contract.Grant) bool {
+func (r *run) nextGrant(ctx workflow.Context, grants workflow.ReceiveChannel, askAgain bool, g *contract.Grant) bool {
 	if !askAgain {
 		return grants.Receive(ctx, g)
 	}
@@ -149,7 +149,7 @@ func (r *changeRun) nextGrant(ctx workflow.Context, grants workflow.ReceiveChann
 // releaseQueues gives every stack back (or leaves the queues the run still
 // waits in). A succeeded run tells each queue its new last good state. It
 // runs whatever the ending, in a context a cancellation does not stop.
-func (r *changeRun) releaseQueues(ctx workflow.Context, res ChangeResult) {
+func (r *run) releaseQueues(ctx workflow.Context, res ChangeResult) {
 	if !r.queued {
 		return
 	}
@@ -173,7 +173,7 @@ func (r *changeRun) releaseQueues(ctx workflow.Context, res ChangeResult) {
 	}
 }
 
-func (r *changeRun) releaseQueue(ctx workflow.Context, stack string, good *contract.Deployed) {
+func (r *run) releaseQueue(ctx workflow.Context, stack string, good *contract.Deployed) {
 	err := workflow.SignalExternalWorkflow(ctx, contract.QueueID(stack), "", contract.ReleaseSignal,
 		contract.Release{RunID: r.st.ID, Deployed: good}).Get(ctx, nil)
 	if err != nil {

@@ -25,11 +25,11 @@ import (
 // re-apply is the change run's apply and verification of the last good
 // state, with a refresh so that up sees what changed.
 //
-// A drift run is a changeRun with another path through it: the same
+// A drift run is a run (change.go) on another path: the same
 // status query, decisions, notifications and queue handling, so the CLI,
 // the Slack app and the audit read it as they read a change.
 func (w Workflows) Drift(ctx workflow.Context, in DriftInput) (ChangeResult, error) {
-	r := &changeRun{in: ChangeInput{UIURL: in.UIURL}, gate: w.Gate}
+	r := &run{in: ChangeInput{UIURL: in.UIURL}, gate: w.Gate}
 	if err := r.setup(ctx); err != nil {
 		return ChangeResult{}, err
 	}
@@ -43,7 +43,7 @@ func (w Workflows) Drift(ctx workflow.Context, in DriftInput) (ChangeResult, err
 	return res, nil
 }
 
-func (r *changeRun) drift(ctx workflow.Context, in DriftInput) ChangeResult {
+func (r *run) drift(ctx workflow.Context, in DriftInput) ChangeResult {
 	r.st.Stacks = []string{in.Stack}
 	r.st.Commit.Subject = "Drift check of stack " + in.Stack
 	if in.By != "" {
@@ -133,7 +133,7 @@ func (r *changeRun) drift(ctx workflow.Context, in DriftInput) ChangeResult {
 
 // askDrift puts the drift to the stack's approvers: Re-apply git heals,
 // Accept leaves the stack as it is until the next check.
-func (r *changeRun) askDrift(ctx workflow.Context, s config.Stack, good *contract.Deployed, found activities.DriftResult) ChangeResult {
+func (r *run) askDrift(ctx workflow.Context, s config.Stack, good *contract.Deployed, found activities.DriftResult) ChangeResult {
 	approvers := slices.Clone(s.Approvers)
 	slices.Sort(approvers)
 	r.st.Approval = Approval{Required: true, Stacks: []string{s.Name}, Approvers: approvers, Timeout: s.ApprovalTimeout.D()}
@@ -160,7 +160,7 @@ func (r *changeRun) askDrift(ctx workflow.Context, s config.Stack, good *contrac
 // it. With approved set (a person approved a plan), the stack must still
 // be at the commit that was checked and up must take the approved steps;
 // otherwise nothing is applied and the run says why.
-func (r *changeRun) heal(ctx workflow.Context, s config.Stack, checked *contract.Deployed, approved string) ChangeResult {
+func (r *run) heal(ctx workflow.Context, s config.Stack, checked *contract.Deployed, approved string) ChangeResult {
 	good, res, ok := r.holdStack(ctx, s)
 	if !ok {
 		return res
@@ -204,7 +204,7 @@ func (r *changeRun) heal(ctx workflow.Context, s config.Stack, checked *contract
 // last good state (from the queue, or from visibility on a queue that has
 // not seen a success); nil when there is none. ok is false when the run
 // ends here.
-func (r *changeRun) holdStack(ctx workflow.Context, s config.Stack) (good *contract.Deployed, res ChangeResult, ok bool) {
+func (r *run) holdStack(ctx workflow.Context, s config.Stack) (good *contract.Deployed, res ChangeResult, ok bool) {
 	r.queued = true
 	r.enter(ctx, contract.StateQueued, "Waiting for "+s.Name)
 	req := contract.EnqueueRequest{Entries: []contract.QueueRequest{{Stack: s.Name, RunID: r.st.ID}}}
@@ -236,7 +236,7 @@ func (r *changeRun) holdStack(ctx workflow.Context, s config.Stack) (good *contr
 }
 
 // releaseHeld gives the stack back before a long wait.
-func (r *changeRun) releaseHeld(ctx workflow.Context) {
+func (r *run) releaseHeld(ctx workflow.Context) {
 	for _, name := range r.st.Held {
 		r.releaseQueue(ctx, name, nil)
 	}

@@ -74,7 +74,7 @@ type WindowRecheck struct {
 // windows open and no freeze stops them, or two people override. ok is
 // false when the run ends here. Runs from before windows existed keep
 // their recorded shape.
-func (r *changeRun) awaitWindow(ctx workflow.Context) (ChangeResult, bool) {
+func (r *run) awaitWindow(ctx workflow.Context) (ChangeResult, bool) {
 	if workflow.GetVersion(ctx, VersionChangeWindows, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return ChangeResult{}, true
 	}
@@ -205,7 +205,7 @@ func (ws *WindowStatus) voters() []string {
 }
 
 // recordOverride keeps a vote the validator accepted, from its claim.
-func (r *changeRun) recordOverride(ctx workflow.Context, req DecisionRequest) OverrideResult {
+func (r *run) recordOverride(ctx workflow.Context, req DecisionRequest) OverrideResult {
 	ws := r.st.Window
 	s := req.Signed
 	d := Decision{Approve: true, User: s.Claim.Who(), Comment: s.Claim.Comment, At: workflow.Now(ctx), Method: s.Method, Key: s.Fingerprint}
