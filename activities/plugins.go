@@ -35,11 +35,15 @@ func pluginHint(msg string) string {
 		what += " v" + version
 		entry += ", version: " + version
 	}
+	// The server comes from the program, which whoever merges controls:
+	// it is named as what the program asks for, never put into the
+	// setting the hint suggests, since pulumi.plugins installs into the
+	// PULUMI_HOME every stack shares.
 	server := ""
 	if s := pluginServer.FindStringSubmatch(msg); s != nil {
 		server = s[1]
-		what += " from " + server
-		entry += ", server: " + server
+		what += " from " + server + " (as the program asks; check it is a server you trust)"
+		entry += ", server: <a server you trust>"
 	}
 	lower := strings.ToLower(msg)
 	if strings.Contains(lower, "could not automatically download") || strings.Contains(lower, "failed to download plugin") {

@@ -22,10 +22,10 @@ func TestMissingPluginIsAProgramErrorNamingTheSetting(t *testing.T) {
 	}{
 		{"offline", `error: preview failed: Error: error resolving type of resource a: internal error loading package "changeops": rpc error: code = Unknown desc = no resource plugin 'pulumi-resource-changeops' found in the workspace at version v0.4.0 from http://127.0.0.1:1/direct/`,
 			[]string{"resource plugin changeops v0.4.0 from http://127.0.0.1:1/direct/", "plugin acquisition is off (pulumi.offline)",
-				"pulumi.plugins: {name: changeops, version: 0.4.0, server: http://127.0.0.1:1/direct/}", "pulumi.offline: false"}},
+				"pulumi.plugins: {name: changeops, version: 0.4.0, server: <a server you trust>}", "pulumi.offline: false"}},
 		{"download failed", "error: preview failed: Error: error resolving type of resource a: internal error loading package \"changeops\": rpc error: code = Unknown desc = Could not automatically download and install resource plugin 'pulumi-resource-changeops' at version v0.4.0, install the plugin using `pulumi plugin install resource changeops v0.4.0 --server http://127.0.0.1:1/direct/`: error downloading provider changeops to file: failed to download plugin: changeops-0.4.0: failed all 5 attempts",
 			[]string{"resource plugin changeops v0.4.0 from http://127.0.0.1:1/direct/", "downloading it failed", "let the worker reach http://127.0.0.1:1/direct/",
-				"pulumi.plugin_mirrors", "pulumi.plugins: {name: changeops, version: 0.4.0, server: http://127.0.0.1:1/direct/}"}},
+				"pulumi.plugin_mirrors", "pulumi.plugins: {name: changeops, version: 0.4.0, server: <a server you trust>}"}},
 		{"any language", "error: failed to load plugin: no language plugin 'pulumi-language-nodejs' found in the workspace",
 			[]string{"language plugin nodejs, which is not installed", "{name: nodejs, kind: language}"}},
 	} {

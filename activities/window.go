@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
 
 	"github.com/changeops/changeops/contract"
 )
@@ -169,9 +169,10 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// freezes reads the freezes workflow's state; none when it never ran. A
-// freezes workflow that was terminated still answers with its last state,
-// so terminating it lifts no freeze.
+// freezes reads the freezes workflow's state. A freezes workflow that was
+// terminated still answers with its last state, so terminating it lifts
+// no freeze; one that does not exist at all is an error (every worker
+// starts it), not "no freezes".
 func (a *Activities) freezes(ctx context.Context) (FreezesState, error) {
 	var st FreezesState
 	if a.Temporal == nil {
@@ -181,7 +182,9 @@ func (a *Activities) freezes(ctx context.Context) (FreezesState, error) {
 	v, err := a.Temporal.QueryWorkflow(ctx, id, "", contract.FreezesQuery)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
-		return st, nil
+		// Every worker starts it (worker.Start): gone means deleted, and
+		// "no freezes" would lift them all.
+		return st, fmt.Errorf("the freezes workflow %s does not exist: a worker starts it when it starts; restart one", id)
 	}
 	if err != nil {
 		return st, fmt.Errorf("read the freezes (query %s on %s): %w", contract.FreezesQuery, id, err)
@@ -200,43 +203,55 @@ type PriorFreezesInput struct {
 }
 
 // PriorFreezes reads the freezes of the newest closed run of the freezes
-// workflow other than in.RunID (from visibility, then its query, which a
-// closed run still answers); none when there is none. The new run keeps
-// them: ending the workflow does not lift a freeze.
+// workflow, other than in.RunID, that knew them (from visibility, then its
+// query, which a closed run still answers); none when no run ever closed.
+// A run that never loaded its freezes (cancelled or failed first, or a
+// workflow of another type started under this ID) answers nothing and is
+// passed over, so starting and ending runs lifts no freeze; when closed
+// runs exist and none answers, it fails and the new run waits.
 func (a *Activities) PriorFreezes(ctx context.Context, in PriorFreezesInput) (FreezesState, error) {
 	var st FreezesState
 	if a.Temporal == nil {
 		return st, errors.New("read the last freezes: no Temporal client")
 	}
-	var newest *workflowpb.WorkflowExecutionInfo
+	var closed []*workflowpb.WorkflowExecutionInfo
 	var token []byte
+	query := fmt.Sprintf("WorkflowId = %s AND WorkflowType = %s AND TaskQueue = %s AND ExecutionStatus != 'Running'",
+		contract.Quote(in.WorkflowID), contract.Quote(contract.FreezesWorkflowName), contract.Quote(a.Config.Temporal.TaskQueue))
 	for page := 0; page < 10; page++ {
-		resp, err := a.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query:         fmt.Sprintf("WorkflowId = '%s' AND ExecutionStatus != 'Running'", strings.ReplaceAll(in.WorkflowID, "'", "\\'")),
-			PageSize:      100,
-			NextPageToken: token,
-		})
+		resp, err := a.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 100, NextPageToken: token})
 		if err != nil {
 			return st, fmt.Errorf("list the closed runs of %s: %w", in.WorkflowID, err)
 		}
 		for _, e := range resp.GetExecutions() {
-			if e.GetExecution().GetRunId() != in.RunID && (newest == nil || e.GetCloseTime().AsTime().After(newest.GetCloseTime().AsTime())) {
-				newest = e
+			if e.GetExecution().GetRunId() != in.RunID {
+				closed = append(closed, e)
 			}
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
 			break
 		}
 	}
-	if newest == nil {
+	if len(closed) == 0 {
 		return st, nil
 	}
-	v, err := a.Temporal.QueryWorkflow(ctx, in.WorkflowID, newest.GetExecution().GetRunId(), contract.FreezesQuery)
-	if err != nil {
-		return st, fmt.Errorf("read the freezes of %s run %s: %w", in.WorkflowID, newest.GetExecution().GetRunId(), err)
+	slices.SortFunc(closed, func(x, y *workflowpb.WorkflowExecutionInfo) int {
+		return y.GetCloseTime().AsTime().Compare(x.GetCloseTime().AsTime())
+	})
+	var errs []error
+	for _, e := range closed[:min(len(closed), maxPriorRuns)] {
+		activity.RecordHeartbeat(ctx, e.GetExecution().GetRunId())
+		v, err := a.Temporal.QueryWorkflow(ctx, in.WorkflowID, e.GetExecution().GetRunId(), contract.FreezesQuery)
+		if err == nil {
+			if err = v.Get(&st); err == nil {
+				return st, nil
+			}
+		}
+		errs = append(errs, fmt.Errorf("run %s: %w", e.GetExecution().GetRunId(), err))
 	}
-	if err := v.Get(&st); err != nil {
-		return st, fmt.Errorf("decode the freezes of %s: %w", in.WorkflowID, err)
-	}
-	return st, nil
+	return st, fmt.Errorf("no closed run of %s answers with its freezes (tried %d, newest first): %w",
+		in.WorkflowID, min(len(closed), maxPriorRuns), errors.Join(errs...))
 }
+
+// maxPriorRuns bounds the closed runs PriorFreezes asks, newest first.
+const maxPriorRuns = 50

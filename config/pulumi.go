@@ -134,9 +134,10 @@ func (c *Config) validatePulumi(bad func(string, ...any)) {
 	// A password in the URL would reach the CLI's error messages, and from
 	// there logs and workflow history; the backends read it from the
 	// environment instead.
-	if u, err := url.Parse(p.BackendURL); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			bad("pulumi.backend_url carries a password: remove it from the URL and set it in the worker's environment, which the backend reads (PGPASSWORD for postgres://, AWS_SECRET_ACCESS_KEY for s3://; pulumi.access_token_env for a Pulumi service)")
+	if u, err := url.Parse(p.BackendURL); err == nil {
+		_, hasPassword := u.User.Password()
+		if u.User != nil && hasPassword || secretInQuery(u.Query()) {
+			bad("pulumi.backend_url carries a password or key: remove it from the URL and set it in the worker's environment, which the backend reads (PGPASSWORD for postgres://, AWS_SECRET_ACCESS_KEY for s3://; pulumi.access_token_env for a Pulumi service)")
 		}
 	}
 	switch {
@@ -207,6 +208,19 @@ func checkPluginURL(at, raw string, bad func(string, ...any)) {
 	if u.User != nil {
 		bad("%s carries credentials: serve plugins without them, or from a server the worker reaches", at)
 	}
+}
+
+// secretInQuery says whether a URL's query names a credential, as
+// postgres:// (password, sslpassword) and some blob stores accept it.
+func secretInQuery(q url.Values) bool {
+	for k := range q {
+		switch k := strings.ToLower(k); {
+		case strings.Contains(k, "password"), strings.Contains(k, "secret"), strings.Contains(k, "token"),
+			strings.Contains(k, "accesskey"), k == "sig":
+			return true
+		}
+	}
+	return false
 }
 
 // redactURL hides a URL's password in a message.

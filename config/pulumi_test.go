@@ -86,6 +86,8 @@ func TestPulumiRefusals(t *testing.T) {
 		{"not a URL", "  backend_url: /srv/state\n", "", []string{"is not a state backend"}},
 		{"password in the URL", "  backend_url: postgres://u:hunter22@db/state\n", "",
 			[]string{"carries a password"}},
+		{"password in the URL's query", "  backend_url: postgres://db/state?sslmode=require&password=hunter22\n", "",
+			[]string{"carries a password or key"}},
 		{"unknown secrets provider", "  backend_url: s3://state\n", "    secrets_provider: vault://x\n",
 			[]string{`stacks[0] (web).secrets_provider "vault://x" is not a secrets provider`, "awskms://"}},
 		{"service provider on a DIY backend", "  backend_url: s3://state\n", "    secrets_provider: service\n",

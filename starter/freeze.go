@@ -59,6 +59,25 @@ func Freezes(ctx context.Context, c client.Client, taskQueue string) (activities
 	return st, nil
 }
 
+// EnsureFreezes starts the deployment's freezes workflow unless it runs:
+// every worker does at start, so a run's window check can tell "nobody
+// froze anything" (it answers with no freezes) from "the freezes were
+// deleted" (it does not exist), and refuse to apply on the second.
+func EnsureFreezes(ctx context.Context, c client.Client, taskQueue string) error {
+	id := contract.FreezesID(taskQueue)
+	_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                taskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:            "Freezes of task queue " + taskQueue,
+	}, contract.FreezesWorkflowName, activities.FreezesState{})
+	if err != nil {
+		return fmt.Errorf("start the freezes workflow %s: %w", id, err)
+	}
+	return nil
+}
+
 // Freeze stops the applies of a stack (or every stack): runs plan and ask
 // as usual, and wait in waiting-for-window before applying.
 func Freeze(ctx context.Context, c client.Client, req FreezeRequest) (FreezeAnswer, error) {

@@ -84,24 +84,22 @@ func (f Filter) query() string {
 		q = append(q, fmt.Sprintf("WorkflowType IN ('%s', '%s')", contract.ChangeWorkflowName, contract.DriftWorkflowName))
 	}
 	if f.Stack != "" {
-		q = append(q, fmt.Sprintf("ChangeStacks = '%s'", escape(f.Stack)))
+		q = append(q, fmt.Sprintf("ChangeStacks = %s", contract.Quote(f.Stack)))
 	}
 	if f.State != "" {
-		q = append(q, fmt.Sprintf("ChangeState = '%s'", escape(f.State)))
+		q = append(q, fmt.Sprintf("ChangeState = %s", contract.Quote(f.State)))
 	}
 	if f.CommitPrefix != "" {
-		q = append(q, fmt.Sprintf("ChangeCommit STARTS_WITH '%s'", escape(f.CommitPrefix)))
+		q = append(q, fmt.Sprintf("ChangeCommit STARTS_WITH %s", contract.Quote(f.CommitPrefix)))
 	}
 	if f.Author != "" {
-		q = append(q, fmt.Sprintf("ChangeAuthor = '%s'", escape(f.Author)))
+		q = append(q, fmt.Sprintf("ChangeAuthor = %s", contract.Quote(f.Author)))
 	}
 	if !f.Since.IsZero() {
 		q = append(q, fmt.Sprintf("StartTime >= '%s'", f.Since.UTC().Format(time.RFC3339)))
 	}
 	return strings.Join(q, " AND ")
 }
-
-func escape(s string) string { return strings.ReplaceAll(s, "'", "\\'") }
 
 // List returns change runs, newest first, from Temporal visibility.
 func List(ctx context.Context, c client.Client, f Filter) ([]Run, error) {

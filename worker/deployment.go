@@ -168,6 +168,11 @@ func joinDeployment(ctx context.Context, c client.Client, d Deployment, taskQueu
 			// Someone moves the deployment over step by step: theirs to do.
 			return "", nil
 		}
+		if !rc.CurrentVersionChangedTime.IsZero() {
+			// No current build, but an operator chose that (set-current
+			// --unversioned): a restart must not undo it.
+			return "", nil
+		}
 		// The conflict token makes this a no-op when another worker of
 		// the deployment changed it meanwhile; the next round reads it.
 		_, err = h.SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 
@@ -51,7 +52,7 @@ func startPulumi(ctx context.Context, cfg *config.Config, logger *slog.Logger) (
 		return env, pulumiCLI{}, err
 	}
 	cli := pulumiCLI{Path: env.CLI, Version: "v" + cmd.Version().String()}
-	logger.Info("pulumi CLI", "path", cli.Path, "version", cli.Version, "backend", p.BackendURL,
+	logger.Info("pulumi CLI", "path", cli.Path, "version", cli.Version, "backend", redactedURL(p.BackendURL),
 		"offline", p.Offline, "plugins", len(p.Plugins), "plugin_mirrors", len(p.PluginMirrors))
 	if err := env.EnsurePlugins(ctx); err != nil {
 		return env, cli, err
@@ -68,4 +69,13 @@ func startPulumi(ctx context.Context, cfg *config.Config, logger *slog.Logger) (
 		}
 	}
 	return env, cli, nil
+}
+
+// redactedURL is a URL as a log may show it: without a password.
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(not a URL)"
+	}
+	return u.Redacted()
 }

@@ -11,6 +11,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+
+	"github.com/changeops/changeops/contract"
 )
 
 // What an operator does to roll a build of changeops out (`changeops
@@ -88,8 +90,8 @@ func DescribeDeployment(ctx context.Context, c client.Client, namespace, name st
 // visibility. Servers write the version as "name.build" (older) or
 // "name:build"; both are asked for.
 func pinnedRuns(ctx context.Context, c client.Client, namespace, name, build string) (int64, []string, error) {
-	q := fmt.Sprintf("TemporalWorkerDeploymentVersion IN ('%s.%s', '%s:%s') AND TemporalWorkflowVersioningBehavior = 'Pinned' AND ExecutionStatus = 'Running'",
-		quote(name), quote(build), quote(name), quote(build))
+	q := fmt.Sprintf("TemporalWorkerDeploymentVersion IN (%s, %s) AND TemporalWorkflowVersioningBehavior = 'Pinned' AND ExecutionStatus = 'Running'",
+		contract.Quote(name+"."+build), contract.Quote(name+":"+build))
 	n, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: namespace, Query: q})
 	if err != nil {
 		return 0, nil, fmt.Errorf("count runs pinned to build %s (%s): %w", build, q, err)
@@ -107,8 +109,6 @@ func pinnedRuns(ctx context.Context, c client.Client, namespace, name, build str
 	}
 	return n.GetCount(), ids, nil
 }
-
-func quote(s string) string { return strings.ReplaceAll(s, "'", "\\'") }
 
 // SetCurrent makes build the deployment's current build: new runs, and the
 // auto-upgrading watchers and queues at their next task, go to it; runs

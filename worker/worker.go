@@ -27,6 +27,7 @@ import (
 	"github.com/changeops/changeops/internal/metrics"
 	"github.com/changeops/changeops/internal/notify"
 	"github.com/changeops/changeops/slackapp"
+	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/workflows"
 )
 
@@ -169,6 +170,10 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 	}
 	wk.polling.Store(true)
 	if err := wk.startWatchers(ctx); err != nil {
+		wk.Stop()
+		return nil, err
+	}
+	if err := starter.EnsureFreezes(ctx, c, cfg.Temporal.TaskQueue); err != nil {
 		wk.Stop()
 		return nil, err
 	}

@@ -277,6 +277,16 @@ func (r *run) apply(ctx workflow.Context) (ChangeResult, bool) {
 	r.enter(ctx, contract.StateApplying, fmt.Sprintf("Applying %s…", strings.Join(r.st.Stacks, ", ")))
 	r.notify(ctx, notify.Event{Kind: notify.KindApplying, Step: "applying"})
 	for i, s := range r.stacks {
+		// Each stack's up starts inside the window: the one before it may
+		// have taken hours, and a freeze may have begun meanwhile.
+		if i > 0 {
+			if res, ok := r.awaitWindow(ctx); !ok {
+				return res, false
+			}
+			if r.st.State != contract.StateApplying {
+				r.enter(ctx, contract.StateApplying, fmt.Sprintf("Applying %s…", strings.Join(r.st.Stacks, ", ")))
+			}
+		}
 		r.detail(ctx, fmt.Sprintf("Applying %s at %s…", s.Name, short))
 		in := r.stackInput(ctx, s)
 		// Under `auto` any plan is approved, so there is nothing to hold

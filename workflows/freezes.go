@@ -39,6 +39,8 @@ const (
 	// maxWaiters bounds the runs registered to be woken (the oldest go:
 	// they still check again on their own every windowRecheckEvery).
 	maxWaiters = 1000
+	// maxWaiterID bounds a waiting run's ID (change/<branch>/<sha>).
+	maxWaiterID = 512
 )
 
 // Freezes is the deployment's emergency stop: one long-lived workflow
@@ -62,7 +64,9 @@ func (w Workflows) Freezes(ctx workflow.Context, in activities.FreezesState) err
 		return err
 	}
 	if !f.loaded {
-		f.load(ctx)
+		if err := f.load(ctx); err != nil {
+			return err
+		}
 	}
 	waiting := workflow.GetSignalChannel(ctx, contract.WaitingSignal)
 	for {
@@ -115,7 +119,15 @@ type freezeBoard struct {
 }
 
 func (f *freezeBoard) setup(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, contract.FreezesQuery, func() (activities.FreezesState, error) { return f.st, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.FreezesQuery, func() (activities.FreezesState, error) {
+		// Until the state is read back, "no freezes" would be a lie that
+		// lifts every freeze: a run cancelled or failed before loading
+		// answers nothing, and readers move on to an older run.
+		if !f.loaded {
+			return f.st, errors.New("the freezes are not loaded yet")
+		}
+		return f.st, nil
+	}); err != nil {
 		return err
 	}
 	for _, action := range []string{gate.ActionFreeze, gate.ActionUnfreeze} {
@@ -135,23 +147,25 @@ func (f *freezeBoard) setup(ctx workflow.Context) error {
 	return nil
 }
 
-// load reads the freezes of the workflow's last run (none for the first).
-// Failing that for an hour, it starts with none and says so in the log:
-// a freeze can be set again, while a board that never served would leave
-// nobody able to freeze at all.
-func (f *freezeBoard) load(ctx workflow.Context) {
+// load reads the freezes of the workflow's last run that knew them (none
+// for the first run ever). It retries until it can: starting with none
+// would lift every freeze, so a run that cannot read them (or is
+// cancelled first) ends without ever answering, and the applies it would
+// have allowed keep waiting.
+func (f *freezeBoard) load(ctx workflow.Context) error {
 	info := workflow.GetInfo(ctx)
 	var prior activities.FreezesState
 	err := workflow.ExecuteActivity(withOptions(ctx, workflow.ActivityOptions{
-		Summary:                "Read the freezes of the last run",
-		StartToCloseTimeout:    time.Minute,
-		ScheduleToCloseTimeout: time.Hour,
+		Summary:             "Read the freezes of the last run",
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: time.Minute},
 	}), a.PriorFreezes, activities.PriorFreezesInput{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID}).Get(ctx, &prior)
 	if err != nil {
-		workflow.GetLogger(ctx).Error("could not read the freezes of the last run: starting with none", "error", err)
+		return fmt.Errorf("read the freezes of the last run: %w", err)
 	}
 	f.st, f.loaded = prior, true
 	f.wake = len(prior.Waiters) > 0
+	return nil
 }
 
 // authorize is the rule for a freeze and an unfreeze: signed by a person
@@ -286,8 +300,17 @@ func (f *freezeBoard) log(e activities.FreezeEvent) {
 // takeWaiters registers the runs that asked to be woken, in the order
 // they asked; a run registered again keeps its place.
 func (f *freezeBoard) takeWaiters(ch workflow.ReceiveChannel) {
-	var w activities.Waiter
-	for ch.ReceiveAsync(&w) {
+	for {
+		var w activities.Waiter
+		if !ch.ReceiveAsync(&w) {
+			break
+		}
+		// Anyone with Temporal access can send this signal: only a run's
+		// ID of bounded length is kept, and only a run is ever signalled.
+		w.Stacks = nil
+		if len(w.RunID) > maxWaiterID || !strings.HasPrefix(w.RunID, "change/") && !strings.HasPrefix(w.RunID, "drift/") {
+			continue
+		}
 		if !slices.ContainsFunc(f.st.Waiters, func(o activities.Waiter) bool { return o.RunID == w.RunID }) {
 			f.st.Waiters = append(f.st.Waiters, w)
 		}

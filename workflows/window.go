@@ -93,8 +93,12 @@ func (r *run) awaitWindow(ctx workflow.Context) (ChangeResult, bool) {
 	}
 	ws := r.st.Window
 	if plan := r.st.PlanDigest(); ws.Plan != plan {
-		ws.Plan, ws.Overrides = plan, nil // votes were for another plan
+		ws.Plan, ws.Overrides, ws.Overridden = plan, nil, false // votes were for another plan
 	}
+	if ws.Overridden {
+		return ChangeResult{}, true // overridden for this plan: every stack's up
+	}
+	waited := false
 	recheck := workflow.GetSignalChannel(ctx, contract.WindowRecheckSignal)
 	names := strings.Join(r.st.Stacks, ", ")
 	for {
@@ -120,13 +124,14 @@ func (r *run) awaitWindow(ctx workflow.Context) (ChangeResult, bool) {
 		}
 		ws.Check = res
 		if res.Allowed {
-			if !ws.Since.IsZero() {
+			if waited {
 				r.notify(ctx, notify.Event{Kind: notify.KindWindow, Step: "window open",
 					Detail: fmt.Sprintf("waited %s; applying", workflow.Now(ctx).Sub(ws.Since).Round(time.Second))})
 			}
 			return ChangeResult{}, true
 		}
 		why := windowWhy(res)
+		waited = true
 		if r.st.State != contract.StateWaitingForWindow {
 			ws.Since = workflow.Now(ctx)
 			r.enter(ctx, contract.StateWaitingForWindow, why)
