@@ -188,3 +188,19 @@ func TestCommandOutputIsReadableAndMasked(t *testing.T) {
 		t.Errorf("stderr %q", errOut)
 	}
 }
+
+// A secret comes back escaped as often as plain: a Go error's %q, a JSON
+// body, a URL. Each spelling is masked.
+func TestSecretsAreMaskedInEverySpelling(t *testing.T) {
+	e := Env{Passphrase: `pa"ss wörd\1`}
+	for _, text := range []string{
+		`pa"ss wörd\1`,
+		`error: "pa\"ss w\u00f6rd\\1"`,
+		`{"passphrase":"pa\"ss wörd\\1"}`,
+		`https://example.com/?p=pa%22ss+w%C3%B6rd%5C1`,
+	} {
+		if got := e.readable(text); strings.Contains(got, "ss w") {
+			t.Errorf("readable(%q) = %q: the secret shows", text, got)
+		}
+	}
+}

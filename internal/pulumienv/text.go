@@ -2,7 +2,11 @@ package pulumienv
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"unicode"
@@ -56,10 +60,25 @@ func (e Env) secrets() []string {
 	var out []string
 	for _, s := range []string{e.Passphrase, e.AccessToken} {
 		if len(s) >= minSecretLen {
-			out = append(out, s)
+			out = append(out, spellings(s)...)
 		}
 	}
-	return out
+	// Longest first, so a spelling that holds another is masked whole.
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return slices.Compact(out)
+}
+
+// spellings are the ways a secret comes back in text: as it is, and as Go
+// (%q, %+q), JSON and a URL escape it.
+func spellings(s string) []string {
+	out := []string{s}
+	for _, q := range []string{strconv.Quote(s), strconv.QuoteToASCII(s)} {
+		out = append(out, q[1:len(q)-1])
+	}
+	if j, err := json.Marshal(s); err == nil {
+		out = append(out, string(j[1:len(j)-1]))
+	}
+	return append(out, url.QueryEscape(s), url.PathEscape(s))
 }
 
 // readable is Readable with the secrets masked.
