@@ -88,7 +88,7 @@ func decideCmd(g *globals, approve bool) *cobra.Command {
 				return err
 			}
 			if override {
-				// Break glass (README, "Change windows and freezes").
+				// Break glass (docs/windows.md, "Break glass").
 				res, err := starter.Override(cmd.Context(), c, id, starter.Decision{Approve: true, Comment: reason, Person: person, Signer: signer})
 				if err != nil {
 					return err

@@ -369,7 +369,7 @@ func Parse(data []byte, base string, getenv func(string) string) (*Config, error
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true) // a typo in a field name must not silently become a default
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w (check the field names against the README's configuration reference)", err)
+		return nil, fmt.Errorf("%w (check the field names against docs/configuration.md)", err)
 	}
 	cfg.ApplyDefaults(base)
 	if err := cfg.resolveSecrets(getenv); err != nil {

@@ -72,7 +72,7 @@ func TestRefusals(t *testing.T) {
 		want       []string // every fragment must appear in the error
 	}{
 		{"unknown field", good + "  - name: api\n    path: stacks/api\n    stack: prod\n    aproval: auto\n", withPassphrase,
-			[]string{"field aproval not found", "README"}},
+			[]string{"field aproval not found", "docs/configuration.md"}},
 		{"bad duration", strings.Replace(good, "url:", "poll_interval: soon\n  url:", 1), withPassphrase,
 			[]string{`"soon" is not a duration`, "30s"}},
 		{"missing secret", good, env(nil),

@@ -17,7 +17,7 @@ import (
 	"github.com/changeops/changeops/internal/notify"
 )
 
-// Change windows and freezes (README, "Change windows and freezes"): only
+// Change windows and freezes (docs/windows.md): only
 // the apply waits. A run plans and asks at any time; once approved, and
 // before each apply, it asks the Window activity whether its stacks may
 // apply now. Computing with time zones, cron and the freezes in an

@@ -239,7 +239,7 @@ to main that touches it, after an approval.
 `
 
 const configTemplate = `# Demo configuration written by changeops dev. Every field is documented in
-# the changeops README.
+# docs/configuration.md of changeops.
 repo:
   url: {{.Remote}}
   branch: main
