@@ -203,7 +203,7 @@ func TestPluginsAreAcquiredFromPluginServers(t *testing.T) {
 		t.Fatalf("run is %s, want failed at its preview", run.State)
 	}
 	for _, want := range []string{"preview stack plugins (test)", "resource plugin changeops v0.4.0 from " + srv.URL + "/direct/",
-		"downloading it failed", "pulumi.plugin_mirrors", "pulumi.plugins: {name: changeops, version: 0.4.0, server: " + srv.URL + "/direct/}"} {
+		"downloading it failed", "pulumi.plugin_mirrors", "pulumi.plugins: {name: changeops, version: 0.4.0, server: <a server you trust>}", "from " + srv.URL + "/direct/ (as the program asks"} {
 		if !strings.Contains(run.Error, want) {
 			t.Errorf("error %q does not say %q", run.Error, want)
 		}
