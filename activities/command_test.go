@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // stillRunning says whether a process whose command line holds marker is
@@ -65,5 +66,21 @@ func TestCheckOutputIsBounded(t *testing.T) {
 	fmt.Fprint(b, "0123456789abcdef")
 	if b.String() != "6789abcdef" {
 		t.Fatalf("tail = %q", b.String())
+	}
+}
+
+// A check's output reaches status and Slack readable: colours and control
+// characters are gone, and the cut keeps whole characters.
+func TestCheckOutputIsReadable(t *testing.T) {
+	script := `printf 'x'; i=0; while [ $i -lt 300 ]; do printf 'é'; i=$((i+1)); done; printf '\033[31mred\033[0m\a'; exit 1`
+	ok, detail := runCommand(context.Background(), t.TempDir(), []string{"sh", "-c", script}, nil)
+	if ok {
+		t.Fatal("the check passed; want failed (exit 1)")
+	}
+	if strings.ContainsAny(detail, "\033\a") {
+		t.Fatalf("detail keeps control characters: %q", detail)
+	}
+	if !utf8.ValidString(detail) {
+		t.Fatalf("detail is cut inside a character: %q", detail)
 	}
 }

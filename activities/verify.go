@@ -14,12 +14,14 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/pulumienv"
 )
 
 // checkTimeout bounds one check; the workflow retries a failed round on a
@@ -99,6 +101,9 @@ func checkCommand(ctx context.Context, stack auto.Stack, argv []string, env []st
 // last part is kept, where a failing command says why.
 const maxCheckOutput = 64 << 10
 
+// maxCheckDetail bounds the part of a check's output its result keeps.
+const maxCheckDetail = 500
+
 // runCommand runs a check's command in its own process group, so that
 // whatever it starts (a background child that keeps its output open, say)
 // ends with it: the group is killed when the command returns or its
@@ -121,9 +126,16 @@ func runCommand(ctx context.Context, dir string, argv, env []string) (bool, stri
 	if cmd.Process != nil {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // what it left running
 	}
-	detail := strings.TrimSpace(out.String())
-	if len(detail) > 500 {
-		detail = "…" + detail[len(detail)-500:]
+	// The output is the repository's command's: colours and control
+	// characters go before it reaches status, Slack or a log, and it is cut
+	// on a character boundary.
+	detail := strings.TrimSpace(pulumienv.Readable(out.String()))
+	if len(detail) > maxCheckDetail {
+		cut := len(detail) - maxCheckDetail
+		for cut < len(detail) && !utf8.RuneStart(detail[cut]) {
+			cut++
+		}
+		detail = "…" + detail[cut:]
 	}
 	switch {
 	case ctx.Err() != nil:
