@@ -67,6 +67,7 @@ func (a *Activities) DriftCheck(ctx context.Context, in StackInput) (_ DriftResu
 		stackLog(ctx, in).Warn("drift check failed", "error", err)
 		return DriftResult{}, err
 	}
+	plan.PulumiVersion = a.cliVersion()
 	res := DriftResult{Plan: plan, Resources: rec.drifted}
 	if len(res.Resources) > MaxDrifted {
 		res.Resources = res.Resources[:MaxDrifted]

@@ -17,6 +17,7 @@ import (
 	"github.com/changeops/changeops/cmd"
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/pulumienv"
 	"github.com/changeops/changeops/internal/testkit/gittest"
 	"github.com/changeops/changeops/starter"
 )
@@ -105,6 +106,9 @@ func TestDriftApproveReappliesOrAccepts(t *testing.T) {
 	if d == nil || d.Plan.Update != 1 || len(d.Resources) != 1 || !strings.HasSuffix(d.Resources[0].URN, "changeops:index:File::page") ||
 		d.Resources[0].Op != "update" || !slices.Contains(d.Resources[0].Properties, "content") {
 		t.Fatalf("drift found = %+v; want the page named, to update its content", d)
+	}
+	if d.Plan.PulumiVersion != pulumienv.PulumiVersion {
+		t.Errorf("the drift plan records pulumi %q, want %s", d.Plan.PulumiVersion, pulumienv.PulumiVersion)
 	}
 	if run.Commit != good || !slices.Equal(run.Status.Approval.Approvers, []string{"bob"}) {
 		t.Fatalf("drift run compares with %s and asks %v; want %s and bob", run.Commit, run.Status.Approval.Approvers, good)
