@@ -300,13 +300,31 @@ func (ws *workspace) payload(c click) []byte {
 // and signed as Slack does, and returns the HTTP status.
 func (ws *workspace) send(t *testing.T, endpoint string, c click) int {
 	t.Helper()
-	body := url.Values{"payload": {string(ws.payload(c))}}.Encode()
+	return signedPost(t, endpoint, url.Values{"payload": {string(ws.payload(c))}}.Encode(), c.secret, c.at)
+}
+
+// command is what Slack sends when user types `/changeops text`: the
+// slash command's form, signed with secret now; it returns the HTTP
+// status. The outcome goes to responsePath (replyTo).
+func (ws *workspace) command(t *testing.T, endpoint, secret, user, text, responsePath string) int {
+	t.Helper()
+	body := url.Values{
+		"command": {"/changeops"}, "text": {text}, "user_id": {user}, "user_name": {strings.ToLower(user)},
+		"channel_id": {slackChannel}, "team_id": {"T0E2E"},
+		"response_url": {ws.srv.GetAPIURL() + strings.TrimPrefix(responsePath, "/")},
+	}.Encode()
+	return signedPost(t, endpoint, body, secret, time.Now())
+}
+
+// signedPost posts a form to changeops signed as Slack signs requests.
+func signedPost(t *testing.T, endpoint, body, secret string, at time.Time) int {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := strconv.FormatInt(c.at.Unix(), 10)
-	mac := hmac.New(sha256.New, []byte(c.secret))
+	ts := strconv.FormatInt(at.Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(secret))
 	fmt.Fprintf(mac, "v0:%s:%s", ts, body)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Slack-Request-Timestamp", ts)

@@ -167,22 +167,34 @@ func Decided(approve bool, user, comment string, at time.Time) Message {
 }
 
 // Standalone renders an event that belongs to no run (a branch's watcher,
-// a stack's queue) as a message of its own in the channel.
+// a stack's queue, the freezes) as a message of its own in the channel.
 func Standalone(e notify.Event) Message {
 	icon := ":warning:"
 	if strings.Contains(e.Step, "recovered") {
 		icon = ":white_check_mark:"
 	}
 	where := esc(e.Branch)
-	if e.Kind == notify.KindQueue {
+	switch e.Kind {
+	case notify.KindQueue:
 		where = "stack " + esc(strings.Join(e.Stacks, ", "))
+	case notify.KindFreeze:
+		icon, where = ":ice_cube:", "emergency stop"
+		if e.State != "freeze" {
+			icon = ":arrow_forward:"
+		}
 	}
 	line := fmt.Sprintf("%s *%s* (%s)", icon, esc(e.Step), where)
 	blocks := []slack.Block{section(line)}
 	if e.Detail != "" {
 		blocks = append(blocks, section(truncate(esc(e.Detail), maxSectionText)))
 	}
-	return Message{Text: e.Text(), Blocks: blocks}
+	text := e.Text()
+	if e.Kind == notify.KindFreeze {
+		// What people typed (a reason) reaches notifications escaped too.
+		why, _, _ := strings.Cut(e.Detail, "\n")
+		text = truncate(esc(e.Step+": "+why), maxSectionText)
+	}
+	return Message{Text: text, Blocks: blocks}
 }
 
 func received(e notify.Event) []slack.Block {
@@ -392,6 +404,13 @@ func codeBlock(s string, limit int) (block string, cut bool) {
 	}
 	return fence + "\n" + body + "\n" + fence, cut
 }
+
+// Escape escapes what Slack's mrkdwn treats as markup (&, <, >), for text
+// from people and commits in a message composed elsewhere.
+func Escape(s string) string { return esc(s) }
+
+// Truncate cuts s to at most n characters, marking the cut with "…".
+func Truncate(s string, n int) string { return truncate(s, n) }
 
 // esc escapes what Slack's mrkdwn treats as markup (&, <, >), so that text
 // from commits and people cannot forge links or mentions.

@@ -61,7 +61,14 @@ func TestGolden(t *testing.T) {
 		Question:     "Stack web differs from git (1 to update). Re-apply 1a2b3c4, or accept the difference until the next check?",
 		ApproveLabel: "Re-apply git", RejectLabel: "Accept"}
 
+	frozen := notify.Event{RunID: "freezes/changeops", Kind: notify.KindFreeze, State: "freeze", Stacks: []string{"web"},
+		Step: "stack web frozen by U01BOB until 2026-11-24T11:30:00Z", Detail: "incident <!channel> & <https://evil|login>\nRuns plan and ask as usual."}
+	unfrozen := notify.Event{RunID: "freezes/changeops", Kind: notify.KindFreeze, State: "unfreeze",
+		Step: "every stack unfrozen by carol", Detail: "all clear"}
+
 	cases := map[string]Message{
+		"frozen":            Standalone(frozen),
+		"unfrozen":          Standalone(unfrozen),
 		"drift_found":       Step(found, 1),
 		"drift_approval":    Step(askDrift, 1),
 		"parent_drift":      Parent(run(notify.KindFinished, "drift-healed", "drift-healed", "re-applied 1a2b3c4 to web and verified")),
