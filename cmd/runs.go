@@ -3,6 +3,7 @@ package cmd
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -145,6 +146,11 @@ func statusCmd(g *globals) *cobra.Command {
 			run, err := starter.Status(cmd.Context(), c, id)
 			if err != nil {
 				return err
+			}
+			if t, _, err := g.temporalConfig(); err == nil {
+				if err := starter.Holding(cmd.Context(), c, taskQueueOf(t), &run); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: the freezes are not shown: %v\n", err)
+				}
 			}
 			if asJSON {
 				return jsonout.Encode(cmd.OutOrStdout(), run)
@@ -295,6 +301,12 @@ func printStatus(w io.Writer, r starter.Run) {
 	}
 	for _, a := range r.Retrying {
 		fmt.Fprintf(tw, "retrying\t%s\n", a)
+	}
+	for _, fr := range r.Frozen {
+		f := fr.Freeze()
+		if st := r.Status; st == nil || st.Window == nil || !slices.ContainsFunc(st.Window.Check.Frozen, f.Same) {
+			fmt.Fprintf(tw, "frozen\t%s (holds the apply)\n", f)
+		}
 	}
 	if st := r.Status; st != nil {
 		for _, u := range st.Undone {

@@ -140,39 +140,14 @@ func changeFreezes(ctx context.Context, c client.Client, req FreezeRequest, acti
 	if req.TaskQueue == "" {
 		return FreezeAnswer{}, errors.New("no task queue: pass --config (temporal.task_queue)")
 	}
-	id := contract.FreezesID(req.TaskQueue)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		st, err := Freezes(ctx, c, req.TaskQueue)
-		if err != nil {
-			return FreezeAnswer{}, err
-		}
-		signed, err := req.Sign(gate.Claim{
-			WorkflowID: id, Comment: req.Reason, Plan: st.Digest(), IssuedAt: time.Now(),
-			Action: action, Stack: req.Stack, Until: req.Until,
-		})
-		if err != nil {
-			return FreezeAnswer{}, err
-		}
-		op := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-			ID:                       id,
-			TaskQueue:                req.TaskQueue,
-			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-			StaticSummary:            "Freezes of task queue " + req.TaskQueue,
-		}, contract.FreezesWorkflowName, activities.FreezesState{})
-		h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
-			StartWorkflowOperation: op,
-			UpdateOptions: client.UpdateWorkflowOptions{
-				UpdateName:   update,
-				Args:         []any{workflows.FreezeRequest{Signed: &signed}},
-				WaitForStage: client.WorkflowUpdateStageCompleted,
-			},
-		})
-		var res workflows.FreezeResult
-		if err == nil {
-			err = h.Get(ctx, &res)
-		}
-		if err != nil && strings.Contains(err.Error(), "is starting and reads the freezes") && time.Now().Before(deadline) {
+		res, err := changeFreezesOnce(ctx, c, req, action, update)
+		// A freezes workflow that just started (a worker's first start,
+		// after a termination) answers neither its query nor an Update
+		// until it has read the last run's freezes: wait for it a while.
+		if err != nil && (strings.Contains(err.Error(), "is starting and reads the freezes") ||
+			strings.Contains(err.Error(), "the freezes are not loaded yet")) && time.Now().Before(deadline) {
 			select {
 			case <-ctx.Done():
 				return FreezeAnswer{}, ctx.Err()
@@ -180,11 +155,45 @@ func changeFreezes(ctx context.Context, c client.Client, req FreezeRequest, acti
 			}
 			continue
 		}
-		if err != nil {
-			return FreezeAnswer{}, refusal(id, err)
-		}
-		return FreezeAnswer{FreezeResult: res}, nil
+		return FreezeAnswer{FreezeResult: res}, err
 	}
+}
+
+func changeFreezesOnce(ctx context.Context, c client.Client, req FreezeRequest, action, update string) (workflows.FreezeResult, error) {
+	var res workflows.FreezeResult
+	id := contract.FreezesID(req.TaskQueue)
+	st, err := Freezes(ctx, c, req.TaskQueue)
+	if err != nil {
+		return res, err
+	}
+	signed, err := req.Sign(gate.Claim{
+		WorkflowID: id, Comment: req.Reason, Plan: st.Digest(), IssuedAt: time.Now(),
+		Action: action, Stack: req.Stack, Until: req.Until,
+	})
+	if err != nil {
+		return res, err
+	}
+	op := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                req.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		StaticSummary:            "Freezes of task queue " + req.TaskQueue,
+	}, contract.FreezesWorkflowName, activities.FreezesState{})
+	h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: op,
+		UpdateOptions: client.UpdateWorkflowOptions{
+			UpdateName:   update,
+			Args:         []any{workflows.FreezeRequest{Signed: &signed}},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	if err == nil {
+		err = h.Get(ctx, &res)
+	}
+	if err != nil {
+		return res, refusal(id, err)
+	}
+	return res, nil
 }
 
 // Override is one person's vote to apply a run waiting for its change
@@ -241,11 +250,40 @@ func InForce(st activities.FreezesState, now time.Time) []activities.Freeze {
 	return out
 }
 
-// FrozenLine is f as `list --json` prints it.
+// Freeze is the freeze f shows.
+func (f Frozen) Freeze() activities.Freeze {
+	stack := ""
+	if len(f.Stacks) > 0 && f.Stacks[0] != "*" {
+		stack = f.Stacks[0]
+	}
+	return activities.Freeze{Stack: stack, Reason: f.Reason, By: f.By, Method: f.Method, At: f.At, Until: f.Until}
+}
+
+// FrozenLine is f as `list --json` and `status --json` print it.
 func FrozenLine(f activities.Freeze) Frozen {
 	stack := f.Stack
 	if stack == "" {
 		stack = "*"
 	}
 	return Frozen{Kind: KindFreeze, Stacks: []string{stack}, Reason: f.Reason, By: f.By, Method: f.Method, At: f.At, Until: f.Until}
+}
+
+// Holding sets run.Frozen to the freezes in force on its stacks, for a
+// run that has not begun to apply: a frozen stack plans and asks as
+// usual, so a run awaiting approval is held only once approved, and its
+// status says so beforehand.
+func Holding(ctx context.Context, c client.Client, taskQueue string, run *Run) error {
+	switch run.State {
+	case contract.StatePlanning, contract.StateQueued, contract.StateAwaitingApproval, contract.StateWaitingForWindow:
+	default:
+		return nil
+	}
+	st, err := Freezes(ctx, c, taskQueue)
+	if err != nil {
+		return err
+	}
+	for _, f := range st.Holding(run.Stacks, time.Now()) {
+		run.Frozen = append(run.Frozen, FrozenLine(f))
+	}
+	return nil
 }

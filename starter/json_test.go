@@ -26,6 +26,7 @@ func TestStatusJSONContract(t *testing.T) {
 	run := Run{
 		ID: "change/main/3f2a91c0aa", Kind: KindChange, Commit: "3f2a91c0aa", Stacks: []string{"web"}, State: contract.StateSucceeded,
 		Approver: "bob", Author: "alice@example.com", Subject: "Serve v2", Deployment: "changeops", Build: "b1", Versioning: "pinned",
+		Frozen: []Frozen{FrozenLine(activities.Freeze{Stack: "web", Reason: "incident 4711", By: "carol", Method: "ssh", Key: "SHA256:abc", At: at})},
 		Status: &workflows.Status{
 			Kind: contract.KindChange, ID: "change/main/3f2a91c0aa", RunID: "9f1c2d3e", Branch: "main",
 			Commit:       activities.Commit{SHA: "3f2a91c0aa", Subject: "Serve v2", AuthorName: "Alice", AuthorEmail: "alice@example.com", When: at},

@@ -74,9 +74,18 @@ func TestSlackFreezeAndBreakGlass(t *testing.T) {
 	if r := ws.replyTo(t, "/response/unknown"); !strings.Contains(r.Text, `stack "no-such-stack" is not in the configuration: name one of `+stack+", or all") {
 		t.Errorf("a freeze of an unknown stack: reply %q", r.Text)
 	}
-	if st, err := starter.Freezes(ctx, c, cfg.Temporal.TaskQueue); err != nil || len(st.Freezes) != 0 {
-		t.Fatalf("refused commands froze something: %+v, %v", st.Freezes, err)
-	}
+	waitFor(t, 30*time.Second, "the freezes readable", func() (bool, string) {
+		// The freezes workflow the worker started reads its last run's
+		// freezes first, and answers nothing until then.
+		st, err := starter.Freezes(ctx, c, cfg.Temporal.TaskQueue)
+		if err != nil {
+			return false, err.Error()
+		}
+		if len(st.Freezes) != 0 {
+			t.Fatalf("refused commands froze something: %+v", st.Freezes)
+		}
+		return true, ""
+	})
 
 	ws.command(t, endpoint, slackSecret, "U0BOB", "freeze "+stack+" incident 9 <!channel>", "/response/freeze")
 	if r := ws.replyTo(t, "/response/freeze"); !strings.Contains(r.Text, "frozen stack "+stack+": incident 9 &lt;!channel&gt;") {
@@ -108,6 +117,9 @@ func TestSlackFreezeAndBreakGlass(t *testing.T) {
 
 	// Break glass: bob in Slack, bob again and carol on the command line.
 	short := contract.ShortSHA(run.Commit)
+	if m := ws.waitMessage(t, short+" waiting-for-window: waiting for window"); !strings.Contains(m.Blocks, "/changeops override "+short+" REASON") {
+		t.Errorf("the waiting message does not say how to override from Slack: %s", m.Blocks)
+	}
 	ws.command(t, endpoint, slackSecret, "U0BOB", "override "+short+" customer outage", "/response/override-bob")
 	if r := ws.replyTo(t, "/response/override-bob"); !strings.Contains(r.Text, "override vote recorded: 1 of 2 (bob); it applies once 1 more approver(s) vote") {
 		t.Fatalf("bob's override in Slack: reply %q", r.Text)
@@ -143,6 +155,14 @@ func TestSlackFreezeAndBreakGlass(t *testing.T) {
 	// Still frozen: the next change waits, until bob unfreezes in Slack.
 	id2 := set("v3")
 	waitState(t, c, id2, time.Minute, contract.StateAwaitingApproval)
+	code, out, errOut = changeopsWith(t, cfg, "status", id2)
+	if code != 0 || !strings.Contains(out, "stack "+stack+" frozen by bob since") || !strings.Contains(out, "(holds the apply)") {
+		t.Errorf("changeops status of a run awaiting approval on a frozen stack = %d, %q, %q; want the freeze that will hold it", code, out, errOut)
+	}
+	code, out, errOut = changeopsWith(t, cfg, "status", id2, "--json")
+	if code != 0 || !strings.Contains(out, `"frozen":[{"at":`) || !strings.Contains(out, `"stacks":["`+stack+`"]`) || !strings.Contains(out, `"by":"bob"`) {
+		t.Errorf("changeops status --json = %d, %q, %q; want frozen", code, out, errOut)
+	}
 	if _, err := starter.Decide(ctx, c, id2, signedBy("carol", true, "")); err != nil {
 		t.Fatal(err)
 	}

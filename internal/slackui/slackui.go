@@ -133,6 +133,14 @@ func Step(e notify.Event, attempt int) Message {
 		blocks = []slack.Block{section(":warning: *The revert conflicts*, nothing was pushed: revert these paths by hand\n" + paths)}
 	case notify.KindFinished:
 		blocks = []slack.Block{section(fmt.Sprintf("%s *%s*: %s", Emoji(e.State), e.State, esc(e.Detail)))}
+	case notify.KindWindow:
+		blocks = generic(e)
+		if e.Step == "waiting for window" {
+			// Break glass from here: each vote needs its reason, which a
+			// button cannot carry, so the hint names the command.
+			blocks = append(blocks, slack.NewContextBlock("", mrkdwn(fmt.Sprintf(
+				"Approvers can vote to apply it now (two must): `/changeops override %s REASON`", contract.ShortSHA(e.Commit)))))
+		}
 	default:
 		blocks = generic(e)
 	}
