@@ -306,6 +306,11 @@ func (a *Approvals) RunSocketMode(ctx context.Context, api *slack.Client) error 
 					case slack.SlashCommand:
 						a.DispatchCommand(d)
 					}
+				case socketmode.EventTypeErrorBadMessage:
+					// Only the cause: the message is what someone typed.
+					if bad, ok := evt.Data.(*socketmode.ErrorBadMessage); ok {
+						a.Logger.Warn("slack socket mode: unreadable message dropped", "error", bad.Cause.Error())
+					}
 				case socketmode.EventTypeConnectionError, socketmode.EventTypeInvalidAuth:
 					a.Logger.Warn("slack socket mode", "event", string(evt.Type), "detail", fmt.Sprint(evt.Data))
 				case socketmode.EventTypeConnected:
