@@ -266,7 +266,7 @@ func TestSlackSocketModeDecides(t *testing.T) {
 	overSocket(t, conn, "slash_commands", "env-2", map[string]any{
 		"command": "/changeops", "text": "freeze site-" + branch + " maintenance", "user_id": "U0BOB", "channel_id": slackChannel,
 		"is_enterprise_install": "false", // a string, as Slack sends it (slack-go requires it)
-		"response_url": ws.srv.GetAPIURL() + "response/socket-freeze",
+		"response_url":          ws.srv.GetAPIURL() + "response/socket-freeze",
 	})
 	if r := ws.replyTo(t, "/response/socket-freeze"); !strings.Contains(r.Text, "frozen stack site-"+branch+": maintenance") {
 		t.Errorf("reply to the freeze over socket mode = %+v", r)
