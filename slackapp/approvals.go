@@ -136,6 +136,14 @@ func verify(h http.Header, body []byte, secret string) error {
 // Dispatch starts the decision a verified interaction asks for, if any,
 // and returns at once.
 func (a *Approvals) Dispatch(cb slack.InteractionCallback) {
+	if t, ok := reasonAsked(cb); ok {
+		a.inBackground(func(ctx context.Context) { a.askReason(ctx, cb, t) })
+		return
+	}
+	if t, reason, ok := reasonGiven(cb); ok {
+		a.inBackground(func(ctx context.Context) { a.reasonGiven(ctx, cb.User.ID, t, reason) })
+		return
+	}
 	b, approve, ok := decisionOf(cb)
 	if !ok {
 		return

@@ -145,24 +145,28 @@ func (a *Approvals) DispatchCommand(sc slack.SlashCommand) {
 }
 
 func (a *Approvals) command(ctx context.Context, sc slack.SlashCommand) {
-	log := a.Logger.With("user", sc.UserID, "command", sc.Command)
-	c, err := parseCommand(sc.Text, time.Now(), a.stackNames())
+	a.reply(ctx, sc.ResponseURL, &slack.WebhookMessage{
+		ResponseType: slack.ResponseTypeEphemeral,
+		Text:         a.run(ctx, sc.UserID, sc.Text),
+	})
+}
+
+// run does what a command's text asks for the user and says how it went,
+// for the user alone (escaped: it quotes what they typed).
+func (a *Approvals) run(ctx context.Context, user, text string) string {
+	log := a.Logger.With("user", user)
+	c, err := parseCommand(text, time.Now(), a.stackNames())
 	var done string
 	if err == nil {
 		log = log.With("verb", c.verb, "stack", c.stack, "run", echo(c.run))
-		done, err = a.perform(ctx, sc.UserID, c)
+		done, err = a.perform(ctx, user, c)
 	}
-	icon := ":white_check_mark: "
 	if err != nil {
 		log.Info("slack command refused", "reason", err.Error())
-		icon, done = ":warning: ", err.Error()
-	} else {
-		log.Info("slack command done")
+		return ":warning: " + slackui.Escape(err.Error())
 	}
-	a.reply(ctx, sc.ResponseURL, &slack.WebhookMessage{
-		ResponseType: slack.ResponseTypeEphemeral,
-		Text:         icon + slackui.Escape(done),
-	})
+	log.Info("slack command done")
+	return ":white_check_mark: " + slackui.Escape(done)
 }
 
 func (a *Approvals) perform(ctx context.Context, user string, c command) (string, error) {
@@ -292,4 +296,58 @@ func (a *Approvals) stackNames() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// reasonAsked is a click on Unfreeze or Override window: the target it
+// names, for which a modal asks the reason.
+func reasonAsked(cb slack.InteractionCallback) (slackui.Target, bool) {
+	if cb.Type != slack.InteractionTypeBlockActions || cb.User.ID == "" || cb.TriggerID == "" {
+		return slackui.Target{}, false
+	}
+	for _, act := range cb.ActionCallback.BlockActions {
+		if act == nil || (act.ActionID != slackui.ActionUnfreeze && act.ActionID != slackui.ActionOverride) {
+			continue
+		}
+		t, err := slackui.ParseTarget(act.Value)
+		return t, err == nil
+	}
+	return slackui.Target{}, false
+}
+
+// reasonGiven is the submission of the reason modal: its target and the
+// reason typed.
+func reasonGiven(cb slack.InteractionCallback) (t slackui.Target, reason string, ok bool) {
+	if cb.Type != slack.InteractionTypeViewSubmission || cb.User.ID == "" || cb.View.CallbackID != slackui.CallbackReason {
+		return t, "", false
+	}
+	t, err := slackui.ParseTarget(cb.View.PrivateMetadata)
+	if err != nil || cb.View.State == nil {
+		return t, "", false
+	}
+	return t, cb.View.State.Values[slackui.ReasonBlock][slackui.ReasonAction].Value, true
+}
+
+// askReason opens the modal that asks why (views.open, within the
+// trigger's few seconds); the submission does the rest.
+func (a *Approvals) askReason(ctx context.Context, cb slack.InteractionCallback, t slackui.Target) {
+	t.Channel = cb.Channel.ID
+	if _, err := a.Slack.OpenViewContext(ctx, cb.TriggerID, slackui.ReasonModal(t, maxReason)); err != nil {
+		a.Logger.Warn("open the reason modal", "user", cb.User.ID, "error", err)
+		a.reply(ctx, cb.ResponseURL, &slack.WebhookMessage{ResponseType: slack.ResponseTypeEphemeral,
+			Text: fmt.Sprintf(":warning: cannot ask for the reason here (%v): use /changeops %s %s REASON", err, t.Verb, slackui.Escape(echo(t.Target)))})
+	}
+}
+
+// reasonGiven does what the modal was opened for, checked exactly like
+// the slash command with the same words (the target and the reason came
+// back from Slack, so they are read as untrusted as typed text), and
+// tells the user alone how it went in the channel of the button.
+func (a *Approvals) reasonGiven(ctx context.Context, user string, t slackui.Target, reason string) {
+	text := a.run(ctx, user, t.Verb+" "+t.Target+" "+reason)
+	if t.Channel == "" {
+		return
+	}
+	if _, err := a.Slack.PostEphemeralContext(ctx, t.Channel, user, slack.MsgOptionText(text, false)); err != nil {
+		a.Logger.Warn("answer a reason modal", "user", user, "error", err)
+	}
 }

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
+	"github.com/changeops/changeops/internal/slackui"
 	"github.com/changeops/changeops/internal/testkit/gittest"
 	"github.com/changeops/changeops/starter"
 )
@@ -24,13 +26,15 @@ import (
 // stack hears privately why their freeze is refused. An approver
 // (U0BOB, bob in people) freezes the stack; the freeze is announced in
 // the channel and listed by `list --json` and `status`. A change is
-// approved and waits in waiting-for-window. Break glass: bob votes to
-// override in Slack (recorded, announced, applies nothing, says one more
-// vote is needed), votes again on the command line (refused: the same
-// person), and carol's vote on the command line applies it, recorded as
-// an override in the status and the audit and announced in its thread.
-// The stack is still frozen: the next change waits until bob unfreezes
-// from Slack, and then applies.
+// approved and waits in waiting-for-window. Mallory's click on its
+// Override window button asks why, then refuses privately. Break glass:
+// bob votes to override with the command (recorded, announced, applies
+// nothing, says one more vote is needed), votes again on the command
+// line (refused: the same person), and carol's vote on the command line
+// applies it, recorded as an override in the status and the audit and
+// announced in its thread. The stack is still frozen: the next change
+// waits until bob clicks Unfreeze on the freeze's announcement and gives
+// his reason, and then applies.
 func TestSlackFreezeAndBreakGlass(t *testing.T) {
 	const branch = "e2e-slack-freeze"
 	remote := gittest.New(t, branch)
@@ -54,6 +58,7 @@ func TestSlackFreezeAndBreakGlass(t *testing.T) {
 	w := startWorkerFull(t, cfg)
 	c := w.Client()
 	endpoint := "http://" + w.Addr() + "/slack/commands"
+	interactions := "http://" + w.Addr() + "/slack/interactions"
 	waitWatching(t, c, branch)
 	ctx := context.Background()
 	freezes := contract.FreezesID(cfg.Temporal.TaskQueue)
@@ -95,6 +100,7 @@ func TestSlackFreezeAndBreakGlass(t *testing.T) {
 	if strings.Contains(announced.Blocks, "<!channel>") || !strings.Contains(announced.Blocks, "incident 9 &lt;!channel&gt;") {
 		t.Errorf("the freeze's announcement does not escape the reason: %s", announced.Blocks)
 	}
+	unfreezeButton := actionValue(t, announced.Blocks, slackui.ActionUnfreeze)
 
 	id := set("v2")
 	waitState(t, c, id, time.Minute, contract.StateAwaitingApproval)
@@ -117,9 +123,17 @@ func TestSlackFreezeAndBreakGlass(t *testing.T) {
 
 	// Break glass: bob in Slack, bob again and carol on the command line.
 	short := contract.ShortSHA(run.Commit)
-	if m := ws.waitMessage(t, short+" waiting-for-window: waiting for window"); !strings.Contains(m.Blocks, "/changeops override "+short+" REASON") {
-		t.Errorf("the waiting message does not say how to override from Slack: %s", m.Blocks)
+	waiting := ws.waitMessage(t, short+" waiting-for-window: waiting for window")
+	if !strings.Contains(waiting.Blocks, "/changeops override "+short+" REASON") {
+		t.Errorf("the waiting message does not say how to override from Slack: %s", waiting.Blocks)
 	}
+	// Mallory clicks Override window: asked why, then refused privately.
+	ws.clickForReason(t, interactions, "U0MALLORY", slackui.ActionOverride, actionValue(t, waiting.Blocks, slackui.ActionOverride))
+	if view := ws.waitView(t, 1); !strings.Contains(view, "Vote to apply "+id+" now") {
+		t.Errorf("the Override window button opened %s", view)
+	}
+	ws.submitReason(t, interactions, "U0MALLORY", ws.waitView(t, 1), "me too")
+	ws.waitEphemeral(t, "U0MALLORY", "U0MALLORY may not override the window of change "+short)
 	ws.command(t, endpoint, slackSecret, "U0BOB", "override "+short+" customer outage", "/response/override-bob")
 	if r := ws.replyTo(t, "/response/override-bob"); !strings.Contains(r.Text, "override vote recorded: 1 of 2 (bob); it applies once 1 more approver(s) vote") {
 		t.Fatalf("bob's override in Slack: reply %q", r.Text)
@@ -167,10 +181,10 @@ func TestSlackFreezeAndBreakGlass(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, c, id2, time.Minute, contract.StateWaitingForWindow)
-	ws.command(t, endpoint, slackSecret, "U0BOB", "unfreeze "+stack+" incident over", "/response/unfreeze")
-	if r := ws.replyTo(t, "/response/unfreeze"); !strings.Contains(r.Text, "unfrozen stack "+stack) {
-		t.Fatalf("bob's unfreeze: reply %q", r.Text)
-	}
+	// Bob unfreezes with the button on the freeze's announcement.
+	ws.clickForReason(t, interactions, "U0BOB", slackui.ActionUnfreeze, unfreezeButton)
+	ws.submitReason(t, interactions, "U0BOB", ws.waitView(t, 2), "incident over")
+	ws.waitEphemeral(t, "U0BOB", "unfrozen stack "+stack)
 	if run := waitState(t, c, id2, 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded {
 		t.Fatalf("second run ended %s: %s", run.State, run.Error)
 	}
@@ -183,6 +197,66 @@ func TestSlackFreezeAndBreakGlass(t *testing.T) {
 		}
 	}
 	recordHistory(t, c, freezes, "freezes_announced.json")
+}
+
+// clickForReason is user's click on a button that asks for a reason
+// (Unfreeze, Override window), as Slack sends it, with a trigger to open
+// the modal by.
+func (ws *workspace) clickForReason(t *testing.T, endpoint, user, action, value string) {
+	t.Helper()
+	code := ws.interact(t, endpoint, map[string]any{
+		"type": "block_actions", "user": map[string]any{"id": user}, "trigger_id": "trigger-" + user,
+		"channel": map[string]any{"id": slackChannel}, "response_url": ws.srv.GetAPIURL() + "response/click-" + user,
+		"actions": []map[string]any{{"type": "button", "block_id": "changeops_buttons", "action_id": action, "value": value}},
+	})
+	if code != http.StatusOK {
+		t.Fatalf("the click answered %d", code)
+	}
+}
+
+// submitReason is user's submission of the reason modal view (as opened).
+func (ws *workspace) submitReason(t *testing.T, endpoint, user, view, reason string) {
+	t.Helper()
+	var v struct {
+		CallbackID      string `json:"callback_id"`
+		PrivateMetadata string `json:"private_metadata"`
+	}
+	if err := json.Unmarshal([]byte(view), &v); err != nil {
+		t.Fatalf("view %s: %v", view, err)
+	}
+	code := ws.interact(t, endpoint, map[string]any{
+		"type": "view_submission", "user": map[string]any{"id": user},
+		"view": map[string]any{"callback_id": v.CallbackID, "private_metadata": v.PrivateMetadata, "state": map[string]any{
+			"values": map[string]any{slackui.ReasonBlock: map[string]any{slackui.ReasonAction: map[string]any{"type": "plain_text_input", "value": reason}}},
+		}},
+	})
+	if code != http.StatusOK {
+		t.Fatalf("the submission answered %d", code)
+	}
+}
+
+// actionValue is the value of the button with actionID in a message's
+// blocks.
+func actionValue(t *testing.T, blocks, actionID string) string {
+	t.Helper()
+	var bs []struct {
+		Elements []struct {
+			ActionID string `json:"action_id"`
+			Value    string `json:"value"`
+		} `json:"elements"`
+	}
+	if err := json.Unmarshal([]byte(blocks), &bs); err != nil {
+		t.Fatalf("blocks %s: %v", blocks, err)
+	}
+	for _, b := range bs {
+		for _, e := range b.Elements {
+			if e.ActionID == actionID {
+				return e.Value
+			}
+		}
+	}
+	t.Fatalf("no %s button in %s", actionID, blocks)
+	return ""
 }
 
 // waitMessage waits for a message anywhere in the channel (a parent or a

@@ -136,10 +136,11 @@ func Step(e notify.Event, attempt int) Message {
 	case notify.KindWindow:
 		blocks = generic(e)
 		if e.Step == "waiting for window" {
-			// Break glass from here: each vote needs its reason, which a
-			// button cannot carry, so the hint names the command.
-			blocks = append(blocks, slack.NewContextBlock("", mrkdwn(fmt.Sprintf(
-				"Approvers can vote to apply it now (two must): `/changeops override %s REASON`", contract.ShortSHA(e.Commit)))))
+			// Break glass from here: the button asks for the vote's reason.
+			override := slack.NewButtonBlockElement(ActionOverride, Target{Verb: "override", Target: e.RunID}.Value(), plain("Override window")).
+				WithStyle(slack.StyleDanger)
+			blocks = append(blocks, slack.NewActionBlock("changeops_window", override), slack.NewContextBlock("", mrkdwn(fmt.Sprintf(
+				"Approvers can vote to apply it now (two must): the button, or `/changeops override %s REASON`", contract.ShortSHA(e.Commit)))))
 		}
 	default:
 		blocks = generic(e)
@@ -152,6 +153,31 @@ func Step(e notify.Event, attempt int) Message {
 		blocks = blocks[:maxBlocks]
 	}
 	return Message{Text: fmt.Sprintf("%s %s: %s", contract.ShortSHA(e.Commit), e.State, text), Blocks: blocks}
+}
+
+// ReasonModal asks for the reason of an unfreeze or an override vote
+// (both are recorded and announced with it); its submission carries t.
+func ReasonModal(t Target, maxReason int) slack.ModalViewRequest {
+	title, submit, ask := "Unfreeze", "Unfreeze", fmt.Sprintf("Lift the freeze of %s. Why?", t.Target)
+	if t.Target == "all" {
+		ask = "Lift every freeze. Why?"
+	}
+	if t.Verb == "override" {
+		title, submit, ask = "Override window", "Vote", fmt.Sprintf("Vote to apply %s now, outside its change window or freeze (two approvers must). Why?", t.Target)
+	}
+	input := slack.NewPlainTextInputBlockElement(plain("the reason, recorded and announced"), ReasonAction)
+	input.Multiline, input.MaxLength = true, maxReason
+	return slack.ModalViewRequest{
+		Type:            slack.VTModal,
+		CallbackID:      CallbackReason,
+		PrivateMetadata: t.Value(),
+		Title:           plain(title),
+		Submit:          plain(submit),
+		Close:           plain("Cancel"),
+		Blocks: slack.Blocks{BlockSet: []slack.Block{
+			slack.NewInputBlock(ReasonBlock, plain(truncate(ask, 2000)), nil, input),
+		}},
+	}
 }
 
 // Closed replaces the approval message once the run no longer waits: the
@@ -201,6 +227,14 @@ func Standalone(e notify.Event) Message {
 		// What people typed (a reason) reaches notifications escaped too.
 		why, _, _ := strings.Cut(e.Detail, "\n")
 		text = truncate(esc(e.Step+": "+why), maxSectionText)
+		if e.State == "freeze" {
+			target := "all"
+			if len(e.Stacks) > 0 {
+				target = e.Stacks[0]
+			}
+			unfreeze := slack.NewButtonBlockElement(ActionUnfreeze, Target{Verb: "unfreeze", Target: target}.Value(), plain("Unfreeze"))
+			blocks = append(blocks, slack.NewActionBlock("changeops_freeze", unfreeze))
+		}
 	}
 	return Message{Text: text, Blocks: blocks}
 }

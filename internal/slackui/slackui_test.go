@@ -71,6 +71,8 @@ func TestGolden(t *testing.T) {
 
 	cases := map[string]Message{
 		"waiting_for_window": Step(waiting, 1),
+		"reason_unfreeze":    {Text: "modal", Blocks: ReasonModal(Target{Verb: "unfreeze", Target: "web", Channel: "C1"}, 2000).Blocks.BlockSet},
+		"reason_override":    {Text: "modal", Blocks: ReasonModal(Target{Verb: "override", Target: "change/main/3f2a91c0aa"}, 2000).Blocks.BlockSet},
 		"frozen":             Standalone(frozen),
 		"unfrozen":           Standalone(unfrozen),
 		"drift_found":        Step(found, 1),
