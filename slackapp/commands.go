@@ -345,6 +345,7 @@ func (a *Approvals) askReason(ctx context.Context, cb slack.InteractionCallback,
 func (a *Approvals) reasonGiven(ctx context.Context, user string, t slackui.Target, reason string) {
 	text := a.run(ctx, user, t.Verb+" "+t.Target+" "+reason)
 	if t.Channel == "" {
+		a.Logger.Warn("a reason modal named no channel to answer in", "user", user, "answer", text)
 		return
 	}
 	if _, err := a.Slack.PostEphemeralContext(ctx, t.Channel, user, slack.MsgOptionText(text, false)); err != nil {
