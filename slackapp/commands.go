@@ -35,6 +35,8 @@ import (
 const (
 	maxCommandText = 4000
 	maxReason      = 2000
+	// maxRunRef bounds a run's reference (change/<repo>/<branch>/<sha>).
+	maxRunRef = 512
 	// maxEcho bounds the user's input quoted back in a refusal.
 	maxEcho = 80
 )
@@ -99,6 +101,9 @@ func parseCommand(text string, now time.Time, stacks []string) (command, error) 
 		return command{}, fmt.Errorf("the reason is %d bytes; keep it under %d", len(c.reason), maxReason)
 	}
 	if c.verb == "override" {
+		if len(target) > maxRunRef {
+			return command{}, fmt.Errorf("run %q is not a run: give its ID (change/<branch>/<sha>) or a commit SHA prefix", echo(target))
+		}
 		c.run = target
 		return c, nil
 	}
@@ -110,6 +115,11 @@ func parseCommand(text string, now time.Time, stacks []string) (command, error) 
 	}
 	return c, nil
 }
+
+// slackUser says whether a request's user has the shape of a Slack user
+// ID: Slack signed the request, but what it names is bounded before it
+// reaches a claim or a log.
+func slackUser(id string) bool { return len(id) <= 32 && config.IsSlackUser(id) }
 
 // echo is the user's input, bounded, for a refusal.
 func echo(s string) string { return slackui.Truncate(s, maxEcho) }
@@ -126,8 +136,8 @@ func (a *Approvals) Commands() http.Handler {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		sc, err := slack.SlashCommandParse(r)
-		if err != nil || sc.UserID == "" {
-			http.Error(w, "want a slash command form with user_id", http.StatusBadRequest)
+		if err != nil || !slackUser(sc.UserID) {
+			http.Error(w, "want a slash command form with a user_id", http.StatusBadRequest)
 			return
 		}
 		w.WriteHeader(http.StatusOK)
@@ -138,7 +148,8 @@ func (a *Approvals) Commands() http.Handler {
 // DispatchCommand starts what a verified slash command asks for and
 // returns at once.
 func (a *Approvals) DispatchCommand(sc slack.SlashCommand) {
-	if sc.UserID == "" {
+	if !slackUser(sc.UserID) {
+		a.Logger.Warn("slack command without a user ID dropped", "user", echo(sc.UserID))
 		return
 	}
 	a.inBackground(func(ctx context.Context) { a.command(ctx, sc) })
@@ -301,7 +312,7 @@ func (a *Approvals) stackNames() []string {
 // reasonAsked is a click on Unfreeze or Override window: the target it
 // names, for which a modal asks the reason.
 func reasonAsked(cb slack.InteractionCallback) (slackui.Target, bool) {
-	if cb.Type != slack.InteractionTypeBlockActions || cb.User.ID == "" || cb.TriggerID == "" {
+	if cb.Type != slack.InteractionTypeBlockActions || !slackUser(cb.User.ID) || cb.TriggerID == "" {
 		return slackui.Target{}, false
 	}
 	for _, act := range cb.ActionCallback.BlockActions {
@@ -317,7 +328,7 @@ func reasonAsked(cb slack.InteractionCallback) (slackui.Target, bool) {
 // reasonGiven is the submission of the reason modal: its target and the
 // reason typed.
 func reasonGiven(cb slack.InteractionCallback) (t slackui.Target, reason string, ok bool) {
-	if cb.Type != slack.InteractionTypeViewSubmission || cb.User.ID == "" || cb.View.CallbackID != slackui.CallbackReason {
+	if cb.Type != slack.InteractionTypeViewSubmission || !slackUser(cb.User.ID) || cb.View.CallbackID != slackui.CallbackReason {
 		return t, "", false
 	}
 	t, err := slackui.ParseTarget(cb.View.PrivateMetadata)

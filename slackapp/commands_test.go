@@ -44,6 +44,7 @@ func TestParseCommand(t *testing.T) {
 		"text too long":           {text: "freeze api " + strings.Repeat("r ", maxCommandText), err: "keep it under 4000"},
 		"not UTF-8":               {text: "freeze api \xff", err: "not valid UTF-8"},
 		"override needs a reason": {text: "override 3f2a91c", err: "override needs a reason"},
+		"run reference bounded":   {text: "override change/" + strings.Repeat("b", maxRunRef) + " why", err: "is not a run: give its ID"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := parseCommand(tc.text, now, stacks)
@@ -108,7 +109,8 @@ func TestMayFreeze(t *testing.T) {
 	}
 }
 
-// The command endpoint checks Slack's signature before it reads anything.
+// The command endpoint checks Slack's signature before it reads anything,
+// and the user it names.
 func TestCommandsRefuseUnsigned(t *testing.T) {
 	t.Parallel()
 	a := &Approvals{SigningSecret: "s3cret", Logger: slog.New(slog.DiscardHandler)}
@@ -124,6 +126,18 @@ func TestCommandsRefuseUnsigned(t *testing.T) {
 		a.Commands().ServeHTTP(rec, req)
 		if rec.Code != http.StatusUnauthorized {
 			t.Errorf("%s: answered %d, want 401", name, rec.Code)
+		}
+	}
+	// Signed, but naming no Slack user: refused before anything is done.
+	for _, user := range []string{"bob", "U" + strings.Repeat("0", 40), ""} {
+		body := "user_id=" + user + "&text=unfreeze+all+x"
+		req := httptest.NewRequest(http.MethodPost, "/slack/commands", strings.NewReader(body))
+		req.Header = signed("s3cret", body, time.Now())
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rec := httptest.NewRecorder()
+		a.Commands().ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest {
+			t.Errorf("user %q: answered %d, want 400", user, rec.Code)
 		}
 	}
 }
