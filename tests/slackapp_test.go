@@ -203,8 +203,8 @@ func TestSlackExpiryUnderRateLimits(t *testing.T) {
 
 // Socket Mode: changeops opens the websocket with the app-level token, and
 // a click Slack sends over it is acknowledged (envelope ID) and decides the
-// run, exactly like a click over HTTP, and so is a slash command (an
-// approver's freeze); the HTTP endpoints are not served.
+// run, exactly like a click over HTTP, and so are slash commands (an
+// approver's freeze and unfreeze); the HTTP endpoints are not served.
 func TestSlackSocketModeDecides(t *testing.T) {
 	const branch = "e2e-slack-socket"
 	ws, set, cfg := slackSetup(t, branch, time.Hour)
@@ -272,6 +272,14 @@ func TestSlackSocketModeDecides(t *testing.T) {
 		t.Errorf("reply to the freeze over socket mode = %+v", r)
 	}
 	ws.waitMessage(t, "stack site-"+branch+" frozen by U0BOB")
+	overSocket(t, conn, "slash_commands", "env-3", map[string]any{
+		"command": "/changeops", "text": "unfreeze site-" + branch + " done", "user_id": "U0BOB", "channel_id": slackChannel,
+		"is_enterprise_install": "false", "response_url": ws.srv.GetAPIURL() + "response/socket-unfreeze",
+	})
+	if r := ws.replyTo(t, "/response/socket-unfreeze"); !strings.Contains(r.Text, "unfrozen stack site-"+branch) {
+		t.Errorf("reply to the unfreeze over socket mode = %+v", r)
+	}
+	ws.waitMessage(t, "stack site-"+branch+" unfrozen by U0BOB")
 }
 
 // overSocket plays Slack on a Socket Mode connection: it sends an event
