@@ -36,6 +36,11 @@ func (f Freeze) Holds(stack string, now time.Time) bool {
 	return (f.Stack == "" || f.Stack == stack) && (f.Until.IsZero() || now.Before(f.Until))
 }
 
+// Same says whether g is the same freeze (as read back from elsewhere).
+func (f Freeze) Same(g Freeze) bool {
+	return f.Stack == g.Stack && f.By == g.By && f.At.Equal(g.At) && f.Reason == g.Reason
+}
+
 // What names what is frozen: "stack web" or "every stack".
 func (f Freeze) What() string {
 	if f.Stack == "" {

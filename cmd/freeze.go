@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -40,9 +39,9 @@ func freezeCmd(g *globals, freeze bool) *cobra.Command {
 				if !freeze {
 					return fmt.Errorf("--until goes with freeze")
 				}
-				t, err := parseUntil(until, time.Now())
+				t, err := starter.ParseUntil(until, time.Now(), time.Local)
 				if err != nil {
-					return err
+					return fmt.Errorf("--%w", err)
 				}
 				req.Until = t
 			}
@@ -50,7 +49,7 @@ func freezeCmd(g *globals, freeze bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req.Signer, req.Person = signer, person
+			req.Sign = starter.SignSSH(signer, person)
 			t, _, err := g.temporalConfig()
 			if err != nil {
 				return err
@@ -108,35 +107,9 @@ func freezeCmd(g *globals, freeze bool) *cobra.Command {
 	return cmd
 }
 
-// parseUntil reads a duration from now or a time (RFC 3339, or local
-// 2006-01-02T15:04).
-func parseUntil(s string, now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
-		return now.Add(d), nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("--until %q: give a duration like 2h or a time like 2025-12-24T18:00", s)
-}
-
 func taskQueueOf(t config.Temporal) string {
 	if t.TaskQueue == "" {
 		return config.DefaultTaskQueue
 	}
 	return t.TaskQueue
-}
-
-// printFreezes writes the freezes in force, one a line.
-func printFreezes(w io.Writer, st activities.FreezesState, now time.Time) {
-	for _, f := range st.Freezes {
-		if f.Until.IsZero() || now.Before(f.Until) {
-			fmt.Fprintf(w, "FROZEN: %s\n", f)
-		}
-	}
 }

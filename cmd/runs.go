@@ -3,6 +3,7 @@ package cmd
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -89,7 +90,7 @@ func decideCmd(g *globals, approve bool) *cobra.Command {
 			}
 			if override {
 				// Break glass (docs/windows.md, "Break glass").
-				res, err := starter.Override(cmd.Context(), c, id, starter.Decision{Approve: true, Comment: reason, Person: person, Signer: signer})
+				res, err := starter.Override(cmd.Context(), c, id, reason, starter.SignSSH(signer, person))
 				if err != nil {
 					return err
 				}
@@ -146,6 +147,11 @@ func statusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if t, _, err := g.temporalConfig(); err == nil {
+				if err := starter.Holding(cmd.Context(), c, taskQueueOf(t), &run); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: the freezes are not shown: %v\n", err)
+				}
+			}
 			if asJSON {
 				return jsonout.Encode(cmd.OutOrStdout(), run)
 			}
@@ -175,7 +181,23 @@ func listCmd(g *globals) *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
+			// The freezes in force come first, as a script or a person
+			// reads what holds the runs before the runs.
+			var frozen []activities.Freeze
+			if t, _, err := g.temporalConfig(); err == nil {
+				fr, err := starter.Freezes(cmd.Context(), c, taskQueueOf(t))
+				if err != nil {
+					// The runs are still worth listing; say what is missing.
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: the freezes are not listed: %v\n", err)
+				}
+				frozen = starter.InForce(fr, time.Now())
+			}
 			if asJSON {
+				for _, f := range frozen {
+					if err := jsonout.Encode(out, starter.FrozenLine(f)); err != nil {
+						return err
+					}
+				}
 				for _, r := range runs {
 					if err := jsonout.Encode(out, r); err != nil {
 						return err
@@ -183,10 +205,8 @@ func listCmd(g *globals) *cobra.Command {
 				}
 				return nil
 			}
-			if t, _, err := g.temporalConfig(); err == nil {
-				if fr, err := starter.Freezes(cmd.Context(), c, taskQueueOf(t)); err == nil {
-					printFreezes(out, fr, time.Now())
-				}
+			for _, f := range frozen {
+				fmt.Fprintf(out, "FROZEN: %s\n", f)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATE\tSTACKS\tAPPROVER")
@@ -281,6 +301,12 @@ func printStatus(w io.Writer, r starter.Run) {
 	}
 	for _, a := range r.Retrying {
 		fmt.Fprintf(tw, "retrying\t%s\n", a)
+	}
+	for _, fr := range r.Frozen {
+		f := fr.Freeze()
+		if st := r.Status; st == nil || st.Window == nil || !slices.ContainsFunc(st.Window.Check.Frozen, f.Same) {
+			fmt.Fprintf(tw, "frozen\t%s (holds the apply)\n", f)
+		}
 	}
 	if st := r.Status; st != nil {
 		for _, u := range st.Undone {

@@ -220,12 +220,14 @@ func (c Check) Name() string {
 type Slack struct {
 	BotTokenEnv string `yaml:"bot_token_env"`
 	// SigningSecretEnv verifies the requests Slack sends to
-	// /slack/interactions (button clicks).
+	// /slack/interactions (button clicks) and /slack/commands (the
+	// /changeops command).
 	SigningSecretEnv string `yaml:"signing_secret_env"`
 	Channel          string `yaml:"channel"`
-	// SocketMode receives button clicks over a websocket that changeops
-	// opens (for workspaces that cannot reach changeops over HTTP) instead
-	// of /slack/interactions; it needs an app-level token.
+	// SocketMode receives button clicks and commands over a websocket
+	// that changeops opens (for workspaces that cannot reach changeops
+	// over HTTP) instead of /slack/interactions and /slack/commands; it
+	// needs an app-level token.
 	SocketMode  bool   `yaml:"socket_mode"`
 	AppTokenEnv string `yaml:"app_token_env"`
 	// GroupCacheTTL is how long user group members and users' emails are

@@ -18,6 +18,7 @@ import (
 	"github.com/slack-go/slack/socketmode"
 	"go.temporal.io/sdk/client"
 
+	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/slackui"
@@ -53,6 +54,10 @@ type Approvals struct {
 	People *gate.Gate
 	// Directory caches who is in a user group and users' emails.
 	Directory *Directory
+	// TaskQueue names the deployment whose freezes the slash command
+	// changes, and Stacks are its stacks with their approvers.
+	TaskQueue string
+	Stacks    []config.Stack
 
 	wg sync.WaitGroup
 }
@@ -62,19 +67,8 @@ type Approvals struct {
 // 401 unsigned, badly signed or older than five minutes (nothing is
 // decided), 413 too large, 400 unreadable.
 func (a *Approvals) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInteractionBody))
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		http.Error(w, "interaction too large", http.StatusRequestEntityTooLarge)
-		return
-	case err != nil:
-		http.Error(w, "read interaction: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if err := verify(r.Header, body, a.SigningSecret); err != nil {
-		a.Logger.Warn("slack interaction refused", "reason", err.Error(), "remote", r.RemoteAddr)
-		http.Error(w, err.Error(), http.StatusUnauthorized)
+	body, ok := a.readVerified(w, r)
+	if !ok {
 		return
 	}
 	cb, err := parseInteraction(body)
@@ -84,6 +78,27 @@ func (a *Approvals) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusOK)
 	a.Dispatch(cb)
+}
+
+// readVerified reads a request from Slack and checks its signature; when
+// it cannot, it answers the request and ok is false.
+func (a *Approvals) readVerified(w http.ResponseWriter, r *http.Request) (body []byte, ok bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInteractionBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		http.Error(w, "request too large", http.StatusRequestEntityTooLarge)
+		return nil, false
+	case err != nil:
+		http.Error(w, "read request: "+err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	if err := verify(r.Header, body, a.SigningSecret); err != nil {
+		a.Logger.Warn("slack request refused", "path", r.URL.Path, "reason", err.Error(), "remote", r.RemoteAddr)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return nil, false
+	}
+	return body, true
 }
 
 // parseInteraction reads Slack's form-encoded interaction request.
@@ -121,16 +136,30 @@ func verify(h http.Header, body []byte, secret string) error {
 // Dispatch starts the decision a verified interaction asks for, if any,
 // and returns at once.
 func (a *Approvals) Dispatch(cb slack.InteractionCallback) {
+	if t, ok := reasonAsked(cb); ok {
+		a.inBackground(func(ctx context.Context) { a.askReason(ctx, cb, t) })
+		return
+	}
+	if t, reason, ok := reasonGiven(cb); ok {
+		a.inBackground(func(ctx context.Context) { a.reasonGiven(ctx, cb.User.ID, t, reason) })
+		return
+	}
 	b, approve, ok := decisionOf(cb)
 	if !ok {
 		return
 	}
+	a.inBackground(func(ctx context.Context) { a.decide(ctx, cb, approve, b) })
+}
+
+// inBackground does work after the request was acknowledged (Slack
+// waits three seconds only), within decideTimeout; Wait waits for it.
+func (a *Approvals) inBackground(work func(ctx context.Context)) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), decideTimeout)
 		defer cancel()
-		a.decide(ctx, cb, approve, b)
+		work(ctx)
 	}()
 }
 
@@ -204,32 +233,18 @@ func (a *Approvals) request(ctx context.Context, b slackui.Button, user string, 
 		return workflows.DecisionRequest{}, fmt.Errorf("the plan of %s has changed since this message was posted: review the new plan in its thread and decide there", b.Workflow)
 	}
 	c := gate.Claim{WorkflowID: st.ID, RunID: st.RunID, Approve: approve, Plan: st.PlanDigest(), SlackUser: user, IssuedAt: time.Now()}
-	listed := slices.Contains(st.Approval.Approvers, user)
 	if p, ok := a.People.Person(user); ok {
 		c.Person = p.Name
-		// Listed as the person, or as another Slack user of theirs.
-		listed = listed || slices.Contains(st.Approval.Approvers, p.Name) ||
-			slices.ContainsFunc(p.Slack, func(id string) bool { return slices.Contains(st.Approval.Approvers, id) })
 	}
-	if !listed {
-		for _, g := range st.Approval.Approvers {
-			if !slackui.IsGroupID(g) {
-				continue
-			}
-			in, err := a.Directory.InGroup(ctx, g, user)
-			if err != nil {
-				return workflows.DecisionRequest{}, fmt.Errorf("cannot read user group %s to check your membership: %w", g, err)
-			}
-			if in {
-				c.Via = g
-				break
-			}
-		}
+	via, allowed, err := a.approverOf(ctx, user, st.Approval.Approvers)
+	if err != nil {
+		return workflows.DecisionRequest{}, err
 	}
+	c.Via = via
 	// Under four eyes every approval carries the user's email (the run
 	// refuses a Slack approval without one); someone who may not decide
 	// at all hears so from the run itself.
-	if approve && st.Approval.FourEyes && (listed || c.Via != "") {
+	if approve && st.Approval.FourEyes && allowed {
 		email, err := a.Directory.Email(ctx, user)
 		if err != nil || email == "" {
 			return workflows.DecisionRequest{}, fmt.Errorf("change %s needs four eyes, and changeops cannot read your Slack email to compare it with the commit's author (the app needs the users:read.email scope): use changeops approve instead", contract.ShortSHA(st.Commit.SHA))
@@ -238,6 +253,34 @@ func (a *Approvals) request(ctx context.Context, b slackui.Button, user string, 
 	}
 	signed := gate.SignSlack(a.DecisionKey, c)
 	return workflows.DecisionRequest{Signed: &signed}, nil
+}
+
+// approverOf says whether a Slack user is one of approvers: listed as
+// the user, as their people entry or another Slack user of the entry, or
+// a member of a listed user group, which is then via (the run checks the
+// claim's via against the same list).
+func (a *Approvals) approverOf(ctx context.Context, user string, approvers []string) (via string, ok bool, err error) {
+	listed := slices.Contains(approvers, user)
+	if p, found := a.People.Person(user); found {
+		listed = listed || slices.Contains(approvers, p.Name) ||
+			slices.ContainsFunc(p.Slack, func(id string) bool { return slices.Contains(approvers, id) })
+	}
+	if listed {
+		return "", true, nil
+	}
+	for _, g := range approvers {
+		if !slackui.IsGroupID(g) {
+			continue
+		}
+		in, err := a.Directory.InGroup(ctx, g, user)
+		if err != nil {
+			return "", false, fmt.Errorf("cannot read user group %s to check your membership: %w", g, err)
+		}
+		if in {
+			return g, true, nil
+		}
+	}
+	return "", false, nil
 }
 
 func (a *Approvals) reply(ctx context.Context, responseURL string, m *slack.WebhookMessage) {
@@ -249,7 +292,7 @@ func (a *Approvals) reply(ctx context.Context, responseURL string, m *slack.Webh
 	}
 }
 
-// RunSocketMode receives interactions over Socket Mode (for workspaces
+// RunSocketMode receives interactions and slash commands over Socket Mode (for workspaces
 // that cannot reach changeops over HTTP) until ctx is done. api must carry
 // the app-level token (slack.OptionAppLevelToken).
 func (a *Approvals) RunSocketMode(ctx context.Context, api *slack.Client) error {
@@ -261,13 +304,20 @@ func (a *Approvals) RunSocketMode(ctx context.Context, api *slack.Client) error 
 				return
 			case evt := <-sm.Events:
 				switch evt.Type {
-				case socketmode.EventTypeInteractive:
-					cb, ok := evt.Data.(slack.InteractionCallback)
+				case socketmode.EventTypeInteractive, socketmode.EventTypeSlashCommand:
 					if evt.Request != nil {
 						sm.Ack(*evt.Request)
 					}
-					if ok {
-						a.Dispatch(cb)
+					switch d := evt.Data.(type) {
+					case slack.InteractionCallback:
+						a.Dispatch(d)
+					case slack.SlashCommand:
+						a.DispatchCommand(d)
+					}
+				case socketmode.EventTypeErrorBadMessage:
+					// Only the cause: the message is what someone typed.
+					if bad, ok := evt.Data.(*socketmode.ErrorBadMessage); ok {
+						a.Logger.Warn("slack socket mode: unreadable message dropped", "error", bad.Cause.Error())
 					}
 				case socketmode.EventTypeConnectionError, socketmode.EventTypeInvalidAuth:
 					a.Logger.Warn("slack socket mode", "event", string(evt.Type), "detail", fmt.Sprint(evt.Data))

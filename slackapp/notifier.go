@@ -18,7 +18,8 @@ import (
 // Notifier posts a run's messages to a channel: one parent message per run,
 // updated in place (chat.update) as the state changes, step messages in its
 // thread, and approval buttons that are replaced by the decision. Events of
-// no run (a branch's watcher, a stack's queue) are messages of their own.
+// no run (a branch's watcher, a stack's queue, the freezes) are messages
+// of their own.
 type Notifier struct {
 	Client  *slack.Client
 	Channel string
@@ -44,7 +45,7 @@ func newClient(token, apiURL string) *slack.Client {
 // response could repeat, goes last.
 func (n *Notifier) Notify(ctx context.Context, d *notify.Delivery) error {
 	e := d.Event
-	if e.Kind == notify.KindBranch || e.Kind == notify.KindQueue {
+	if e.Kind == notify.KindBranch || e.Kind == notify.KindQueue || e.Kind == notify.KindFreeze {
 		return n.post(ctx, n.Channel, "", slackui.Standalone(e))
 	}
 	// A commit that touches no stack is only logged: the channel lists

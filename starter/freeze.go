@@ -18,8 +18,9 @@ import (
 	"github.com/changeops/changeops/workflows"
 )
 
-// FreezeRequest is a freeze or unfreeze as a person asks for it on the
-// command line, signed with the SSH key of their people entry.
+// FreezeRequest is a freeze or unfreeze as a person asks for it: on the
+// command line, signed with the SSH key of their people entry, or in
+// Slack, vouched for by the Slack app.
 type FreezeRequest struct {
 	// TaskQueue names the deployment whose freezes these are.
 	TaskQueue string
@@ -27,9 +28,38 @@ type FreezeRequest struct {
 	Stack  string
 	Reason string
 	// Until ends a freeze by itself; zero: until unfrozen.
-	Until  time.Time
-	Person string
-	Signer ssh.Signer
+	Until time.Time
+	// Sign signs the claim for the person asking (SignSSH, or the Slack
+	// app's signature of a verified Slack user).
+	Sign SignFunc
+}
+
+// SignFunc completes a claim with who signs it and signs it.
+type SignFunc func(gate.Claim) (gate.Signed, error)
+
+// SignSSH signs claims as person, with one of their people entry's keys.
+func SignSSH(signer ssh.Signer, person string) SignFunc {
+	return func(c gate.Claim) (gate.Signed, error) {
+		c.Person = person
+		return gate.SignSSH(signer, c)
+	}
+}
+
+// ParseUntil reads when a freeze ends: a duration from now (2h) or a time
+// (RFC 3339, or 2006-01-02T15:04 and 2006-01-02 in loc).
+func ParseUntil(s string, now time.Time, loc *time.Location) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("until %q: give a duration like 2h or a time like 2025-12-24T18:00", s)
 }
 
 // FreezeAnswer is what a freeze or unfreeze did.
@@ -110,39 +140,14 @@ func changeFreezes(ctx context.Context, c client.Client, req FreezeRequest, acti
 	if req.TaskQueue == "" {
 		return FreezeAnswer{}, errors.New("no task queue: pass --config (temporal.task_queue)")
 	}
-	id := contract.FreezesID(req.TaskQueue)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		st, err := Freezes(ctx, c, req.TaskQueue)
-		if err != nil {
-			return FreezeAnswer{}, err
-		}
-		signed, err := gate.SignSSH(req.Signer, gate.Claim{
-			WorkflowID: id, Comment: req.Reason, Plan: st.Digest(), Person: req.Person, IssuedAt: time.Now(),
-			Action: action, Stack: req.Stack, Until: req.Until,
-		})
-		if err != nil {
-			return FreezeAnswer{}, err
-		}
-		op := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-			ID:                       id,
-			TaskQueue:                req.TaskQueue,
-			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-			StaticSummary:            "Freezes of task queue " + req.TaskQueue,
-		}, contract.FreezesWorkflowName, activities.FreezesState{})
-		h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
-			StartWorkflowOperation: op,
-			UpdateOptions: client.UpdateWorkflowOptions{
-				UpdateName:   update,
-				Args:         []any{workflows.FreezeRequest{Signed: &signed}},
-				WaitForStage: client.WorkflowUpdateStageCompleted,
-			},
-		})
-		var res workflows.FreezeResult
-		if err == nil {
-			err = h.Get(ctx, &res)
-		}
-		if err != nil && strings.Contains(err.Error(), "is starting and reads the freezes") && time.Now().Before(deadline) {
+		res, err := changeFreezesOnce(ctx, c, req, action, update)
+		// A freezes workflow that just started (a worker's first start,
+		// after a termination) answers neither its query nor an Update
+		// until it has read the last run's freezes: wait for it a while.
+		if err != nil && (strings.Contains(err.Error(), "is starting and reads the freezes") ||
+			strings.Contains(err.Error(), "the freezes are not loaded yet")) && time.Now().Before(deadline) {
 			select {
 			case <-ctx.Done():
 				return FreezeAnswer{}, ctx.Err()
@@ -150,17 +155,52 @@ func changeFreezes(ctx context.Context, c client.Client, req FreezeRequest, acti
 			}
 			continue
 		}
-		if err != nil {
-			return FreezeAnswer{}, refusal(id, err)
-		}
-		return FreezeAnswer{FreezeResult: res}, nil
+		return FreezeAnswer{FreezeResult: res}, err
 	}
+}
+
+func changeFreezesOnce(ctx context.Context, c client.Client, req FreezeRequest, action, update string) (workflows.FreezeResult, error) {
+	var res workflows.FreezeResult
+	id := contract.FreezesID(req.TaskQueue)
+	st, err := Freezes(ctx, c, req.TaskQueue)
+	if err != nil {
+		return res, err
+	}
+	signed, err := req.Sign(gate.Claim{
+		WorkflowID: id, Comment: req.Reason, Plan: st.Digest(), IssuedAt: time.Now(),
+		Action: action, Stack: req.Stack, Until: req.Until,
+	})
+	if err != nil {
+		return res, err
+	}
+	op := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                req.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		StaticSummary:            "Freezes of task queue " + req.TaskQueue,
+	}, contract.FreezesWorkflowName, activities.FreezesState{})
+	h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: op,
+		UpdateOptions: client.UpdateWorkflowOptions{
+			UpdateName:   update,
+			Args:         []any{workflows.FreezeRequest{Signed: &signed}},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	if err == nil {
+		err = h.Get(ctx, &res)
+	}
+	if err != nil {
+		return res, refusal(id, err)
+	}
+	return res, nil
 }
 
 // Override is one person's vote to apply a run waiting for its change
 // window now (break glass): it applies once two different approvers
-// voted, and the reason is recorded and announced.
-func Override(ctx context.Context, c client.Client, id string, d Decision) (workflows.OverrideResult, error) {
+// voted, and the reason is recorded and announced. sign completes the
+// claim with who votes (SignSSH, or the Slack app for a Slack user).
+func Override(ctx context.Context, c client.Client, id, reason string, sign SignFunc) (workflows.OverrideResult, error) {
 	run, err := Status(ctx, c, id)
 	if err != nil {
 		return workflows.OverrideResult{}, err
@@ -172,12 +212,78 @@ func Override(ctx context.Context, c client.Client, id string, d Decision) (work
 	if st.State != contract.StateWaitingForWindow {
 		return workflows.OverrideResult{}, fmt.Errorf("refused: %s is %s, not waiting for its change window: only a run that waits for one can be overridden (approve it first, without --override-window)", st.Subject(), st.State)
 	}
-	signed, err := gate.SignSSH(d.Signer, gate.Claim{
-		WorkflowID: st.ID, RunID: st.RunID, Approve: true, Comment: d.Comment,
-		Plan: st.PlanDigest(), Person: d.Person, IssuedAt: time.Now(), Action: gate.ActionOverride,
+	signed, err := sign(gate.Claim{
+		WorkflowID: st.ID, RunID: st.RunID, Approve: true, Comment: reason,
+		Plan: st.PlanDigest(), IssuedAt: time.Now(), Action: gate.ActionOverride,
 	})
 	if err != nil {
 		return workflows.OverrideResult{}, err
 	}
 	return update[workflows.OverrideResult](ctx, c, id, contract.OverrideWindowUpdate, workflows.DecisionRequest{Signed: &signed})
+}
+
+// Frozen is a freeze in force as `list --json` prints it: one line each,
+// before the runs, with kind "freeze" so scripts reading runs can tell
+// them apart.
+type Frozen struct {
+	Kind string `json:"kind"`
+	// Stacks holds the frozen stack, or "*" for every stack.
+	Stacks []string `json:"stacks"`
+	Reason string   `json:"reason"`
+	// By is who froze it, authenticated by Method (ssh or slack).
+	By     string    `json:"by"`
+	Method string    `json:"method,omitempty"`
+	At     time.Time `json:"at"`
+	// Until is when it ends by itself; null: when someone unfreezes it.
+	Until time.Time `json:"until"`
+}
+
+// InForce are the freezes of st that hold at now (one that ran out is
+// dropped by the freezes workflow at its next turn).
+func InForce(st activities.FreezesState, now time.Time) []activities.Freeze {
+	var out []activities.Freeze
+	for _, f := range st.Freezes {
+		if f.Until.IsZero() || now.Before(f.Until) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Freeze is the freeze f shows.
+func (f Frozen) Freeze() activities.Freeze {
+	stack := ""
+	if len(f.Stacks) > 0 && f.Stacks[0] != "*" {
+		stack = f.Stacks[0]
+	}
+	return activities.Freeze{Stack: stack, Reason: f.Reason, By: f.By, Method: f.Method, At: f.At, Until: f.Until}
+}
+
+// FrozenLine is f as `list --json` and `status --json` print it.
+func FrozenLine(f activities.Freeze) Frozen {
+	stack := f.Stack
+	if stack == "" {
+		stack = "*"
+	}
+	return Frozen{Kind: KindFreeze, Stacks: []string{stack}, Reason: f.Reason, By: f.By, Method: f.Method, At: f.At, Until: f.Until}
+}
+
+// Holding sets run.Frozen to the freezes in force on its stacks, for a
+// run that has not begun to apply: a frozen stack plans and asks as
+// usual, so a run awaiting approval is held only once approved, and its
+// status says so beforehand.
+func Holding(ctx context.Context, c client.Client, taskQueue string, run *Run) error {
+	switch run.State {
+	case contract.StatePlanning, contract.StateQueued, contract.StateAwaitingApproval, contract.StateWaitingForWindow:
+	default:
+		return nil
+	}
+	st, err := Freezes(ctx, c, taskQueue)
+	if err != nil {
+		return err
+	}
+	for _, f := range st.Holding(run.Stacks, time.Now()) {
+		run.Frozen = append(run.Frozen, FrozenLine(f))
+	}
+	return nil
 }

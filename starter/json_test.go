@@ -26,6 +26,7 @@ func TestStatusJSONContract(t *testing.T) {
 	run := Run{
 		ID: "change/main/3f2a91c0aa", Kind: KindChange, Commit: "3f2a91c0aa", Stacks: []string{"web"}, State: contract.StateSucceeded,
 		Approver: "bob", Author: "alice@example.com", Subject: "Serve v2", Deployment: "changeops", Build: "b1", Versioning: "pinned",
+		Frozen: []Frozen{FrozenLine(activities.Freeze{Stack: "web", Reason: "incident 4711", By: "carol", Method: "ssh", Key: "SHA256:abc", At: at})},
 		Status: &workflows.Status{
 			Kind: contract.KindChange, ID: "change/main/3f2a91c0aa", RunID: "9f1c2d3e", Branch: "main",
 			Commit:       activities.Commit{SHA: "3f2a91c0aa", Subject: "Serve v2", AuthorName: "Alice", AuthorEmail: "alice@example.com", When: at},
@@ -37,15 +38,37 @@ func TestStatusJSONContract(t *testing.T) {
 			Steps:    []workflows.Step{{State: contract.StatePlanning, At: at}, {State: contract.StateSucceeded, At: at.Add(2 * time.Minute)}},
 		},
 	}
+	goldenJSON(t, run, "status.json")
+}
+
+// The freezes `list --json` prints before the runs: a freeze of one stack
+// with an end, and one of every stack without.
+func TestListFreezesJSONContract(t *testing.T) {
+	at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	st := activities.FreezesState{Freezes: []activities.Freeze{
+		{Stack: "web", Reason: "incident 4711", By: "carol", Method: "ssh", Key: "SHA256:abc", At: at, Until: at.Add(2 * time.Hour)},
+		{Reason: "release freeze", By: "U0BOB", Method: "slack", At: at.Add(time.Minute)},
+		{Stack: "db", Reason: "ran out", By: "bob", At: at.Add(-2 * time.Hour), Until: at.Add(-time.Hour)},
+	}}
+	var lines []Frozen
+	for _, f := range InForce(st, at.Add(2*time.Minute)) {
+		lines = append(lines, FrozenLine(f))
+	}
+	goldenJSON(t, lines, "list_freezes.json")
+}
+
+// goldenJSON compares v, written in the JSON style, with a golden file.
+func goldenJSON(t *testing.T, v any, name string) {
+	t.Helper()
 	var b bytes.Buffer
-	if err := jsonout.Encode(&b, run); err != nil {
+	if err := jsonout.Encode(&b, v); err != nil {
 		t.Fatal(err)
 	}
 	var pretty bytes.Buffer
 	if err := json.Indent(&pretty, b.Bytes(), "", "  "); err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "status.json")
+	golden := filepath.Join("testdata", name)
 	if *updateGolden {
 		if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
@@ -56,6 +79,6 @@ func TestStatusJSONContract(t *testing.T) {
 		t.Fatalf("%v (go test ./starter -update writes it)", err)
 	}
 	if !bytes.Equal(pretty.Bytes(), want) {
-		t.Errorf("status --json changed:\n%s\nwant (testdata/status.json):\n%s", pretty.Bytes(), want)
+		t.Errorf("the JSON contract changed:\n%s\nwant (testdata/%s):\n%s", pretty.Bytes(), name, want)
 	}
 }

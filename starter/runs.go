@@ -48,6 +48,10 @@ type Run struct {
 	// Versioning is how the run follows builds: pinned or auto-upgrade
 	// (empty: unversioned); "(moved)" is added when an operator moved it.
 	Versioning string `json:"versioning,omitempty"`
+	// Frozen are the freezes on the run's stacks now, for a run that has
+	// not begun to apply (status only, see Holding): they will hold its
+	// apply.
+	Frozen []Frozen `json:"frozen,omitempty"`
 }
 
 // Filter narrows List.

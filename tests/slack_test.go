@@ -42,8 +42,12 @@ type workspace struct {
 	messages []*message
 	calls    []string // API methods in the order they were called
 	replies  []reply  // what was posted to response URLs
-	groups   map[string][]string
-	emails   map[string]string
+	views    []string // the views opened (views.open), as JSON
+	// ephemerals are the messages only one user sees (chat.postEphemeral),
+	// as "USER: text".
+	ephemerals []string
+	groups     map[string][]string
+	emails     map[string]string
 	// limited answers this many chat.postMessage calls with 429 first.
 	limited int
 	// sockets receives each Socket Mode connection changeops opens.
@@ -69,6 +73,27 @@ func slackWorkspace(t *testing.T, cfg *config.Config) *workspace {
 	ws.srv = slacktest.NewTestServer(func(c slacktest.Customize) {
 		c.Handle("/chat.postMessage", ws.api("chat.postMessage", ws.post))
 		c.Handle("/chat.update", ws.api("chat.update", ws.update))
+		// views.open takes JSON, not a form.
+		c.Handle("/views.open", func(w http.ResponseWriter, r *http.Request) {
+			var req struct {
+				TriggerID string          `json:"trigger_id"`
+				View      json.RawMessage `json:"view"`
+			}
+			w.Header().Set("Content-Type", "application/json")
+			if err := json.NewDecoder(r.Body).Decode(&req); err != nil || r.Header.Get("Authorization") != "Bearer "+slackToken || req.TriggerID == "" {
+				fmt.Fprint(w, `{"ok":false,"error":"invalid_arguments"}`)
+				return
+			}
+			ws.mu.Lock()
+			ws.calls = append(ws.calls, "views.open")
+			ws.views = append(ws.views, string(req.View))
+			ws.mu.Unlock()
+			fmt.Fprint(w, `{"ok":true,"view":{"id":"V1"}}`)
+		})
+		c.Handle("/chat.postEphemeral", ws.api("chat.postEphemeral", func(f url.Values) (any, error) {
+			ws.ephemerals = append(ws.ephemerals, f.Get("user")+": "+f.Get("text"))
+			return map[string]any{"message_ts": "1700000000.999999"}, nil
+		}))
 		c.Handle("/usergroups.users.list", ws.api("usergroups.users.list", func(f url.Values) (any, error) {
 			return map[string]any{"users": ws.groups[f.Get("usergroup")]}, nil
 		}))
@@ -300,13 +325,70 @@ func (ws *workspace) payload(c click) []byte {
 // and signed as Slack does, and returns the HTTP status.
 func (ws *workspace) send(t *testing.T, endpoint string, c click) int {
 	t.Helper()
-	body := url.Values{"payload": {string(ws.payload(c))}}.Encode()
+	return signedPost(t, endpoint, url.Values{"payload": {string(ws.payload(c))}}.Encode(), c.secret, c.at)
+}
+
+// command is what Slack sends when user types `/changeops text`: the
+// slash command's form, signed with secret now; it returns the HTTP
+// status. The outcome goes to responsePath (replyTo).
+func (ws *workspace) command(t *testing.T, endpoint, secret, user, text, responsePath string) int {
+	t.Helper()
+	body := url.Values{
+		"command": {"/changeops"}, "text": {text}, "user_id": {user}, "user_name": {strings.ToLower(user)},
+		"channel_id": {slackChannel}, "team_id": {"T0E2E"},
+		"response_url": {ws.srv.GetAPIURL() + strings.TrimPrefix(responsePath, "/")},
+	}.Encode()
+	return signedPost(t, endpoint, body, secret, time.Now())
+}
+
+// interact sends an interaction payload (a click, a modal's submission)
+// to changeops' interactivity endpoint, signed with the right secret now.
+func (ws *workspace) interact(t *testing.T, endpoint string, payload map[string]any) int {
+	t.Helper()
+	b, _ := json.Marshal(payload)
+	return signedPost(t, endpoint, url.Values{"payload": {string(b)}}.Encode(), slackSecret, time.Now())
+}
+
+// waitView waits for the nth view changeops opened (from 1) and returns it.
+func (ws *workspace) waitView(t *testing.T, n int) string {
+	t.Helper()
+	var v string
+	waitFor(t, 30*time.Second, fmt.Sprintf("view %d opened", n), func() (bool, string) {
+		ws.mu.Lock()
+		defer ws.mu.Unlock()
+		if len(ws.views) < n {
+			return false, fmt.Sprint(ws.views)
+		}
+		v = ws.views[n-1]
+		return true, ""
+	})
+	return v
+}
+
+// waitEphemeral waits for a message only user sees, saying want.
+func (ws *workspace) waitEphemeral(t *testing.T, user, want string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, fmt.Sprintf("an ephemeral message to %s saying %q", user, want), func() (bool, string) {
+		ws.mu.Lock()
+		defer ws.mu.Unlock()
+		for _, e := range ws.ephemerals {
+			if strings.HasPrefix(e, user+": ") && strings.Contains(e, want) {
+				return true, ""
+			}
+		}
+		return false, strings.Join(ws.ephemerals, " | ")
+	})
+}
+
+// signedPost posts a form to changeops signed as Slack signs requests.
+func signedPost(t *testing.T, endpoint, body, secret string, at time.Time) int {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := strconv.FormatInt(c.at.Unix(), 10)
-	mac := hmac.New(sha256.New, []byte(c.secret))
+	ts := strconv.FormatInt(at.Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(secret))
 	fmt.Fprintf(mac, "v0:%s:%s", ts, body)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Slack-Request-Timestamp", ts)
@@ -322,28 +404,11 @@ func (ws *workspace) send(t *testing.T, endpoint string, c click) int {
 // buttonValue reads the value of the Approve button in a message's blocks.
 func buttonValue(t *testing.T, blocks string) slackui.Button {
 	t.Helper()
-	var bs []struct {
-		Elements []struct {
-			ActionID string `json:"action_id"`
-			Value    string `json:"value"`
-		} `json:"elements"`
+	v, err := slackui.ParseButton(actionValue(t, blocks, slackui.ActionApprove))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(blocks), &bs); err != nil {
-		t.Fatalf("blocks %s: %v", blocks, err)
-	}
-	for _, b := range bs {
-		for _, e := range b.Elements {
-			if e.ActionID == slackui.ActionApprove {
-				v, err := slackui.ParseButton(e.Value)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return v
-			}
-		}
-	}
-	t.Fatalf("no Approve button in %s", blocks)
-	return slackui.Button{}
+	return v
 }
 
 // approveClick is a valid click on Approve by user, now.

@@ -203,7 +203,8 @@ func TestSlackExpiryUnderRateLimits(t *testing.T) {
 
 // Socket Mode: changeops opens the websocket with the app-level token, and
 // a click Slack sends over it is acknowledged (envelope ID) and decides the
-// run, exactly like a click over HTTP; the HTTP endpoint is not served.
+// run, exactly like a click over HTTP, and so are slash commands (an
+// approver's freeze and unfreeze); the HTTP endpoints are not served.
 func TestSlackSocketModeDecides(t *testing.T) {
 	const branch = "e2e-slack-socket"
 	ws, set, cfg := slackSetup(t, branch, time.Hour)
@@ -227,17 +228,66 @@ func TestSlackSocketModeDecides(t *testing.T) {
 	if err := conn.WriteJSON(map[string]any{"type": "hello", "num_connections": 1}); err != nil {
 		t.Fatal(err)
 	}
+	// Slack pings the connection every few seconds; a client that hears
+	// none for 30 s drops it and connects again.
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_ = conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(5*time.Second))
+			}
+		}
+	}()
 	if code := ws.send(t, "http://"+w.Addr()+"/slack/interactions", approveClick("U0BOB", "change/x", "/response/http")); code == http.StatusOK {
 		t.Errorf("the HTTP endpoint answers %d in socket mode; it should not be served", code)
+	}
+	if code := ws.command(t, "http://"+w.Addr()+"/slack/commands", slackSecret, "U0BOB", "freeze all http", "/response/http"); code == http.StatusOK {
+		t.Errorf("the commands endpoint answers %d in socket mode; it should not be served", code)
 	}
 
 	sha := set("Serve v2", "v2")
 	id := contract.ChangeWorkflowID(branch, sha)
 	waitState(t, c, id, time.Minute, contract.StateAwaitingApproval)
 	click := approveClick("U0BOB", id, "/response/socket")
+	overSocket(t, conn, "interactive", "env-1", json.RawMessage(ws.payload(click)))
+	if r := ws.replyTo(t, "/response/socket"); !r.ReplaceOriginal || !strings.Contains(r.Text, "Approved* by <@U0BOB>") {
+		t.Errorf("reply = %+v, want the buttons replaced by the approval", r)
+	}
+	if run := waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded || run.Approver != "U0BOB" {
+		t.Fatalf("run ended %s, approved by %q: %s", run.State, run.Approver, run.Error)
+	}
+
+	overSocket(t, conn, "slash_commands", "env-2", map[string]any{
+		"command": "/changeops", "text": "freeze site-" + branch + " maintenance", "user_id": "U0BOB", "channel_id": slackChannel,
+		"is_enterprise_install": "false", // a string, as Slack sends it (slack-go requires it)
+		"response_url":          ws.srv.GetAPIURL() + "response/socket-freeze",
+	})
+	if r := ws.replyTo(t, "/response/socket-freeze"); !strings.Contains(r.Text, "frozen stack site-"+branch+": maintenance") {
+		t.Errorf("reply to the freeze over socket mode = %+v", r)
+	}
+	ws.waitMessage(t, "stack site-"+branch+" frozen by U0BOB")
+	overSocket(t, conn, "slash_commands", "env-3", map[string]any{
+		"command": "/changeops", "text": "unfreeze site-" + branch + " done", "user_id": "U0BOB", "channel_id": slackChannel,
+		"is_enterprise_install": "false", "response_url": ws.srv.GetAPIURL() + "response/socket-unfreeze",
+	})
+	if r := ws.replyTo(t, "/response/socket-unfreeze"); !strings.Contains(r.Text, "unfrozen stack site-"+branch) {
+		t.Errorf("reply to the unfreeze over socket mode = %+v", r)
+	}
+	ws.waitMessage(t, "stack site-"+branch+" unfrozen by U0BOB")
+}
+
+// overSocket plays Slack on a Socket Mode connection: it sends an event
+// of type kind and waits for changeops to acknowledge its envelope.
+func overSocket(t *testing.T, conn *websocket.Conn, kind, envelope string, payload any) {
+	t.Helper()
 	if err := conn.WriteJSON(map[string]any{
-		"type": "interactive", "envelope_id": "env-1", "accepts_response_payload": false,
-		"payload": json.RawMessage(ws.payload(click)),
+		"type": kind, "envelope_id": envelope, "accepts_response_payload": false, "payload": payload,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -247,16 +297,10 @@ func TestSlackSocketModeDecides(t *testing.T) {
 			EnvelopeID string `json:"envelope_id"`
 		}
 		if err := conn.ReadJSON(&ack); err != nil {
-			t.Fatalf("no acknowledgement of the interaction: %v", err)
+			t.Fatalf("no acknowledgement of %s %s: %v", kind, envelope, err)
 		}
-		if ack.EnvelopeID == "env-1" {
-			break
+		if ack.EnvelopeID == envelope {
+			return
 		}
-	}
-	if r := ws.replyTo(t, "/response/socket"); !r.ReplaceOriginal || !strings.Contains(r.Text, "Approved* by <@U0BOB>") {
-		t.Errorf("reply = %+v, want the buttons replaced by the approval", r)
-	}
-	if run := waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded || run.Approver != "U0BOB" {
-		t.Fatalf("run ended %s, approved by %q: %s", run.State, run.Approver, run.Error)
 	}
 }

@@ -125,6 +125,8 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 			DecisionKey:   gate.SlackKey(slackSecret),
 			People:        g,
 			Directory:     slackapp.NewDirectory(n.Client, cfg.Slack.GroupCacheTTL.D()),
+			TaskQueue:     cfg.Temporal.TaskQueue,
+			Stacks:        cfg.Stacks,
 		}
 	}
 
@@ -317,6 +319,7 @@ func (w *Worker) routes() http.Handler {
 	hooks.register(mux)
 	if w.approvals != nil && !w.cfg.Slack.SocketMode {
 		mux.Handle("POST /slack/interactions", w.bodies.limit(w.approvals))
+		mux.Handle("POST /slack/commands", w.bodies.limit(w.approvals.Commands()))
 	}
 	// healthz: the process is up and serving. readyz: it can do work
 	// (Temporal answers and the worker polls its task queue).

@@ -13,6 +13,7 @@ import (
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
+	"github.com/changeops/changeops/internal/notify"
 )
 
 // FreezeRequest freezes or unfreezes (contract.FreezeUpdate, contract.UnfreezeUpdate): a
@@ -63,6 +64,13 @@ func (w Workflows) Freezes(ctx workflow.Context, in activities.FreezesState) err
 	if err := f.setup(ctx); err != nil {
 		return err
 	}
+	// Freezes, unfreezes and expiries are announced (Slack, the log) by a
+	// coroutine of their own, so a slow Slack never delays waking the
+	// runs a freeze held.
+	if workflow.GetVersion(ctx, VersionAnnounceFreezes, workflow.DefaultVersion, 1) == 1 {
+		f.announce = true
+		workflow.Go(ctx, f.announcer)
+	}
 	if !f.loaded {
 		if err := f.load(ctx); err != nil {
 			return err
@@ -96,7 +104,11 @@ func (w Workflows) Freezes(ctx workflow.Context, in activities.FreezesState) err
 		}
 	}
 	for {
-		if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		// The announcements still due go out before the run continues as
+		// new: they are not part of the state it carries over.
+		if err := workflow.Await(ctx, func() bool {
+			return workflow.AllHandlersFinished(ctx) && len(f.unannounced) == 0 && !f.announcing
+		}); err != nil {
 			return err
 		}
 		if !f.wake {
@@ -116,6 +128,11 @@ type freezeBoard struct {
 	loaded bool
 	// wake asks the loop to wake the waiting runs: a freeze ended.
 	wake bool
+	// announce: events are announced (VersionAnnounceFreezes), from
+	// unannounced, by the announcer; announcing while it delivers one.
+	announce    bool
+	unannounced []activities.FreezeEvent
+	announcing  bool
 }
 
 func (f *freezeBoard) setup(ctx workflow.Context) error {
@@ -295,6 +312,50 @@ func (f *freezeBoard) log(e activities.FreezeEvent) {
 	if n := len(f.st.Log); n > maxFreezeLog {
 		f.st.Log = f.st.Log[n-maxFreezeLog:]
 	}
+	if f.announce {
+		f.unannounced = append(f.unannounced, e)
+	}
+}
+
+// announcer delivers the freezes' events in order, each a message of its
+// own in the channel; one that cannot be delivered is logged and dropped
+// (deliver), never retried forever.
+func (f *freezeBoard) announcer(ctx workflow.Context) {
+	for {
+		if err := workflow.Await(ctx, func() bool { return len(f.unannounced) > 0 }); err != nil {
+			return
+		}
+		e := f.unannounced[0]
+		f.unannounced = f.unannounced[1:]
+		f.announcing = true
+		deliver(ctx, freezeEvent(workflow.GetInfo(ctx).WorkflowExecution.ID, e))
+		f.announcing = false
+	}
+}
+
+// freezeEvent is the announcement of a freeze, an unfreeze or an expiry.
+// Its texts come from signed claims, whose strings are bounded by the
+// validator; the renderer escapes them.
+func freezeEvent(id string, e activities.FreezeEvent) notify.Event {
+	ev := notify.Event{Kind: notify.KindFreeze, RunID: id, State: e.Action, Detail: e.Reason}
+	if e.Stack != "" {
+		ev.Stacks = []string{e.Stack}
+	}
+	switch e.Action {
+	case gate.ActionFreeze:
+		ev.Step = fmt.Sprintf("%s frozen by %s", e.What(), e.By)
+		if !e.Until.IsZero() {
+			ev.Step += " until " + e.Until.UTC().Format(time.RFC3339)
+		}
+		ev.Detail += "\nRuns plan and ask as usual, then wait in waiting-for-window; an apply already running finishes."
+	case gate.ActionUnfreeze:
+		ev.Step = fmt.Sprintf("%s unfrozen by %s", e.What(), e.By)
+		ev.Detail += "\nThe runs waiting on it check their windows now."
+	default:
+		ev.Step = fmt.Sprintf("freeze of %s ran out", e.What())
+		ev.Detail = "frozen by " + e.By + ": " + e.Reason
+	}
+	return ev
 }
 
 // takeWaiters registers the runs that asked to be woken, in the order

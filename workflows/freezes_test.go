@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/gate/gatetest"
+	"github.com/changeops/changeops/internal/notify"
 )
 
 // FreezesSuite drives the freezes workflow: signed freezes and unfreezes,
@@ -28,6 +30,8 @@ type FreezesSuite struct {
 	mu  sync.Mutex
 	// woken are the runs signalled to check their window, in order.
 	woken []string
+	// announced are the steps of the freezes' announcements, in order.
+	announced []string
 }
 
 func TestFreezesSuite(t *testing.T) { suite.Run(t, new(FreezesSuite)) }
@@ -38,7 +42,14 @@ func (s *FreezesSuite) SetupTest() {
 	s.env = s.NewTestWorkflowEnvironment()
 	s.env.RegisterActivity(&activities.Activities{})
 	Workflows{Gate: testGate}.Register(s.env)
-	s.woken = nil
+	s.woken, s.announced = nil, nil
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, e notify.Event) (notify.Thread, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.Equal(notify.KindFreeze, e.Kind)
+		s.announced = append(s.announced, e.Step+": "+e.Detail)
+		return notify.Thread{}, nil
+	}).Maybe()
 	s.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", contract.WindowRecheckSignal, mock.Anything).Return(
 		func(_, id, _, _ string, _ any) error {
 			s.mu.Lock()
@@ -158,6 +169,10 @@ func (s *FreezesSuite) TestFreezeAndUnfreezeAreSignedAndWakeTheWaiters() {
 	s.Empty(st.Waiters)
 	s.Equal(2, st.Seq)
 	s.Equal([]string{"change/main/b", "change/main/a"}, s.woken, "woken once each, in the order they began waiting")
+	s.Equal([]string{
+		"stack web frozen by bob: incident 42\nRuns plan and ask as usual, then wait in waiting-for-window; an apply already running finishes.",
+		"stack web unfrozen by mallory: fixed\nThe runs waiting on it check their windows now.",
+	}, s.announced, "each accepted freeze and unfreeze announced once, refusals not at all")
 	s.Require().Len(st.Log, 2)
 	s.Equal(gate.ActionFreeze, st.Log[0].Action)
 	s.Equal(activities.FreezeEvent{Action: gate.ActionUnfreeze, Freeze: activities.Freeze{Stack: "web", Reason: "fixed", By: "mallory",
@@ -196,6 +211,8 @@ func (s *FreezesSuite) TestFreezeUntilRunsOut() {
 	s.Empty(st.Freezes, "ran out")
 	s.Equal("expired", st.Log[len(st.Log)-1].Action)
 	s.Equal([]string{"change/main/a"}, s.woken)
+	s.Require().Len(s.announced, 2)
+	s.Equal("freeze of every stack ran out: frozen by bob: release night", s.announced[1])
 }
 
 // A freezes workflow started afresh (after someone terminated the last)

@@ -262,6 +262,9 @@ func authorizeOverride(st *Status, g Verifier, req DecisionRequest, now time.Tim
 		return fmt.Errorf("%s already voted to override %s: it takes %d different people", who, st.Subject(), overrideVotes)
 	}
 	if st.Approval.FourEyes {
+		if id.Method == gate.MethodSlack && c.SlackEmail == "" {
+			return fmt.Errorf("%s needs four eyes, and the Slack vote of %s carries no email to compare with the commit's: the Slack app needs the users:read.email scope", st.Subject(), who)
+		}
 		for _, p := range []struct{ role, name, email string }{
 			{"author", st.Commit.AuthorName, st.Commit.AuthorEmail},
 			{"committer", st.Commit.CommitterName, st.Commit.CommitterEmail},

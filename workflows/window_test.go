@@ -187,12 +187,26 @@ func voteBy(user, reason string) func(Status, time.Time) DecisionRequest {
 	return func(st Status, now time.Time) DecisionRequest { return signOverride(st, user, reason, now) }
 }
 
+// slackVoteBy is a vote from `/changeops override`, vouched for by the
+// Slack app, with the email Slack showed (empty: hidden).
+func slackVoteBy(user, email, reason string) func(Status, time.Time) DecisionRequest {
+	return func(st Status, now time.Time) DecisionRequest {
+		c := gate.Claim{WorkflowID: st.ID, RunID: st.RunID, Approve: true, Comment: reason, Plan: st.PlanDigest(),
+			SlackUser: user, SlackEmail: email, IssuedAt: now, Action: gate.ActionOverride}
+		if p, ok := testGate.Person(user); ok {
+			c.Person = p.Name
+		}
+		signed := gate.SignSlack(gate.SlackKey(testSlackSecret), c)
+		return DecisionRequest{Signed: &signed}
+	}
+}
+
 // Break glass: one approver's override is recorded and announced but
 // applies nothing; a second, different approver's applies the change at
 // once. Votes that are not signed overrides by an allowed, new person are
 // refused.
 func (s *ChangeSuite) TestOverrideWithOneThenTwoApprovers() {
-	web := stack("web", config.ApprovalManual, "bob", "mallory", "alice")
+	web := stack("web", config.ApprovalManual, "bob", "mallory", "alice", "U0ERIN")
 	web.FourEyes = true
 	s.inspect(web)
 	s.plan("web", activities.PlanResult{Update: 1})
@@ -202,7 +216,7 @@ func (s *ChangeSuite) TestOverrideWithOneThenTwoApprovers() {
 		return activities.WindowResult{Closed: []string{"deny window holidays until Tue 2026-01-06 23:59 CET (web)"},
 			Frozen: []activities.Freeze{{Reason: "holidays", By: "dave"}}}
 	})
-	var approval, first, again, author, stranger, unsigned, decision, early, second, asApproval error
+	var approval, first, again, author, stranger, unsigned, decision, early, second, asApproval, hiddenEmail error
 	s.override(30*time.Second, voteBy("bob", "too early"), &early)
 	s.decideSigned(45*time.Second, voteBy("mallory", "an override is no approval"), &asApproval)
 	s.decide(time.Minute, DecisionRequest{Approve: true, User: "bob"}, &approval)
@@ -210,6 +224,7 @@ func (s *ChangeSuite) TestOverrideWithOneThenTwoApprovers() {
 	s.override(6*time.Minute, voteBy("bob", "again"), &again)
 	s.override(7*time.Minute, voteBy("alice", "mine"), &author)
 	s.override(8*time.Minute, voteBy("dave", "me too"), &stranger)
+	s.override(8*time.Minute+30*time.Second, slackVoteBy("U0ERIN", "", "from slack"), &hiddenEmail)
 	s.override(9*time.Minute, func(Status, time.Time) DecisionRequest { return DecisionRequest{Approve: true, User: "mallory"} }, &unsigned)
 	s.override(10*time.Minute, func(st Status, now time.Time) DecisionRequest {
 		return sign(st, DecisionRequest{Approve: true, User: "mallory", Comment: "an approval, not an override"}, now)
@@ -225,7 +240,8 @@ func (s *ChangeSuite) TestOverrideWithOneThenTwoApprovers() {
 	s.NoError(first)
 	s.ErrorContains(again, "bob already voted to override change 3f2a91c: it takes 2 different people")
 	s.ErrorContains(author, "alice is linked to the author of commit 3f2a91c")
-	s.ErrorContains(stranger, "dave may not override the window of change 3f2a91c: the approvers of web are alice, bob, mallory")
+	s.ErrorContains(stranger, "dave may not override the window of change 3f2a91c: the approvers of web are U0ERIN, alice, bob, mallory")
+	s.ErrorContains(hiddenEmail, "the Slack vote of erin carries no email", "four eyes is never skipped for a Slack user whose email Slack hides")
 	s.ErrorContains(unsigned, "the override is not signed")
 	s.ErrorContains(decision, "the claim is not an override of the change window")
 	s.NoError(second)

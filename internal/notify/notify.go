@@ -39,6 +39,10 @@ const (
 	// outage) or a stack's queue (a holder skipped).
 	KindBranch Kind = "branch"
 	KindQueue  Kind = "queue"
+	// KindFreeze: a stack (or every stack) frozen, unfrozen, or a freeze
+	// that ran out; State is the action, Step says what and who, Detail
+	// why.
+	KindFreeze Kind = "freeze"
 )
 
 // Event is one step of a change run, as people should hear of it. It holds

@@ -42,3 +42,42 @@ func ParseButton(v string) (Button, error) {
 	}
 	return b, nil
 }
+
+// Action IDs of the break-glass buttons: Unfreeze on a freeze's
+// announcement, Override window on a run's waiting-for-window message.
+// Each needs a reason, so a click opens ReasonModal; its submission
+// (CallbackReason) does what the slash command would.
+const (
+	ActionUnfreeze = "changeops_unfreeze"
+	ActionOverride = "changeops_override"
+	CallbackReason = "changeops_reason"
+	// ReasonBlock and ReasonAction name the modal's reason input.
+	ReasonBlock  = "changeops_reason"
+	ReasonAction = "reason"
+)
+
+// Target is what an Unfreeze or Override window button acts on, and
+// the modal carries (private_metadata): the verb of the slash command, its
+// target (a stack, all, or a run) and the channel to answer in. Like a
+// button's value it is not trusted: the submission is checked like a
+// typed command.
+type Target struct {
+	Verb    string `json:"v"`
+	Target  string `json:"t"`
+	Channel string `json:"c,omitempty"`
+}
+
+// Value is the target as a button or modal carries it.
+func (t Target) Value() string {
+	v, _ := json.Marshal(t)
+	return string(v)
+}
+
+// ParseTarget reads a target.
+func ParseTarget(v string) (Target, error) {
+	var t Target
+	if len(v) > maxButtonValue || json.Unmarshal([]byte(v), &t) != nil || t.Verb == "" || t.Target == "" {
+		return Target{}, errors.New("unreadable target")
+	}
+	return t, nil
+}

@@ -133,6 +133,15 @@ func Step(e notify.Event, attempt int) Message {
 		blocks = []slack.Block{section(":warning: *The revert conflicts*, nothing was pushed: revert these paths by hand\n" + paths)}
 	case notify.KindFinished:
 		blocks = []slack.Block{section(fmt.Sprintf("%s *%s*: %s", Emoji(e.State), e.State, esc(e.Detail)))}
+	case notify.KindWindow:
+		blocks = generic(e)
+		if e.Step == "waiting for window" {
+			// Break glass from here: the button asks for the vote's reason.
+			override := slack.NewButtonBlockElement(ActionOverride, Target{Verb: "override", Target: e.RunID}.Value(), plain("Override window")).
+				WithStyle(slack.StyleDanger)
+			blocks = append(blocks, slack.NewActionBlock("changeops_window", override), slack.NewContextBlock("", mrkdwn(fmt.Sprintf(
+				"Approvers can vote to apply it now (two must): the button, or `/changeops override %s REASON`", contract.ShortSHA(e.Commit)))))
+		}
 	default:
 		blocks = generic(e)
 	}
@@ -144,6 +153,31 @@ func Step(e notify.Event, attempt int) Message {
 		blocks = blocks[:maxBlocks]
 	}
 	return Message{Text: fmt.Sprintf("%s %s: %s", contract.ShortSHA(e.Commit), e.State, text), Blocks: blocks}
+}
+
+// ReasonModal asks for the reason of an unfreeze or an override vote
+// (both are recorded and announced with it); its submission carries t.
+func ReasonModal(t Target, maxReason int) slack.ModalViewRequest {
+	title, submit, ask := "Unfreeze", "Unfreeze", fmt.Sprintf("Lift the freeze of %s. Why?", t.Target)
+	if t.Target == "all" {
+		ask = "Lift every freeze. Why?"
+	}
+	if t.Verb == "override" {
+		title, submit, ask = "Override window", "Vote", fmt.Sprintf("Vote to apply %s now, outside its change window or freeze (two approvers must). Why?", t.Target)
+	}
+	input := slack.NewPlainTextInputBlockElement(plain("the reason, recorded and announced"), ReasonAction)
+	input.Multiline, input.MaxLength = true, maxReason
+	return slack.ModalViewRequest{
+		Type:            slack.VTModal,
+		CallbackID:      CallbackReason,
+		PrivateMetadata: t.Value(),
+		Title:           plain(title),
+		Submit:          plain(submit),
+		Close:           plain("Cancel"),
+		Blocks: slack.Blocks{BlockSet: []slack.Block{
+			slack.NewInputBlock(ReasonBlock, plain(truncate(ask, 2000)), nil, input),
+		}},
+	}
 }
 
 // Closed replaces the approval message once the run no longer waits: the
@@ -167,22 +201,42 @@ func Decided(approve bool, user, comment string, at time.Time) Message {
 }
 
 // Standalone renders an event that belongs to no run (a branch's watcher,
-// a stack's queue) as a message of its own in the channel.
+// a stack's queue, the freezes) as a message of its own in the channel.
 func Standalone(e notify.Event) Message {
 	icon := ":warning:"
 	if strings.Contains(e.Step, "recovered") {
 		icon = ":white_check_mark:"
 	}
 	where := esc(e.Branch)
-	if e.Kind == notify.KindQueue {
+	switch e.Kind {
+	case notify.KindQueue:
 		where = "stack " + esc(strings.Join(e.Stacks, ", "))
+	case notify.KindFreeze:
+		icon, where = ":ice_cube:", "emergency stop"
+		if e.State != "freeze" {
+			icon = ":arrow_forward:"
+		}
 	}
 	line := fmt.Sprintf("%s *%s* (%s)", icon, esc(e.Step), where)
 	blocks := []slack.Block{section(line)}
 	if e.Detail != "" {
 		blocks = append(blocks, section(truncate(esc(e.Detail), maxSectionText)))
 	}
-	return Message{Text: e.Text(), Blocks: blocks}
+	text := e.Text()
+	if e.Kind == notify.KindFreeze {
+		// What people typed (a reason) reaches notifications escaped too.
+		why, _, _ := strings.Cut(e.Detail, "\n")
+		text = truncate(esc(e.Step+": "+why), maxSectionText)
+		if e.State == "freeze" {
+			target := "all"
+			if len(e.Stacks) > 0 {
+				target = e.Stacks[0]
+			}
+			unfreeze := slack.NewButtonBlockElement(ActionUnfreeze, Target{Verb: "unfreeze", Target: target}.Value(), plain("Unfreeze"))
+			blocks = append(blocks, slack.NewActionBlock("changeops_freeze", unfreeze))
+		}
+	}
+	return Message{Text: text, Blocks: blocks}
 }
 
 func received(e notify.Event) []slack.Block {
@@ -392,6 +446,13 @@ func codeBlock(s string, limit int) (block string, cut bool) {
 	}
 	return fence + "\n" + body + "\n" + fence, cut
 }
+
+// Escape escapes what Slack's mrkdwn treats as markup (&, <, >), for text
+// from people and commits in a message composed elsewhere.
+func Escape(s string) string { return esc(s) }
+
+// Truncate cuts s to at most n characters, marking the cut with "…".
+func Truncate(s string, n int) string { return truncate(s, n) }
 
 // esc escapes what Slack's mrkdwn treats as markup (&, <, >), so that text
 // from commits and people cannot forge links or mentions.
