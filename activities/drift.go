@@ -67,6 +67,12 @@ func (a *Activities) DriftCheck(ctx context.Context, in StackInput) (_ DriftResu
 		stackLog(ctx, in).Warn("drift check failed", "error", err)
 		return DriftResult{}, err
 	}
+	// Re-applying git over drift is judged like any plan.
+	if len(rec.drifted) > 0 {
+		if plan.Policy, err = a.judge(ctx, in, stack.Workspace().WorkDir(), rec.steps); err != nil {
+			return DriftResult{}, err
+		}
+	}
 	res := DriftResult{Plan: plan, Resources: rec.drifted}
 	if len(res.Resources) > MaxDrifted {
 		res.Resources = res.Resources[:MaxDrifted]

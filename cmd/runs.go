@@ -288,6 +288,18 @@ func printStatus(w io.Writer, r starter.Run) {
 		}
 		for _, p := range st.Plans {
 			fmt.Fprintf(tw, "plan\t%s: +%d ~%d ±%d -%d (digest %.12s)\n", p.Stack, p.Create, p.Update, p.Replace, p.Delete, p.Digest)
+			if pr := p.Policy; pr != nil {
+				fmt.Fprintf(tw, "policies\t%s: %d denied, %d warnings, %d required (policy set %.12s)\n", p.Stack, len(pr.Deny), len(pr.Warn), len(pr.Require), pr.Digest)
+				for _, v := range pr.Deny {
+					fmt.Fprintf(tw, "denied\t%s: %s\n", p.Stack, v)
+				}
+				for _, v := range pr.Warn {
+					fmt.Fprintf(tw, "warning\t%s: %s\n", p.Stack, v)
+				}
+				for _, r := range pr.Require {
+					fmt.Fprintf(tw, "requires\t%s: %s\n", p.Stack, r)
+				}
+			}
 		}
 		if st.Drift != nil {
 			for _, d := range st.Drift.Resources {

@@ -213,6 +213,9 @@ func (r *run) deploy(ctx workflow.Context) (ChangeResult, bool) {
 		if nothingToDo(r.st.Plans) && workflow.GetVersion(ctx, VersionSkipEmptyPlans, workflow.DefaultVersion, 1) == 1 {
 			return r.finish(ctx, contract.StateNoOp, "the stacks already match this commit"), false
 		}
+		if reason := policyDenied(r.st.Plans); reason != "" {
+			return r.finish(ctx, contract.StatePolicyDenied, reason), false
+		}
 		if res, ok := r.approve(ctx); !ok {
 			return res, false
 		}

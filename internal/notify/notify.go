@@ -79,6 +79,12 @@ type Plan struct {
 	Create, Update, Replace, Delete, Same int
 	Diff                                  string
 	DiffTruncated                         bool
+	// What the policies said of the plan (docs/policy.md), each line
+	// naming its rule; PolicyDigest names the policy set.
+	Denied       []string `json:",omitempty"`
+	Warnings     []string `json:",omitempty"`
+	Requires     []string `json:",omitempty"`
+	PolicyDigest string   `json:",omitempty"`
 }
 
 // Destructive says whether the plan replaces or deletes anything.
