@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.temporal.io/sdk/temporal"
@@ -46,6 +47,11 @@ func (a *Activities) judge(ctx context.Context, in StackInput, workDir string, s
 	res, err := set.Evaluate(ctx, doc)
 	if err != nil {
 		return nil, policyError(in, err)
+	}
+	for i := range res.Require {
+		if err := resolveApprovers(a.Config, &res.Require[i]); err != nil {
+			return nil, policyError(in, err)
+		}
 	}
 	stackLog(ctx, in).Info("policies evaluated", "digest", res.Digest[:12], "deny", len(res.Deny), "warn", len(res.Warn), "require", len(res.Require))
 	return &res, nil
@@ -90,6 +96,65 @@ func policyError(in StackInput, err error) error {
 			ErrPolicyInvalid, nil)
 	}
 	return fmt.Errorf("policies of stack %s at %s: %w", in.Stack.Name, contract.ShortSHA(in.Commit), err)
+}
+
+// resolveApprovers fills a requirement's approvers from the worker's
+// groups and people, so that the run records who counts toward it: a
+// group's members, or the people named, each by their people entry's name
+// and the Slack user ID listed (a decision names one or the other); a
+// Slack user group stands for its members (the Slack app checks them). A
+// group or person the configuration does not know fails the run closed,
+// as does a count no group could meet.
+func resolveApprovers(cfg *config.Config, q *policy.Requirement) error {
+	fail := func(format string, args ...any) error {
+		return &policy.EvalError{Origin: q.Origin, Err: fmt.Errorf("rule "+q.Rule+" "+format, args...)}
+	}
+	members := q.People
+	switch {
+	case config.IsSlackGroup(q.Group):
+		q.Approvers = []string{q.Group}
+		return nil
+	case q.Group != "":
+		g, ok := cfg.GroupByName(q.Group)
+		if !ok {
+			return fail("requires group %q, which the configuration's groups do not define: add it to groups, or name a Slack user group (S…)", q.Group)
+		}
+		members = g.Members
+	}
+	var people []string
+	for _, m := range members {
+		if p, ok := cfg.PersonByName(m); ok {
+			people = append(people, p.Name)
+			q.Approvers = append(q.Approvers, p.Name)
+			continue
+		}
+		if !config.IsSlackUser(m) {
+			return fail("requires %q, who is neither a people entry nor a Slack user ID: add a people entry named %s", m, m)
+		}
+		name := m
+		for _, p := range cfg.People {
+			if slices.Contains(p.Slack, m) {
+				name = p.Name
+				q.Approvers = append(q.Approvers, p.Name)
+			}
+		}
+		people = append(people, name)
+		q.Approvers = append(q.Approvers, m)
+	}
+	slices.Sort(people)
+	if n := len(slices.Compact(people)); q.Count > n {
+		return fail("requires %d approvals from %s, which has %d people", q.Count, orElse(q.Group, "the people named"), n)
+	}
+	slices.Sort(q.Approvers)
+	q.Approvers = slices.Compact(q.Approvers)
+	return nil
+}
+
+func orElse(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
 }
 
 // policyInput is the document policies read: the commit from git, the

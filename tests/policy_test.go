@@ -1,8 +1,11 @@
 package tests
 
 import (
+	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +13,9 @@ import (
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/policy"
 	"github.com/changeops/changeops/internal/testkit/gittest"
+	"github.com/changeops/changeops/starter"
 )
 
 // contentPolicy denies a page whose content says word, and warns about a
@@ -89,10 +94,25 @@ func TestPoliciesJudgeEachPlan(t *testing.T) {
 			t.Errorf("changeops status does not show %q:\n%s", want, status)
 		}
 	}
-	// The input document is kept for `changeops policy test --plan`.
-	if b, err := os.ReadFile(activities.InputPath(cfg.DataDir, id, "site-policy")); err != nil ||
-		!strings.Contains(string(b), `"environment": "prod"`) || !strings.Contains(string(b), urn) {
-		t.Errorf("kept input: %v\n%s", err, b)
+	// The input document, as the real engine's preview fills it, is kept
+	// for `changeops policy test --plan`.
+	b, err := os.ReadFile(activities.InputPath(cfg.DataDir, id, "site-policy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc policy.Input
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Commit.SHA != sha || doc.Commit.Subject != "Say the forbidden word" || doc.Commit.Author.Email != "alice@example.com" ||
+		!slices.Contains(doc.Commit.ChangedPaths, "stacks/site/Pulumi.test.yaml") ||
+		doc.Stack.Name != "site-policy" || doc.Stack.Stack != "test" || doc.Stack.Branch != branch || doc.Stack.Labels["environment"] != "prod" {
+		t.Errorf("input commit and stack = %+v, %+v", doc.Commit, doc.Stack)
+	}
+	i := slices.IndexFunc(doc.Steps, func(s policy.Step) bool { return s.URN == urn })
+	if i < 0 || doc.Steps[i].Op != "create" || doc.Steps[i].Type != "changeops:index:File" || doc.Steps[i].Old != nil ||
+		doc.Steps[i].New["content"] != "forbidden" || doc.Steps[i].New["path"] != out || !strings.HasPrefix(doc.Steps[i].Provider, "urn:pulumi:test::site::pulumi:providers:changeops::") {
+		t.Errorf("input steps = %+v, want the page's create with its inputs and provider", doc.Steps)
 	}
 
 	// 2. A policy that does not parse: the run fails closed, naming the
@@ -130,4 +150,90 @@ func TestPoliciesJudgeEachPlan(t *testing.T) {
 	if len(p) != 1 || p[0].Policy == nil || len(p[0].Policy.Deny)+len(p[0].Policy.Warn) != 0 || p[0].Policy.Digest == digest {
 		t.Fatalf("plans = %+v, want no result from the new policy set, and a new digest", p)
 	}
+}
+
+// A policy's require routes approval by what the plan does: a plan that
+// writes a page needs two approvers from group dba on top of the stack's
+// own, four eyes holds for each, approvals accumulate, and someone outside
+// the group hears which group the run still needs.
+func TestPolicyRequiresApprovalsFromAGroup(t *testing.T) {
+	const branch = "e2e-policy-require"
+	remote := gittest.New(t, branch)
+	out := filepath.Join(t.TempDir(), "site.txt")
+	files := siteProject("stacks/site", out, "v1")
+	files["policies/pages.rego"] = `package changeops.pages
+
+require contains {"group": "dba", "count": 2, "msg": "writes a page"} if {
+	some s in input.steps
+	s.type == "changeops:index:File"
+}
+`
+	remote.Commit("Add the site stack and its policies", files)
+
+	cfg := testConfig(t, remote.Bare, branch, config.Stack{
+		Name: "site-require", Path: "stacks/site", Stack: "test", Approval: config.ApprovalManual, Approvers: []string{"bob", "mallory"},
+	})
+	cfg.Groups = []config.Group{{Name: "dba", Members: []string{"alice", "carol", "dave"}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	slack := slackWorkspace(t, cfg)
+	c := startWorker(t, cfg)
+	waitWatching(t, c, branch)
+
+	sha := remote.Commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
+	id := contract.ChangeWorkflowID(branch, sha)
+	run := waitState(t, c, id, 2*time.Minute, contract.StateAwaitingApproval, contract.StateFailed)
+	if run.State != contract.StateAwaitingApproval {
+		t.Fatalf("run is %s (%s)", run.State, run.Error)
+	}
+	reqs := run.Status.Approval.Requirements
+	if len(reqs) != 2 || reqs[1].Who != "group dba" || reqs[1].Count != 2 || !strings.Contains(reqs[1].Why, "repo policy pages.require of stack site-require: writes a page") {
+		t.Fatalf("requirements = %+v, want the stack's approvers and 2 from group dba", reqs)
+	}
+	th := slack.waitThread(t, sha[:7], contract.StateAwaitingApproval, "received", "plan ready", "Waiting for a decision")
+	if !strings.Contains(th[2].Blocks, "needs 2 from group dba") {
+		t.Errorf("the approval message does not say the group is needed: %s", th[2].Blocks)
+	}
+
+	ctx := context.Background()
+	decide := func(who string) error {
+		_, err := starter.Decide(ctx, c, id, signedBy(who, true, "ok"))
+		return err
+	}
+	if err := decide("mallory"); err != nil {
+		t.Fatalf("mallory, a stack approver: %v", err)
+	}
+	for who, want := range map[string]string{
+		"bob":     "bob may not approve change " + sha[:7] + ": it still needs 2 from group dba",
+		"mallory": "mallory already approved",
+		// alice is in dba, but she wrote the commit: four eyes.
+		"alice": "alice is linked to the author of commit " + sha[:7],
+	} {
+		if err := decide(who); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("approval by %s: %v; want a refusal saying %q", who, err, want)
+		}
+	}
+	if err := decide("carol"); err != nil {
+		t.Fatalf("carol, of dba: %v", err)
+	}
+	if run = waitState(t, c, id, time.Minute, contract.StateAwaitingApproval); len(run.Status.Approvals) != 2 || run.Status.Decision != nil {
+		t.Fatalf("after two approvals: approvals %+v, decision %+v; want the run still waiting for dba", run.Status.Approvals, run.Status.Decision)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("the page was written before every requirement was met")
+	}
+	if err := decide("dave"); err != nil {
+		t.Fatalf("dave, of dba: %v", err)
+	}
+	run = waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack)
+	if run.State != contract.StateSucceeded {
+		t.Fatalf("run ended %s: %s", run.State, run.Error)
+	}
+	if got, err := os.ReadFile(out); err != nil || string(got) != "v2" {
+		t.Fatalf("deployed file = %q, %v; want v2", got, err)
+	}
+	slack.waitThread(t, sha[:7], contract.StateSucceeded, "received", "plan ready", "Approved* by mallory, carol, dave",
+		"approved by mallory", "approved by carol", "approved by mallory, carol, dave", "applying", "applied", contract.StateSucceeded)
+	recordHistory(t, c, id, "change_policy_approvals.json")
 }

@@ -89,6 +89,9 @@ type Requirement struct {
 	Group   string   `json:",omitempty"`
 	People  []string `json:",omitempty"`
 	Count   int
+	// Approvers are who counts toward it, resolved from the worker's
+	// groups and people when the plan was judged (the caller fills them).
+	Approvers []string `json:",omitempty"`
 }
 
 // String reads "2 approvals from group dba (policy buckets.require: …)".

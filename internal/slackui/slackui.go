@@ -282,6 +282,9 @@ func approval(e notify.Event) []slack.Block {
 	if ask.FourEyes {
 		line += "\nFour eyes: the commit's author cannot approve it."
 	}
+	for _, r := range ask.Requirements {
+		line += "\n:busts_in_silhouette: needs " + esc(r)
+	}
 	yes, no := orElse(ask.ApproveLabel, "Approve"), orElse(ask.RejectLabel, "Reject")
 	title := "Apply this change?"
 	confirm := fmt.Sprintf("%s %s will be applied to %s.", contract.ShortSHA(e.Commit), e.Subject, strings.Join(e.Stacks, ", "))
