@@ -115,6 +115,33 @@ func TestPoliciesJudgeEachPlan(t *testing.T) {
 		t.Errorf("input steps = %+v, want the page's create with its inputs and provider", doc.Steps)
 	}
 
+	// People develop rules against the recorded plan: `policy test` with
+	// a folder of their own, and `policy eval` on the document itself.
+	cfgFile := writeConfig(t, cfg)
+	mine := filepath.Join(t.TempDir(), "policies")
+	if err := os.MkdirAll(mine, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mine, "content.rego"), []byte(contentPolicy("forbidden")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := changeops(t, "policy", "test", "--config", cfgFile, "--plan", sha[:8], "--policies", mine)
+	if code != 1 || !strings.Contains(stdout, "deny     repo policy content.deny: pages must not say forbidden ("+urn+")") ||
+		!strings.Contains(stdout, "site-policy: 1 denied, 1 warnings") || !strings.Contains(stderr, "a policy denies the plan") {
+		t.Errorf("policy test = %d\n%s\n%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = changeopsWithInput(t, string(b), "policy", "eval", "--config", cfgFile, "--policies", mine, "--json")
+	if code != 1 || !strings.Contains(stdout, `"rule":"content.deny"`) {
+		t.Errorf("policy eval --json = %d\n%s\n%s", code, stdout, stderr)
+	}
+	if err := os.WriteFile(filepath.Join(mine, "content.rego"), []byte(contentPolicy("banned")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr = changeops(t, "policy", "test", "--config", cfgFile, "--plan", id, "--policies", mine); code != 0 ||
+		!strings.Contains(stdout, "site-policy: 0 denied") {
+		t.Errorf("policy test with the rule relaxed = %d\n%s\n%s", code, stdout, stderr)
+	}
+
 	// 2. A policy that does not parse: the run fails closed, naming the
 	// file and the line, without retrying and without asking anyone.
 	sha = remote.Commit("Break the policy", map[string]string{
