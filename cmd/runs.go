@@ -308,6 +308,12 @@ func printStatus(w io.Writer, r starter.Run) {
 		}
 		if st.Approval.Required && st.Decision == nil {
 			fmt.Fprintf(tw, "approvers\t%s (until %s)\n", strings.Join(st.Approval.Approvers, ", "), st.Approval.Deadline.Format("2006-01-02 15:04:05Z07:00"))
+			for _, q := range st.Approval.Requirements {
+				fmt.Fprintf(tw, "needs\t%s\n", q)
+			}
+		}
+		for _, d := range st.Approvals {
+			fmt.Fprintf(tw, "approval\t%s %s\n", d.User, d.Comment)
 		}
 		if d := st.Decision; d != nil {
 			verb := "rejected"

@@ -26,19 +26,22 @@ type Record struct {
 	ID string `json:"id"`
 	// Kind is "change" or "drift": a drift record is a state change (or
 	// a decision about one) that no commit made.
-	Kind         string           `json:"kind"`
-	Commit       string           `json:"commit"`
-	Parent       string           `json:"parent"`
-	Branch       string           `json:"branch"`
-	Subject      string           `json:"subject"`
-	AuthorName   string           `json:"author_name"`
-	AuthorEmail  string           `json:"author_email"`
-	Stacks       []string         `json:"stacks"`
-	State        string           `json:"state"`
-	Approver     string           `json:"approver"`
-	ApprovedVia  string           `json:"approved_via,omitempty"`
-	DecidedAt    time.Time        `json:"decided_at,omitzero"`
-	Comment      string           `json:"comment,omitempty"`
+	Kind        string    `json:"kind"`
+	Commit      string    `json:"commit"`
+	Parent      string    `json:"parent"`
+	Branch      string    `json:"branch"`
+	Subject     string    `json:"subject"`
+	AuthorName  string    `json:"author_name"`
+	AuthorEmail string    `json:"author_email"`
+	Stacks      []string  `json:"stacks"`
+	State       string    `json:"state"`
+	Approver    string    `json:"approver"`
+	ApprovedVia string    `json:"approved_via,omitempty"`
+	DecidedAt   time.Time `json:"decided_at,omitzero"`
+	Comment     string    `json:"comment,omitempty"`
+	// Approvals are everyone who approved, when policies required
+	// several approvals (docs/policy.md); Approver is the last.
+	Approvals    []string         `json:"approvals,omitempty"`
 	Plans        []Plan           `json:"plans"`
 	Updates      []Update         `json:"updates"`
 	Checks       []Checked        `json:"checks"`
@@ -128,6 +131,9 @@ func record(r Run) Record {
 	rec.Parent, rec.Branch, rec.AuthorName = st.Commit.Parent, st.Branch, st.Commit.AuthorName
 	if d := st.Decision; d != nil {
 		rec.Approver, rec.ApprovedVia, rec.DecidedAt, rec.Comment = d.User, d.Via, d.At, d.Comment
+	}
+	for _, a := range st.Approvals {
+		rec.Approvals = append(rec.Approvals, a.User)
 	}
 	for _, p := range st.Plans {
 		rec.Plans = append(rec.Plans, Plan{Stack: p.Stack, Digest: p.Digest, Steps: p.Steps, Artifacts: append([]string{}, p.Artifacts...),

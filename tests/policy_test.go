@@ -241,6 +241,10 @@ require contains {"group": "dba", "count": 2, "msg": "writes a page"} if {
 			t.Errorf("approval by %s: %v; want a refusal saying %q", who, err, want)
 		}
 	}
+	if _, status, _ := changeops(t, "status", sha[:8]); !strings.Contains(status, "2 from group dba (repo policy pages.require") ||
+		!strings.Contains(status, "mallory ok") {
+		t.Errorf("changeops status does not show what is needed and who approved:\n%s", status)
+	}
 	if err := decide("carol"); err != nil {
 		t.Fatalf("carol, of dba: %v", err)
 	}
@@ -262,5 +266,11 @@ require contains {"group": "dba", "count": 2, "msg": "writes a page"} if {
 	}
 	slack.waitThread(t, sha[:7], contract.StateSucceeded, "received", "plan ready", "Approved* by mallory, carol, dave",
 		"approved by mallory", "approved by carol", "approved by mallory, carol, dave", "applying", "applied", contract.StateSucceeded)
+	_, audit, _ := changeops(t, "audit", "--stack", "site-require")
+	for _, want := range []string{`"approvals":["mallory","carol","dave"]`, `"policy":{"digest":"`, `"rule":"pages.require"`} {
+		if !strings.Contains(audit, want) {
+			t.Errorf("the audit record does not hold %s:\n%s", want, audit)
+		}
+	}
 	recordHistory(t, c, id, "change_policy_approvals.json")
 }
