@@ -9,6 +9,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/sig"
 
 	"github.com/changeops/changeops/internal/policy"
 )
@@ -88,7 +89,7 @@ func (r *stepRecorder) add(e events.EngineEvent) {
 		replaceKeys = m.Keys
 	}
 	r.steps = append(r.steps, policy.Step{Op: string(m.Op), URN: m.URN, Type: m.Type, Provider: m.Provider,
-		Old: old, New: inputs, ChangedKeys: nonNil(m.Diffs), ReplaceKeys: nonNil(replaceKeys)})
+		Old: maskSecrets(old), New: maskSecrets(inputs), ChangedKeys: nonNil(m.Diffs), ReplaceKeys: nonNil(replaceKeys)})
 	line, err := json.Marshal(struct {
 		Op     apitype.OpType
 		URN    string
@@ -100,6 +101,39 @@ func (r *stepRecorder) add(e events.EngineEvent) {
 		line = []byte(string(m.Op) + " " + m.URN)
 	}
 	r.lines = append(r.lines, string(line))
+}
+
+// maskSecrets is inputs for policies: a secret value, which the engine's
+// events carry as its secret signature around the masked ciphertext
+// ({"4dabf…": "1b470…", "ciphertext": "[secret]"}), becomes the string
+// "[secret]", so a policy reads a secret as the engine displays it and a
+// string builtin applied to it does not fail. Nothing else is changed.
+func maskSecrets(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = maskValue(v)
+	}
+	return out
+}
+
+func maskValue(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		if v[sig.Key] == sig.Secret {
+			return "[secret]"
+		}
+		return maskSecrets(v)
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = maskValue(e)
+		}
+		return out
+	}
+	return v
 }
 
 // nonNil keeps a list a list in the input document (never null).

@@ -42,6 +42,9 @@ func TestPoliciesJudgeEachPlan(t *testing.T) {
 	remote := gittest.New(t, branch)
 	out := filepath.Join(t.TempDir(), "site.txt")
 	files := siteProject("stacks/site", out, "v1")
+	// A second page whose content is a secret: policies see it masked.
+	files["stacks/site/Pulumi.yaml"] = siteProgram(nil, fileResource("page", "${outFile}", "${content}"),
+		fileResource("secretpage", out+".secret", "fn::secret: s3cr3t-page-value"))
 	files["policies/content.rego"] = contentPolicy("forbidden")
 	remote.Commit("Add the site stack and its policies", files)
 
@@ -62,7 +65,8 @@ func TestPoliciesJudgeEachPlan(t *testing.T) {
 	id := contract.ChangeWorkflowID(branch, sha)
 	run := waitState(t, c, id, 2*time.Minute, contract.StatePolicyDenied, contract.StateAwaitingApproval, contract.StateFailed)
 	if run.State != contract.StatePolicyDenied {
-		t.Fatalf("run is %s (%s), want policy-denied", run.State, run.Error)
+		b, _ := os.ReadFile(activities.InputPath(cfg.DataDir, id, "site-policy"))
+		t.Fatalf("run is %s (%s), want policy-denied\n%s", run.State, run.Error, b)
 	}
 	const urn = "urn:pulumi:test::site::changeops:index:File::page"
 	for _, want := range []string{"stack site-policy", "repo policy content.deny", "pages must not say forbidden", urn} {
@@ -108,6 +112,10 @@ func TestPoliciesJudgeEachPlan(t *testing.T) {
 		!slices.Contains(doc.Commit.ChangedPaths, "stacks/site/Pulumi.test.yaml") ||
 		doc.Stack.Name != "site-policy" || doc.Stack.Stack != "test" || doc.Stack.Branch != branch || doc.Stack.Labels["environment"] != "prod" {
 		t.Errorf("input commit and stack = %+v, %+v", doc.Commit, doc.Stack)
+	}
+	secret := slices.IndexFunc(doc.Steps, func(s policy.Step) bool { return strings.HasSuffix(s.URN, "::secretpage") })
+	if secret < 0 || doc.Steps[secret].New["content"] != "[secret]" || strings.Contains(string(b), "s3cr3t-page-value") {
+		t.Errorf("the secret page's step = %+v: a secret must reach policies masked as [secret]", doc.Steps)
 	}
 	i := slices.IndexFunc(doc.Steps, func(s policy.Step) bool { return s.URN == urn })
 	if i < 0 || doc.Steps[i].Op != "create" || doc.Steps[i].Type != "changeops:index:File" || doc.Steps[i].Old != nil ||
