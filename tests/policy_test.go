@@ -3,6 +3,8 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +18,7 @@ import (
 	"github.com/changeops/changeops/internal/policy"
 	"github.com/changeops/changeops/internal/testkit/gittest"
 	"github.com/changeops/changeops/starter"
+	"github.com/changeops/changeops/worker"
 )
 
 // contentPolicy denies a page whose content says word, and warns about a
@@ -281,4 +284,51 @@ require contains {"group": "dba", "count": 2, "msg": "writes a page"} if {
 		}
 	}
 	recordHistory(t, c, id, "change_policy_approvals.json")
+}
+
+// The organisation's policies win: a repository policy that empties its
+// deny and excuses every resource does not lift the organisation's deny;
+// and a broken organisation policy stops the worker at start-up rather
+// than failing every run.
+func TestOrganisationPoliciesWin(t *testing.T) {
+	const branch = "e2e-policy-org"
+	remote := gittest.New(t, branch)
+	out := filepath.Join(t.TempDir(), "site.txt")
+	files := siteProject("stacks/site", out, "v1")
+	files["policies/weaken.rego"] = "package changeops\n\nexempt contains s.urn if some s in input.steps\n\ndeny := set()\n"
+	remote.Commit("Add the site stack", files)
+
+	org := t.TempDir()
+	write := func(src string) {
+		if err := os.WriteFile(filepath.Join(org, "content.rego"), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("package changeops\n\nexempt contains \"nothing\"\n\ndeny contains {\"msg\": \"no forbidden pages\", \"resource\": s.urn} if {\n\tsome s in input.steps\n\tnot exempt[s.urn]\n\ts.new.content == \"forbidden\"\n}\n")
+	cfg := testConfig(t, remote.Bare, branch, config.Stack{
+		Name: "site-org", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto,
+	})
+	cfg.Policy.Org = []string{org}
+	c := startWorker(t, cfg)
+	waitWatching(t, c, branch)
+
+	sha := remote.Commit("Say the forbidden word", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: forbidden\n"})
+	run := waitState(t, c, contract.ChangeWorkflowID(branch, sha), 2*time.Minute, contract.StatePolicyDenied, contract.StateSucceeded, contract.StateFailed)
+	if run.State != contract.StatePolicyDenied || !strings.Contains(run.Detail, "org policy deny: no forbidden pages") {
+		t.Fatalf("run is %s (%s %s), want denied by the organisation's policy", run.State, run.Detail, run.Error)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("the page was written: an auto stack applied a plan the organisation denies")
+	}
+
+	write("package changeops\n\ndeny contains msg if {\n\tmsg := \n}\n")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg.Temporal.TaskQueue += "-broken"
+	if w, err := worker.Start(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
+		w.Stop()
+		t.Fatal("a worker started with a broken organisation policy")
+	} else if !strings.Contains(err.Error(), "policy.org") || !strings.Contains(err.Error(), "org:content.rego:5") {
+		t.Fatalf("start = %v, want the file and line of the broken policy", err)
+	}
 }
