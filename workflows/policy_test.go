@@ -7,6 +7,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/gate"
 	"github.com/changeops/changeops/internal/policy"
 )
@@ -108,4 +109,46 @@ func TestApprovalsAccumulate(t *testing.T) {
 	if left := missing(st.Approval, st.Approvals); len(left) != 0 {
 		t.Fatalf("missing = %+v after bob, carol and a dba member", left)
 	}
+}
+
+// A deny ends the run before anyone is asked: nothing is applied (Apply is
+// not mocked) and the reason names the stack, the rule and the resource.
+func (s *ChangeSuite) TestPolicyDenyEndsBeforeApproval() {
+	s.inspect(stack("web", config.ApprovalManual, "bob"))
+	s.plan("web", activities.PlanResult{Update: 1, Policy: &policy.Result{Digest: "d",
+		Deny: []policy.Violation{{Rule: "buckets.deny", Origin: policy.OriginOrg, Message: "buckets must not be public", Resource: "urn:b"}},
+		Warn: []policy.Violation{{Rule: "tickets.warn", Origin: policy.OriginRepo, Message: "no ticket"}}}})
+
+	res := s.run()
+	s.Equal(contract.StatePolicyDenied, res.State)
+	s.Equal("denied by policy before anyone was asked: stack web: org policy buckets.deny: buckets must not be public (urn:b)", res.Reason)
+	s.NotContains(states(s.status()), contract.StateAwaitingApproval)
+	s.Equal([]string{"received", "plan ready", contract.StatePolicyDenied}, s.notes)
+}
+
+// A require on a stack that would not ask (on-destructive, an update)
+// makes the run ask, and only the group's approvals decide it; the
+// author, though in the group, does not count (four eyes).
+func (s *ChangeSuite) TestPolicyRequireAsksAndAccumulates() {
+	s.inspect(stack("web", config.ApprovalOnDestructive, "bob"))
+	s.plan("web", activities.PlanResult{Update: 1, Policy: &policy.Result{Digest: "d",
+		Require: []policy.Requirement{{Rule: "tags.require", Origin: policy.OriginRepo, Group: "dba", Count: 2, Approvers: []string{"alice", "bob", "mallory"}}}}})
+	s.apply("web")
+	s.verify("web", true).Once()
+	var author, first, again, second error
+	s.decide(time.Minute, DecisionRequest{Approve: true, User: "alice"}, &author)
+	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "bob"}, &first)
+	s.decide(3*time.Minute, DecisionRequest{Approve: true, User: "bob"}, &again)
+	s.decide(4*time.Minute, DecisionRequest{Approve: true, User: "mallory", Comment: "ok"}, &second)
+
+	res := s.run()
+	s.Equal(contract.StateSucceeded, res.State)
+	s.ErrorContains(author, "alice is linked to the author")
+	s.NoError(first)
+	s.ErrorContains(again, "bob already approved change")
+	s.NoError(second)
+	st := s.status()
+	s.Len(st.Approvals, 2)
+	s.Equal("mallory", st.Decision.User)
+	s.Equal([]string{"received", "plan ready", "awaiting approval", "approved by bob", "approved by bob, mallory", "applying", "applied", "verified web", "succeeded"}, s.notes)
 }
