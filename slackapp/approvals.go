@@ -211,7 +211,10 @@ func (a *Approvals) request(ctx context.Context, b slackui.Button, user string, 
 		listed = listed || slices.Contains(st.Approval.Approvers, p.Name) ||
 			slices.ContainsFunc(p.Slack, func(id string) bool { return slices.Contains(st.Approval.Approvers, id) })
 	}
-	if !listed {
+	// A run that needs several approvals may need this person through a
+	// user group even when they are listed by name for another
+	// requirement: the group the Slack app vouches for counts too.
+	if !listed || len(st.Approval.Requirements) > 0 {
 		for _, g := range st.Approval.Approvers {
 			if !slackui.IsGroupID(g) {
 				continue
