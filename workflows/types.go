@@ -112,19 +112,16 @@ type Status struct {
 	Kind string `json:",omitempty"`
 	ID   string
 	// RunID is the Temporal run a signed decision must name.
-	RunID        string `json:",omitempty"`
-	Branch       string
-	Commit       activities.Commit
-	ChangedPaths []string
-	Stacks       []string
-	State        string
-	Detail       string
-	Plans        []activities.PlanResult
-	Approval     Approval
-	Decision     *Decision
-	// Approvals are the approvals accepted so far when the run needs
-	// several (Approval.Requirements).
-	Approvals     []Decision `json:",omitempty"`
+	RunID         string `json:",omitempty"`
+	Branch        string
+	Commit        activities.Commit
+	ChangedPaths  []string
+	Stacks        []string
+	State         string
+	Detail        string
+	Plans         []activities.PlanResult
+	Approval      Approval
+	Decision      *Decision
 	Refusals      []string
 	Applies       []activities.ApplyResult
 	Verifications []activities.VerifyResult
@@ -143,6 +140,9 @@ type Status struct {
 	// Window is the run's change window: the last check, and the votes
 	// to override it; nil until the run first checked (workflows/window.go).
 	Window *WindowStatus `json:",omitempty"`
+	// Approvals are the approvals accepted so far when the run needs
+	// several (Approval.Requirements).
+	Approvals []Decision `json:",omitempty"`
 }
 
 // PlanDigest names the plans a decision is for: a decision signed for
@@ -213,7 +213,7 @@ type WatcherStatus struct {
 
 // Requirement is one set of approvals a run needs: Count distinct people
 // among Approvers. The stacks' own approvers are one (Count 1); each
-// policy's require adds one (docs/policy.md#require).
+// policy's require adds one (docs/policy.md#deny-warn-require).
 type Requirement struct {
 	// Who names the approvers for people: "an approver of web" or
 	// "group dba".
