@@ -152,3 +152,16 @@ func (s *ChangeSuite) TestPolicyRequireAsksAndAccumulates() {
 	s.Equal("mallory", st.Decision.User)
 	s.Equal([]string{"received", "plan ready", "awaiting approval", "approved by bob", "approved by bob, mallory", "applying", "applied", "verified web", "succeeded"}, s.notes)
 }
+
+// Re-applying git over drift is judged like a change: a deny stops a heal
+// (nothing applied: Apply is not mocked).
+func (s *ChangeSuite) TestPolicyDenyStopsADriftHeal() {
+	s.driftSetup(driftStack(config.DriftHeal), &contract.Deployed{Commit: sha})
+	found := drifted
+	found.Plan.Policy = &policy.Result{Digest: "d", Deny: []policy.Violation{{Rule: "deny", Origin: policy.OriginOrg, Message: "no heals on Fridays"}}}
+	s.check(found)
+
+	res := s.runDrift(DriftInput{})
+	s.Equal(contract.StatePolicyDenied, res.State)
+	s.Contains(res.Reason, "stack web: org policy deny: no heals on Fridays")
+}
