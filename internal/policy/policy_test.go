@@ -264,3 +264,21 @@ func TestTrailers(t *testing.T) {
 		}
 	}
 }
+
+// Trailers never panics on a commit message, and what it returns are
+// trailers: keys without blanks, each from a line of the message.
+func FuzzTrailers(f *testing.F) {
+	for _, s := range []string{"s\n\nb\n\nTicket: OPS-1\nTicket: OPS-2", "s", "s\n\n: x", "s\r\n\r\nA: b\r\n", "s\n\nK:\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		for k, vs := range Trailers(msg) {
+			if k == "" || strings.ContainsAny(k, " \t\n") || len(vs) == 0 {
+				t.Fatalf("trailer %q = %q", k, vs)
+			}
+			if !strings.Contains(msg, k) {
+				t.Fatalf("key %q is not in the message", k)
+			}
+		}
+	})
+}
