@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -185,6 +186,7 @@ func compile(ctx context.Context, origin string, files []File) (compiled, error)
 	}
 	var rules [][]string
 	var broken BrokenError
+	modules := map[string]*ast.Module{}
 	for _, f := range files {
 		m, err := ast.ParseModuleWithOpts(displayName(f), f.Source, ast.ParserOptions{RegoVersion: ast.RegoV1})
 		if err != nil {
@@ -192,6 +194,7 @@ func compile(ctx context.Context, origin string, files []File) (compiled, error)
 			continue
 		}
 		opts = append(opts, rego.ParsedModule(m))
+		modules[displayName(f)] = m
 		pkg := m.Package.Path.String() // data.changeops.buckets
 		rel, ok := strings.CutPrefix(pkg, "data."+Package)
 		if !ok || (rel != "" && rel[0] != '.') {
@@ -227,7 +230,44 @@ func compile(ctx context.Context, origin string, files []File) (compiled, error)
 		}
 		return compiled{}, fmt.Errorf("compile the %s policies: %w", origin, err)
 	}
+	if errs := undefinedRefs(modules); len(errs) > 0 {
+		return compiled{}, &BrokenError{Errors: errs}
+	}
 	return compiled{origin: origin, query: q, rules: rules}, nil
+}
+
+// undefinedRefs finds references to data that no rule defines. OPA
+// leaves them undefined (data could come from a bundle), which would make
+// a misspelt rule name silently allow; changeops gives policies no data
+// but their own rules, so such a reference is an error. The modules
+// compiled already, so this compilation only resolves imports.
+func undefinedRefs(modules map[string]*ast.Module) []string {
+	c := ast.NewCompiler().WithCapabilities(capabilities())
+	c.Compile(modules)
+	if c.Failed() {
+		return nil // reported by the compilation before
+	}
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
+		ast.WalkRefs(c.Modules[name], func(r ast.Ref) bool {
+			p := r.GroundPrefix()
+			if len(p) < 2 || !p[0].Equal(ast.DefaultRootDocument) {
+				return false
+			}
+			if len(c.GetRulesWithPrefix(p)) > 0 || len(c.GetRulesForVirtualDocument(p)) > 0 {
+				return false
+			}
+			line := fmt.Sprintf("%s: %s refers to no rule: define it, or fix the name", name, p)
+			if r[0].Location != nil {
+				line = fmt.Sprintf("%s:%d: %s refers to no rule: define it, or fix the name", r[0].Location.File, r[0].Location.Row, p)
+			}
+			if !slices.Contains(out, line) {
+				out = append(out, line)
+			}
+			return false
+		})
+	}
+	return out
 }
 
 // displayName is how errors name a file: "policies/buckets.rego", or

@@ -127,6 +127,7 @@ func TestBrokenPoliciesFailClosed(t *testing.T) {
 		{"opa.runtime", "package changeops\n\ndeny contains msg if {\n\tmsg := opa.runtime().env.SECRET\n}\n", "policies/p.rego:4: undefined function opa.runtime"},
 		{"clock", "package changeops\n\ndeny contains \"late\" if time.now_ns() > 0\n", "policies/p.rego:3: undefined function time.now_ns"},
 		{"no rules", "package changeops\n\nhelper := 1\n", "no file has a deny, warn or require rule"},
+		{"undefined rule", "package changeops\n\nimport data.lib\n\ndeny contains \"x\" if data.changeops.is_public\n\nwarn contains \"y\" if lib.missing\n", "policies/p.rego:5: data.changeops.is_public refers to no rule"},
 		{"v0 syntax", "package changeops\n\ndeny[msg] { msg := \"x\" }\n", "policies/p.rego:3"},
 	}
 	for _, c := range cases {
@@ -281,4 +282,25 @@ func FuzzTrailers(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Library packages, imported, and rules reading other rules' values
+// compile; only a reference that no rule defines is refused.
+func TestLibrariesAndRuleReferences(t *testing.T) {
+	t.Parallel()
+	s := compileT(t,
+		File{Origin: OriginRepo, Name: "policies/lib/steps.rego", Source: "package lib.steps\n\npublic(s) if s.new.acl == \"public-read\"\n\nbuckets contains s if {\n\tsome s in input.steps\n\ts.type == \"aws:s3/bucket:Bucket\"\n}\n"},
+		File{Origin: OriginRepo, Name: "policies/buckets.rego", Source: "package changeops.buckets\n\nimport data.lib.steps\n\ndeny contains s.urn if {\n\tsome s in steps.buckets\n\tsteps.public(s)\n}\n\nwarn contains \"denied\" if count(data.changeops.buckets.deny) > 0\n"},
+	)
+	res, err := s.Evaluate(context.Background(), bucketPlan(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Deny) != 1 || len(res.Warn) != 1 {
+		t.Fatalf("result = %+v", res)
+	}
+	_, err = Compile(context.Background(), []File{{Origin: OriginRepo, Name: "p.rego", Source: "package changeops\n\nimport data.lib\n\nwarn contains \"y\" if lib.missing\n"}}, Limits{})
+	if err == nil || !strings.Contains(err.Error(), "p.rego:5: data.lib.missing refers to no rule") {
+		t.Fatalf("Compile = %v, want the undefined library rule named", err)
+	}
 }
