@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -202,10 +203,16 @@ func (a *Activities) policyInput(ctx context.Context, in StackInput, steps []pol
 	}, nil
 }
 
+// keepInputsFor is how long kept input documents stay: as long as
+// Temporal keeps a run by default (the namespace's retention).
+const keepInputsFor = 30 * 24 * time.Hour
+
 // keepInput writes the input document where `changeops policy test
 // --plan` finds it: data_dir/policy-inputs/<run>/<stack>.json, written
-// aside and renamed into place.
+// aside and renamed into place. Documents of runs older than
+// keepInputsFor are removed, so the folder does not grow for ever.
 func (a *Activities) keepInput(in StackInput, doc policy.Input) error {
+	pruneInputs(filepath.Join(a.Config.DataDir, "policy-inputs"), time.Now().Add(-keepInputsFor))
 	path := InputPath(a.Config.DataDir, in.RunID, in.Stack.Name)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
@@ -219,6 +226,21 @@ func (a *Activities) keepInput(in StackInput, doc policy.Input) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// pruneInputs removes the runs' folders under dir last written before
+// cutoff; it is best effort (a folder another worker removes first is
+// gone either way).
+func pruneInputs(dir string, cutoff time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && e.IsDir() && info.ModTime().Before(cutoff) {
+			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // InputPath is where the policy input of a run's stack is kept.

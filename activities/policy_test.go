@@ -2,8 +2,11 @@ package activities
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/policy"
@@ -39,5 +42,26 @@ func TestResolveApprovers(t *testing.T) {
 		if !strings.Contains(got, c.want) {
 			t.Errorf("%+v: %s, want %s", c.req, got, c.want)
 		}
+	}
+}
+
+// Kept input documents go once they are older than Temporal keeps runs.
+func TestPruneInputs(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	now := time.Now()
+	for name, age := range map[string]time.Duration{"old": 31 * 24 * time.Hour, "new": time.Hour} {
+		p := filepath.Join(dir, name)
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, now.Add(-age), now.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pruneInputs(dir, now.Add(-keepInputsFor))
+	left, _ := os.ReadDir(dir)
+	if len(left) != 1 || left[0].Name() != "new" {
+		t.Fatalf("left %v, want only the new run's folder", left)
 	}
 }
