@@ -77,12 +77,14 @@ type BrokenError struct {
 }
 
 func (e *BrokenError) Error() string {
-	return "the policies do not compile: " + strings.Join(e.Errors, "; ")
+	return "the policies are broken: " + strings.Join(e.Errors, "; ")
 }
 
 // ReadDir reads the .rego files of dir and its subfolders (not _test.rego
 // files), named by their path relative to base with slashes. A dir that
-// does not exist has none.
+// does not exist has none. A folder changeops will not read (a link, too
+// many or too large files) is a BrokenError, like a policy that does not
+// compile: it fails closed.
 func ReadDir(origin, base, dir string) ([]File, error) {
 	var files []File
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -98,7 +100,7 @@ func ReadDir(origin, base, dir string) ([]File, error) {
 		// A symlink could point anywhere on the worker; a policy is a
 		// regular file of the folder.
 		if !d.Type().IsRegular() {
-			return fmt.Errorf("policy %s is not a regular file: replace the link with the file", p)
+			return &BrokenError{Errors: []string{fmt.Sprintf("policy %s is not a regular file: replace the link with the file", p)}}
 		}
 		name, err := filepath.Rel(base, p)
 		if err != nil {
@@ -106,14 +108,14 @@ func ReadDir(origin, base, dir string) ([]File, error) {
 		}
 		name = filepath.ToSlash(name)
 		if len(files) == MaxFiles {
-			return fmt.Errorf("more than %d policy files under %s: merge some", MaxFiles, dir)
+			return &BrokenError{Errors: []string{fmt.Sprintf("more than %d policy files under %s: merge some", MaxFiles, dir)}}
 		}
 		info, err := d.Info()
 		if err != nil {
 			return err
 		}
 		if info.Size() > MaxFileBytes {
-			return fmt.Errorf("policy %s is %d bytes, more than %d: split it", name, info.Size(), MaxFileBytes)
+			return &BrokenError{Errors: []string{fmt.Sprintf("policy %s is %d bytes, more than %d: split it", name, info.Size(), MaxFileBytes)}}
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {

@@ -247,7 +247,8 @@ func TestReadDirAndDigest(t *testing.T) {
 	if err := os.Symlink("/etc/passwd", filepath.Join(dir, "link.rego")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadDir(OriginRepo, root, dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	var broken *BrokenError
+	if _, err := ReadDir(OriginRepo, root, dir); !errors.As(err, &broken) || !strings.Contains(err.Error(), "not a regular file") {
 		t.Fatalf("a symlinked policy: %v", err)
 	}
 }
