@@ -3,14 +3,18 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.temporal.io/sdk/client"
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
@@ -331,4 +335,69 @@ func TestOrganisationPoliciesWin(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "policy.org") || !strings.Contains(err.Error(), "org:content.rego:5") {
 		t.Fatalf("start = %v, want the file and line of the broken policy", err)
 	}
+}
+
+// A require naming a Slack user group, decided with the buttons: a stack
+// approver who is also in the group counts toward both (the Slack app
+// vouches for the group), someone in neither hears the group is missing,
+// and the second member completes it.
+func TestPolicyRequiresASlackGroupThroughTheButtons(t *testing.T) {
+	const branch = "e2e-policy-slack"
+	remote := gittest.New(t, branch)
+	out := filepath.Join(t.TempDir(), "site.txt")
+	files := siteProject("stacks/site", out, "v1")
+	files["policies/pages.rego"] = "package changeops.pages\n\nrequire contains {\"group\": \"S0DBA\", \"count\": 2} if some s in input.steps\n"
+	remote.Commit("Add the site stack and its policies", files)
+	cfg := testConfig(t, remote.Bare, branch, config.Stack{
+		Name: "site-policy-slack", Path: "stacks/site", Stack: "test", Approval: config.ApprovalManual, Approvers: []string{"U0BOB", "U0CAROL"},
+	})
+	ws := slackWorkspace(t, cfg)
+	ws.groups["S0DBA"] = []string{"U0CAROL", "U0ERIN"}
+	for _, u := range []string{"U0BOB", "U0CAROL", "U0ERIN", "U0MALLORY"} {
+		ws.emails[u] = strings.ToLower(u[2:]) + "@example.com"
+	}
+	w := startWorkerFull(t, cfg)
+	c := w.Client()
+	endpoint := "http://" + w.Addr() + "/slack/interactions"
+	waitWatching(t, c, branch)
+
+	sha := remote.Commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
+	id := contract.ChangeWorkflowID(branch, sha)
+	waitState(t, c, id, 2*time.Minute, contract.StateAwaitingApproval)
+	th := ws.waitThread(t, sha[:7], contract.StateAwaitingApproval, "received", "plan ready", "Waiting for a decision on "+sha[:7])
+	button := buttonValue(t, th[2].Blocks).Value()
+	click := func(user, path string) string {
+		if code := ws.send(t, endpoint, approveClick(user, button, path)); code != http.StatusOK {
+			t.Fatalf("click by %s answered %d", user, code)
+		}
+		return ws.replyTo(t, path).Text
+	}
+
+	click("U0CAROL", "/response/carol")
+	run := waitFor2(t, c, id, func(r starter.Run) bool { return len(r.Status.Approvals) == 1 })
+	if a := run.Status.Approvals[0]; a.Via != "S0DBA" || len(a.Counts) != 2 {
+		t.Fatalf("carol's approval = %+v, want it to count for the stack and through group S0DBA", a)
+	}
+	if reply := click("U0MALLORY", "/response/mallory"); !strings.Contains(reply, "it still needs 1 from group S0DBA") {
+		t.Errorf("mallory's click: %q, want the missing group named", reply)
+	}
+	click("U0ERIN", "/response/erin")
+	run = waitState(t, c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateRolledBack)
+	if run.State != contract.StateSucceeded || len(run.Status.Approvals) != 2 {
+		t.Fatalf("run ended %s (%s) with approvals %+v; want it applied on carol's and erin's", run.State, run.Error, run.Status.Approvals)
+	}
+}
+
+// waitFor2 waits until the run's status satisfies ok.
+func waitFor2(t *testing.T, c client.Client, id string, ok func(starter.Run) bool) starter.Run {
+	t.Helper()
+	var run starter.Run
+	waitFor(t, time.Minute, "the run's status", func() (bool, string) {
+		var err error
+		if run, err = starter.Status(context.Background(), c, id); err != nil {
+			return false, err.Error()
+		}
+		return ok(run), fmt.Sprintf("%s, approvals %+v", run.State, run.Status.Approvals)
+	})
+	return run
 }
