@@ -40,6 +40,23 @@ warn contains "no Ticket trailer: say which ticket this change is for" if not in
 `
 }
 
+// policyRepo is a remote whose first commit holds the site stack, which
+// writes the file out, and one policy file.
+func policyRepo(t *testing.T, branch, path, policy string) (*gittest.Remote, string) {
+	t.Helper()
+	remote := gittest.New(t, branch)
+	out := filepath.Join(t.TempDir(), "site.txt")
+	files := siteProject("stacks/site", out, "v1")
+	files[path] = policy
+	remote.Commit("Add the site stack and its policies", files)
+	return remote, out
+}
+
+// serve commits the site's content.
+func serve(remote *gittest.Remote, out, msg, content string) string {
+	return remote.Commit(msg, map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: " + content + "\n"})
+}
+
 // Policies on the real engine's plans: a deny stops the run before anyone
 // is asked and nothing is applied; a warning reaches status and Slack; a
 // broken policy fails the run closed with its file and line; a commit
@@ -200,17 +217,13 @@ func TestPoliciesJudgeEachPlan(t *testing.T) {
 // the group hears which group the run still needs.
 func TestPolicyRequiresApprovalsFromAGroup(t *testing.T) {
 	const branch = "e2e-policy-require"
-	remote := gittest.New(t, branch)
-	out := filepath.Join(t.TempDir(), "site.txt")
-	files := siteProject("stacks/site", out, "v1")
-	files["policies/pages.rego"] = `package changeops.pages
+	remote, out := policyRepo(t, branch, "policies/pages.rego", `package changeops.pages
 
 require contains {"group": "dba", "count": 2, "msg": "writes a page"} if {
 	some s in input.steps
 	s.type == "changeops:index:File"
 }
-`
-	remote.Commit("Add the site stack and its policies", files)
+`)
 
 	cfg := testConfig(t, remote.Bare, branch, config.Stack{
 		Name: "site-require", Path: "stacks/site", Stack: "test", Approval: config.ApprovalManual, Approvers: []string{"bob", "mallory"},
@@ -223,7 +236,7 @@ require contains {"group": "dba", "count": 2, "msg": "writes a page"} if {
 	c := startWorker(t, cfg)
 	waitWatching(t, c, branch)
 
-	sha := remote.Commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
+	sha := serve(remote, out, "Serve v2", "v2")
 	id := contract.ChangeWorkflowID(branch, sha)
 	run := waitState(t, c, id, 2*time.Minute, contract.StateAwaitingApproval, contract.StateFailed)
 	if run.State != contract.StateAwaitingApproval {
@@ -296,11 +309,7 @@ require contains {"group": "dba", "count": 2, "msg": "writes a page"} if {
 // than failing every run.
 func TestOrganisationPoliciesWin(t *testing.T) {
 	const branch = "e2e-policy-org"
-	remote := gittest.New(t, branch)
-	out := filepath.Join(t.TempDir(), "site.txt")
-	files := siteProject("stacks/site", out, "v1")
-	files["policies/weaken.rego"] = "package changeops\n\nexempt contains s.urn if some s in input.steps\n\ndeny := set()\n"
-	remote.Commit("Add the site stack", files)
+	remote, out := policyRepo(t, branch, "policies/weaken.rego", "package changeops\n\nexempt contains s.urn if some s in input.steps\n\ndeny := set()\n")
 
 	org := t.TempDir()
 	write := func(src string) {
@@ -316,7 +325,7 @@ func TestOrganisationPoliciesWin(t *testing.T) {
 	c := startWorker(t, cfg)
 	waitWatching(t, c, branch)
 
-	sha := remote.Commit("Say the forbidden word", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: forbidden\n"})
+	sha := serve(remote, out, "Say the forbidden word", "forbidden")
 	run := waitState(t, c, contract.ChangeWorkflowID(branch, sha), 2*time.Minute, contract.StatePolicyDenied, contract.StateSucceeded, contract.StateFailed)
 	if run.State != contract.StatePolicyDenied || !strings.Contains(run.Detail, "org policy deny: no forbidden pages") {
 		t.Fatalf("run is %s (%s %s), want denied by the organisation's policy", run.State, run.Detail, run.Error)
@@ -343,11 +352,7 @@ func TestOrganisationPoliciesWin(t *testing.T) {
 // and the second member completes it.
 func TestPolicyRequiresASlackGroupThroughTheButtons(t *testing.T) {
 	const branch = "e2e-policy-slack"
-	remote := gittest.New(t, branch)
-	out := filepath.Join(t.TempDir(), "site.txt")
-	files := siteProject("stacks/site", out, "v1")
-	files["policies/pages.rego"] = "package changeops.pages\n\nrequire contains {\"group\": \"S0DBA\", \"count\": 2} if some s in input.steps\n"
-	remote.Commit("Add the site stack and its policies", files)
+	remote, out := policyRepo(t, branch, "policies/pages.rego", "package changeops.pages\n\nrequire contains {\"group\": \"S0DBA\", \"count\": 2} if some s in input.steps\n")
 	cfg := testConfig(t, remote.Bare, branch, config.Stack{
 		Name: "site-policy-slack", Path: "stacks/site", Stack: "test", Approval: config.ApprovalManual, Approvers: []string{"U0BOB", "U0CAROL"},
 	})
@@ -361,7 +366,7 @@ func TestPolicyRequiresASlackGroupThroughTheButtons(t *testing.T) {
 	endpoint := "http://" + w.Addr() + "/slack/interactions"
 	waitWatching(t, c, branch)
 
-	sha := remote.Commit("Serve v2", map[string]string{"stacks/site/Pulumi.test.yaml": "config:\n  site:outFile: " + out + "\n  site:content: v2\n"})
+	sha := serve(remote, out, "Serve v2", "v2")
 	id := contract.ChangeWorkflowID(branch, sha)
 	waitState(t, c, id, 2*time.Minute, contract.StateAwaitingApproval)
 	th := ws.waitThread(t, sha[:7], contract.StateAwaitingApproval, "received", "plan ready", "Waiting for a decision on "+sha[:7])
