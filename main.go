@@ -18,6 +18,7 @@ func main() {
 	defer stop()
 	os.Exit(cmd.Main(ctx, os.Args[1:], cmd.Env{
 		Getenv: os.Getenv,
+		Stdin:  os.Stdin,
 		Stdout: os.Stdout,
 		Stderr: os.Stderr,
 		Tools:  toolsDir(),

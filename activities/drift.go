@@ -68,6 +68,12 @@ func (a *Activities) DriftCheck(ctx context.Context, in StackInput) (_ DriftResu
 		return DriftResult{}, err
 	}
 	plan.PulumiVersion = a.cliVersion()
+	// Re-applying git over drift is judged like any plan.
+	if len(rec.drifted) > 0 {
+		if plan.Policy, err = a.judge(ctx, in, stack.Workspace().WorkDir(), rec.steps); err != nil {
+			return DriftResult{}, err
+		}
+	}
 	res := DriftResult{Plan: plan, Resources: rec.drifted}
 	if len(res.Resources) > MaxDrifted {
 		res.Resources = res.Resources[:MaxDrifted]

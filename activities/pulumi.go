@@ -46,10 +46,14 @@ func (a *Activities) Preview(ctx context.Context, in StackInput) (_ PlanResult, 
 	if _, _, err := a.recoverIfDied(ctx, stack, in, "a preview", progress); err != nil {
 		return PlanResult{}, err
 	}
-	plan, err := previewWith(ctx, stack, in, progress, recordSteps())
+	steps := recordSteps()
+	plan, err := previewWith(ctx, stack, in, progress, steps)
 	if err != nil {
 		stackLog(ctx, in).Warn("preview failed", "error", err)
 		return plan, err
+	}
+	if plan.Policy, err = a.judge(ctx, in, stack.Workspace().WorkDir(), steps.steps); err != nil {
+		return PlanResult{}, err
 	}
 	plan.Artifacts = artifacts(stack.Workspace().WorkDir(), in.Stack.Stack)
 	plan.PulumiVersion = a.cliVersion()

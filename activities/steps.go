@@ -9,6 +9,9 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/sig"
+
+	"github.com/changeops/changeops/internal/policy"
 )
 
 // stepRecorder digests the steps a preview announces. Two previews that
@@ -20,6 +23,8 @@ type stepRecorder struct {
 	// drifted lists the resources with a step, in the engine's order;
 	// read it after record returned.
 	drifted []Drifted
+	// steps are the steps as policies read them (policy.Input.Steps).
+	steps []policy.Step
 }
 
 func recordSteps() *stepRecorder { return &stepRecorder{} }
@@ -72,10 +77,19 @@ func (r *stepRecorder) add(e events.EngineEvent) {
 		props = m.Keys
 	}
 	r.drifted = append(r.drifted, Drifted{URN: m.URN, Op: string(m.Op), Properties: props})
-	var inputs map[string]any
+	var inputs, old map[string]any
 	if m.New != nil {
 		inputs = m.New.Inputs
 	}
+	if m.Old != nil {
+		old = m.Old.Inputs
+	}
+	var replaceKeys []string
+	if m.Op == apitype.OpReplace || m.Op == apitype.OpCreateReplacement || m.Op == apitype.OpDeleteReplaced {
+		replaceKeys = m.Keys
+	}
+	r.steps = append(r.steps, policy.Step{Op: string(m.Op), URN: m.URN, Type: m.Type, Provider: m.Provider,
+		Old: maskSecrets(old), New: maskSecrets(inputs), ChangedKeys: nonNil(m.Diffs), ReplaceKeys: nonNil(replaceKeys)})
 	line, err := json.Marshal(struct {
 		Op     apitype.OpType
 		URN    string
@@ -87,6 +101,47 @@ func (r *stepRecorder) add(e events.EngineEvent) {
 		line = []byte(string(m.Op) + " " + m.URN)
 	}
 	r.lines = append(r.lines, string(line))
+}
+
+// maskSecrets is inputs for policies: a secret value, which the engine's
+// events carry as its secret signature around the masked ciphertext
+// ({"4dabf…": "1b470…", "ciphertext": "[secret]"}), becomes the string
+// "[secret]", so a policy reads a secret as the engine displays it and a
+// string builtin applied to it does not fail. Nothing else is changed.
+func maskSecrets(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = maskValue(v)
+	}
+	return out
+}
+
+func maskValue(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		if v[sig.Key] == sig.Secret {
+			return "[secret]"
+		}
+		return maskSecrets(v)
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = maskValue(e)
+		}
+		return out
+	}
+	return v
+}
+
+// nonNil keeps a list a list in the input document (never null).
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // digest sums the steps recorded; call it only after record returned

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -98,5 +99,29 @@ func TestRecordDigestsTheSteps(t *testing.T) {
 	}
 	if len(r.drifted) != 2 || r.drifted[0].URN != "urn:a" || r.drifted[1].URN != "urn:c" {
 		t.Errorf("drifted = %+v, want urn:a then urn:c", r.drifted)
+	}
+}
+
+// Policies read a secret as the engine displays it: the events' secret
+// signature around the masked ciphertext becomes "[secret]", in nested
+// values too; the rest of the inputs is left as it is.
+func TestStepsMaskSecretsForPolicies(t *testing.T) {
+	t.Parallel()
+	masked := map[string]any{"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "ciphertext": "[secret]"}
+	r := recordSteps()
+	r.add(events.EngineEvent{EngineEvent: apitype.EngineEvent{ResourcePreEvent: &apitype.ResourcePreEvent{
+		Metadata: apitype.StepEventMetadata{Op: apitype.OpReplace, URN: "urn:a", Type: "t:index:R", Keys: []string{"name"}, Diffs: []string{"name", "token"},
+			Old: &apitype.StepEventStateMetadata{Inputs: map[string]any{"name": "a", "token": masked}},
+			New: &apitype.StepEventStateMetadata{Inputs: map[string]any{"name": "b", "token": masked,
+				"env": []any{map[string]any{"value": masked}}, "size": 3.0}}},
+	}}})
+	if len(r.steps) != 1 {
+		t.Fatalf("steps = %+v", r.steps)
+	}
+	s := r.steps[0]
+	got := fmt.Sprintln(s.Op, s.Old, s.New, s.ChangedKeys, s.ReplaceKeys)
+	want := "replace map[name:a token:[secret]] map[env:[map[value:[secret]]] name:b size:3 token:[secret]] [name token] [name]\n"
+	if got != want {
+		t.Fatalf("step = %s\nwant   %s", got, want)
 	}
 }

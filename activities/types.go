@@ -5,6 +5,7 @@ import (
 
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/notify"
+	"github.com/changeops/changeops/internal/policy"
 )
 
 // Error types that workflows and retry policies name, each in one place.
@@ -36,6 +37,9 @@ const (
 	// ErrPlanChanged: the stack would change differently from the plan
 	// that was approved; the run plans again and asks again.
 	ErrPlanChanged = "PlanChanged"
+	// ErrPolicyInvalid: a policy does not compile or failed to evaluate:
+	// the run fails closed, never allowed.
+	ErrPolicyInvalid = "PolicyInvalid"
 )
 
 // ApplyFailure are the details of a failed Apply: whether any attempt of
@@ -124,6 +128,9 @@ type PlanResult struct {
 	Artifacts []string `json:",omitempty"`
 	// PulumiVersion is the version of the Pulumi CLI that planned it.
 	PulumiVersion string `json:",omitempty"`
+	// Policy is what the policies said of the plan (docs/policy.md);
+	// nil when no policy is configured.
+	Policy *policy.Result `json:",omitempty"`
 }
 
 // Destructive says whether the plan replaces or deletes anything.

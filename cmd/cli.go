@@ -1,6 +1,6 @@
 // Package cli is the `changeops` command line: dev, worker, start, approve,
 // reject, status, list, audit, ack-rewrite, drift, setup, deployment,
-// freeze and unfreeze.
+// freeze, unfreeze and policy.
 package cmd
 
 import (
@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os/user"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
@@ -22,6 +23,8 @@ import (
 // below reads the environment itself.
 type Env struct {
 	Getenv func(string) string
+	// Stdin is what `policy eval` reads; nil reads nothing.
+	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
 	// Tools is the toolchain root (bin/pulumi, bin/temporal, ...).
@@ -45,13 +48,17 @@ func Main(ctx context.Context, args []string, env Env) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	if env.Stdin == nil {
+		env.Stdin = strings.NewReader("")
+	}
+	root.SetIn(env.Stdin)
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	root.SetArgs(args)
 	root.PersistentFlags().StringVar(&g.configPath, "config", "", "changeops.yaml to use")
 	root.PersistentFlags().StringVar(&g.address, "address", "", "Temporal frontend host:port (default: from the config, else "+config.DefaultTemporalAddress+")")
 	root.PersistentFlags().StringVar(&g.namespace, "namespace", "", "Temporal namespace (default: from the config, else "+config.DefaultNamespace+")")
-	root.AddCommand(devCmd(g), workerCmd(g), startCmd(g), decideCmd(g, true), decideCmd(g, false), statusCmd(g), listCmd(g), auditCmd(g), ackRewriteCmd(g), driftCmd(g), setupCmd(g), deploymentCmd(g), freezeCmd(g, true), freezeCmd(g, false))
+	root.AddCommand(devCmd(g), workerCmd(g), startCmd(g), decideCmd(g, true), decideCmd(g, false), statusCmd(g), listCmd(g), auditCmd(g), ackRewriteCmd(g), driftCmd(g), setupCmd(g), deploymentCmd(g), freezeCmd(g, true), freezeCmd(g, false), policyCmd(g))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(env.Stderr, "changeops:", err)
 		return 1

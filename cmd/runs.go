@@ -314,6 +314,18 @@ func printStatus(w io.Writer, r starter.Run) {
 		}
 		for _, p := range st.Plans {
 			fmt.Fprintf(tw, "plan\t%s: +%d ~%d ±%d -%d (digest %.12s)\n", p.Stack, p.Create, p.Update, p.Replace, p.Delete, p.Digest)
+			if pr := p.Policy; pr != nil {
+				fmt.Fprintf(tw, "policies\t%s: %d denied, %d warnings, %d required (policy set %.12s)\n", p.Stack, len(pr.Deny), len(pr.Warn), len(pr.Require), pr.Digest)
+				for _, v := range pr.Deny {
+					fmt.Fprintf(tw, "denied\t%s: %s\n", p.Stack, v)
+				}
+				for _, v := range pr.Warn {
+					fmt.Fprintf(tw, "warning\t%s: %s\n", p.Stack, v)
+				}
+				for _, r := range pr.Require {
+					fmt.Fprintf(tw, "requires\t%s: %s\n", p.Stack, r)
+				}
+			}
 		}
 		if st.Drift != nil {
 			for _, d := range st.Drift.Resources {
@@ -322,6 +334,12 @@ func printStatus(w io.Writer, r starter.Run) {
 		}
 		if st.Approval.Required && st.Decision == nil {
 			fmt.Fprintf(tw, "approvers\t%s (until %s)\n", strings.Join(st.Approval.Approvers, ", "), st.Approval.Deadline.Format("2006-01-02 15:04:05Z07:00"))
+			for _, q := range st.Approval.Requirements {
+				fmt.Fprintf(tw, "needs\t%s\n", q)
+			}
+		}
+		for _, d := range st.Approvals {
+			fmt.Fprintf(tw, "approval\t%s %s\n", d.User, d.Comment)
 		}
 		if d := st.Decision; d != nil {
 			verb := "rejected"

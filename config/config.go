@@ -38,7 +38,12 @@ type Config struct {
 	// People link each approver's identities (Slack, emails, git names,
 	// SSH keys): decisions are authenticated as a person, and four eyes
 	// compares every identity of that person with the commit's.
-	People   []Person `yaml:"people"`
+	People []Person `yaml:"people"`
+	// Groups name sets of people that policies' require asks approvals
+	// from (config/policy.go).
+	Groups []Group `yaml:"groups"`
+	// Policy is the Rego policies every plan is judged by.
+	Policy   Policy   `yaml:"policy"`
 	Slack    Slack    `yaml:"slack"`
 	HTTP     HTTP     `yaml:"http"`
 	Webhooks Webhooks `yaml:"webhooks"`
@@ -162,6 +167,9 @@ type Stack struct {
 	// URL (awskms://, azurekeyvault://, gcpkms://, hashivault://); an
 	// existing stack keeps the one its Pulumi.<stack>.yaml names.
 	SecretsProvider string `yaml:"secrets_provider" json:",omitempty"`
+	// Labels describe the stack to policies (environment: prod); they
+	// are input.stack.labels.
+	Labels map[string]string `yaml:"labels" json:",omitempty"`
 }
 
 // RetryFor is apply_retry_for, defaulted: runs recorded before the field
@@ -421,6 +429,7 @@ func (c *Config) ApplyDefaults(base string) {
 	if c.HTTP.MaxConcurrent == 0 {
 		c.HTTP.MaxConcurrent = DefaultMaxConcurrent
 	}
+	c.Policy.applyDefaults(base)
 	setDefault(&c.Log.Format, "text")
 	setDefault(&c.Log.Level, "info")
 	if c.Slack.GroupCacheTTL == 0 {
@@ -565,6 +574,7 @@ func (c *Config) Validate() error {
 		bad("log.level %q is not a level: use debug, info, warn or error", c.Log.Level)
 	}
 	c.validatePeople(bad)
+	c.validatePolicy(bad)
 	c.validateWindows(bad)
 	if len(c.Stacks) == 0 {
 		bad("stacks is empty: list at least one stack (name, path, stack)")

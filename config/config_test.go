@@ -164,6 +164,10 @@ func TestRefusals(t *testing.T) {
 			[]string{`stacks[0] (web).verify[0].http.url "/healthz" is not an absolute http(s) URL`}},
 		{"check URL of another scheme", strings.Replace(good, "http://127.0.0.1:8080/healthz", "ftp://bob:hunter2@127.0.0.1/healthz", 1), withPassphrase,
 			[]string{`stacks[0] (web).verify[0].http.url "ftp://bob:xxxxx@127.0.0.1/healthz" is not an absolute http(s) URL`}},
+		{"group of strangers", good + "groups:\n  - name: dba\n    members: [eve]\n", withPassphrase,
+			[]string{`groups[0].members[0] "eve" is neither a people entry nor a Slack user ID`}},
+		{"policy path outside the repository", good + "policy:\n  path: ../policies\n", withPassphrase,
+			[]string{`policy.path "../policies" must be a folder inside the repository`}},
 		{"check status out of range", strings.Replace(good, "/healthz\"}", "/healthz\", status: 700}", 1), withPassphrase,
 			[]string{"stacks[0] (web).verify[0].http.status 700 is not an HTTP status"}},
 	}

@@ -58,11 +58,14 @@ const (
 	StateSucceeded        = "succeeded"
 	StateNoOp             = "no-op"
 	StateRejected         = "rejected"
-	StateExpired          = "expired"
-	StateRollingBack      = "rolling-back"
-	StateRolledBack       = "rolled-back"
-	StateRollbackFailed   = "rollback-failed"
-	StateFailed           = "failed"
+	// StatePolicyDenied: a policy denied the plan; nobody was asked and
+	// nothing was applied (docs/policy.md).
+	StatePolicyDenied   = "policy-denied"
+	StateExpired        = "expired"
+	StateRollingBack    = "rolling-back"
+	StateRolledBack     = "rolled-back"
+	StateRollbackFailed = "rollback-failed"
+	StateFailed         = "failed"
 
 	// States of a drift run (a drift run also passes through queued,
 	// awaiting-approval, applying and verifying, and can end no-op or

@@ -236,7 +236,10 @@ func (a *Approvals) request(ctx context.Context, b slackui.Button, user string, 
 	if p, ok := a.People.Person(user); ok {
 		c.Person = p.Name
 	}
-	via, allowed, err := a.approverOf(ctx, user, st.Approval.Approvers)
+	// A run that needs several approvals may need this person through a
+	// user group even when they are listed by name for another
+	// requirement: the group the Slack app vouches for counts too.
+	via, allowed, err := a.approverOf(ctx, user, st.Approval.Approvers, len(st.Approval.Requirements) > 0)
 	if err != nil {
 		return workflows.DecisionRequest{}, err
 	}
@@ -258,14 +261,16 @@ func (a *Approvals) request(ctx context.Context, b slackui.Button, user string, 
 // approverOf says whether a Slack user is one of approvers: listed as
 // the user, as their people entry or another Slack user of the entry, or
 // a member of a listed user group, which is then via (the run checks the
-// claim's via against the same list).
-func (a *Approvals) approverOf(ctx context.Context, user string, approvers []string) (via string, ok bool, err error) {
+// claim's via against the same list). With groupsToo a listed user's
+// group is looked for as well: in a run needing several approvals it may
+// count toward a group's requirement.
+func (a *Approvals) approverOf(ctx context.Context, user string, approvers []string, groupsToo bool) (via string, ok bool, err error) {
 	listed := slices.Contains(approvers, user)
 	if p, found := a.People.Person(user); found {
 		listed = listed || slices.Contains(approvers, p.Name) ||
 			slices.ContainsFunc(p.Slack, func(id string) bool { return slices.Contains(approvers, id) })
 	}
-	if listed {
+	if listed && !groupsToo {
 		return "", true, nil
 	}
 	for _, g := range approvers {
@@ -273,14 +278,16 @@ func (a *Approvals) approverOf(ctx context.Context, user string, approvers []str
 			continue
 		}
 		in, err := a.Directory.InGroup(ctx, g, user)
-		if err != nil {
+		switch {
+		case err != nil && listed:
+			return "", true, nil // listed anyway; the group would only add to it
+		case err != nil:
 			return "", false, fmt.Errorf("cannot read user group %s to check your membership: %w", g, err)
-		}
-		if in {
+		case in:
 			return g, true, nil
 		}
 	}
-	return "", false, nil
+	return "", listed, nil
 }
 
 func (a *Approvals) reply(ctx context.Context, responseURL string, m *slack.WebhookMessage) {

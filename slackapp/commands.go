@@ -237,7 +237,7 @@ func (a *Approvals) mayFreeze(ctx context.Context, user, verb string, stacks []c
 			}
 			continue
 		}
-		g, ok, err := a.approverOf(ctx, user, s.Approvers)
+		g, ok, err := a.approverOf(ctx, user, s.Approvers, false)
 		if err != nil {
 			return "", "", err
 		}
@@ -268,7 +268,7 @@ func (a *Approvals) override(ctx context.Context, user string, c command) (strin
 	case st.State != contract.StateWaitingForWindow || st.Window == nil:
 		return "", fmt.Errorf("%s is %s, not waiting for its change window: only a run that waits for one can be overridden", st.Subject(), st.State)
 	}
-	via, ok, err := a.approverOf(ctx, user, st.Window.Overriders)
+	via, ok, err := a.approverOf(ctx, user, st.Window.Overriders, false)
 	if err != nil {
 		return "", err
 	}

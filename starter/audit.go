@@ -14,6 +14,7 @@ import (
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/jsonout"
+	"github.com/changeops/changeops/internal/policy"
 	"github.com/changeops/changeops/workflows"
 )
 
@@ -25,19 +26,22 @@ type Record struct {
 	ID string `json:"id"`
 	// Kind is "change" or "drift": a drift record is a state change (or
 	// a decision about one) that no commit made.
-	Kind         string           `json:"kind"`
-	Commit       string           `json:"commit"`
-	Parent       string           `json:"parent"`
-	Branch       string           `json:"branch"`
-	Subject      string           `json:"subject"`
-	AuthorName   string           `json:"author_name"`
-	AuthorEmail  string           `json:"author_email"`
-	Stacks       []string         `json:"stacks"`
-	State        string           `json:"state"`
-	Approver     string           `json:"approver"`
-	ApprovedVia  string           `json:"approved_via,omitempty"`
-	DecidedAt    time.Time        `json:"decided_at,omitzero"`
-	Comment      string           `json:"comment,omitempty"`
+	Kind        string    `json:"kind"`
+	Commit      string    `json:"commit"`
+	Parent      string    `json:"parent"`
+	Branch      string    `json:"branch"`
+	Subject     string    `json:"subject"`
+	AuthorName  string    `json:"author_name"`
+	AuthorEmail string    `json:"author_email"`
+	Stacks      []string  `json:"stacks"`
+	State       string    `json:"state"`
+	Approver    string    `json:"approver"`
+	ApprovedVia string    `json:"approved_via,omitempty"`
+	DecidedAt   time.Time `json:"decided_at,omitzero"`
+	Comment     string    `json:"comment,omitempty"`
+	// Approvals are everyone who approved, when policies required
+	// several approvals (docs/policy.md); Approver is the last.
+	Approvals    []string         `json:"approvals,omitempty"`
 	Plans        []Plan           `json:"plans"`
 	Updates      []Update         `json:"updates"`
 	Checks       []Checked        `json:"checks"`
@@ -69,6 +73,9 @@ type Plan struct {
 	Update    int      `json:"update"`
 	Replace   int      `json:"replace"`
 	Delete    int      `json:"delete"`
+	// Policy is what the policies said of the plan: the policy set's
+	// digest and each result (docs/policy.md); absent without policies.
+	Policy *policy.Result `json:"policy,omitempty"`
 }
 
 // Update is what Pulumi's up did to a stack.
@@ -125,9 +132,12 @@ func record(r Run) Record {
 	if d := st.Decision; d != nil {
 		rec.Approver, rec.ApprovedVia, rec.DecidedAt, rec.Comment = d.User, d.Via, d.At, d.Comment
 	}
+	for _, a := range st.Approvals {
+		rec.Approvals = append(rec.Approvals, a.User)
+	}
 	for _, p := range st.Plans {
 		rec.Plans = append(rec.Plans, Plan{Stack: p.Stack, Digest: p.Digest, Steps: p.Steps, Artifacts: append([]string{}, p.Artifacts...),
-			Create: p.Create, Update: p.Update, Replace: p.Replace, Delete: p.Delete})
+			Create: p.Create, Update: p.Update, Replace: p.Replace, Delete: p.Delete, Policy: p.Policy})
 	}
 	for _, a := range st.Applies {
 		rec.Updates = append(rec.Updates, Update{Stack: a.Stack, Version: a.UpdateVersion, Started: a.UpdateStarted,
@@ -181,7 +191,7 @@ func WriteJSONL(w io.Writer, recs []Record) error {
 // csvHeader names WriteCSV's columns; lists are joined with ';'.
 var csvHeader = []string{"id", "commit", "parent", "branch", "subject", "author_name", "author_email", "stacks", "state",
 	"approver", "approved_via", "decided_at", "plan_digests", "artifacts", "creates", "updates", "replaces", "deletes",
-	"pulumi_updates", "checks", "revert_commit", "restored", "started_at", "finished_at", "error", "kind", "drifted", "overrides"}
+	"pulumi_updates", "checks", "revert_commit", "restored", "started_at", "finished_at", "error", "kind", "drifted", "overrides", "policy"}
 
 // WriteCSV writes a header and one row per record.
 func WriteCSV(w io.Writer, recs []Record) error {
@@ -190,7 +200,7 @@ func WriteCSV(w io.Writer, recs []Record) error {
 		return err
 	}
 	for _, r := range recs {
-		var digests, artifacts, versions, checks []string
+		var digests, artifacts, versions, checks, policies []string
 		var cr, up, rp, del int
 		for _, p := range r.Plans {
 			digests = append(digests, p.Stack+"="+p.Digest)
@@ -198,6 +208,7 @@ func WriteCSV(w io.Writer, recs []Record) error {
 				artifacts = append(artifacts, p.Stack+":"+a)
 			}
 			cr, up, rp, del = cr+p.Create, up+p.Update, rp+p.Replace, del+p.Delete
+			policies = append(policies, policyCells(p)...)
 		}
 		for _, u := range r.Updates {
 			versions = append(versions, fmt.Sprintf("%s=%d@%s", u.Stack, u.Version, u.Started))
@@ -213,13 +224,34 @@ func WriteCSV(w io.Writer, recs []Record) error {
 			strings.Join(r.Stacks, ";"), r.State, r.Approver, r.ApprovedVia, stamp(r.DecidedAt),
 			strings.Join(digests, ";"), strings.Join(artifacts, ";"), strconv.Itoa(cr), strconv.Itoa(up), strconv.Itoa(rp), strconv.Itoa(del),
 			strings.Join(versions, ";"), strings.Join(checks, ";"), r.RevertCommit, strings.Join(r.Restored, ";"),
-			started, finished, r.Error, r.Kind, strings.Join(r.Drifted, ";"), strings.Join(r.Overrides, ";")}
+			started, finished, r.Error, r.Kind, strings.Join(r.Drifted, ";"), strings.Join(r.Overrides, ";"),
+			strings.Join(policies, ";")}
 		if err := cw.Write(row); err != nil {
 			return err
 		}
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// policyCells are a plan's policy results for the CSV: the set's digest,
+// then "deny: …", "warn: …" and "require: …", each naming its rule.
+func policyCells(p Plan) []string {
+	r := p.Policy
+	if r == nil {
+		return nil
+	}
+	out := []string{p.Stack + " policies=" + r.Digest}
+	for _, v := range r.Deny {
+		out = append(out, p.Stack+" deny: "+v.String())
+	}
+	for _, v := range r.Warn {
+		out = append(out, p.Stack+" warn: "+v.String())
+	}
+	for _, q := range r.Require {
+		out = append(out, p.Stack+" require: "+q.String())
+	}
+	return out
 }
 
 func stamp(t time.Time) string {

@@ -92,6 +92,12 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 	if err := CheckStacks(ctx, cfg, repos, logger); err != nil {
 		return nil, err
 	}
+	// The organisation's policies judge every plan: a broken one would
+	// fail every run, so it stops the worker at start-up instead. The
+	// repository's are checked by each run, at its own commit.
+	if _, err := activities.LoadPolicies(ctx, config.Policy{Path: config.PolicyNone, Org: cfg.Policy.Org, Timeout: cfg.Policy.Timeout}, ""); err != nil {
+		return nil, fmt.Errorf("policy.org: %w", err)
+	}
 
 	m := metrics.New()
 	c, err := Dial(ctx, cfg.Temporal, cfg.Secrets.TemporalAPIKey, logger, m.Handler)

@@ -101,6 +101,11 @@ func authorize(st *Status, g Verifier, req DecisionRequest, now time.Time) error
 		return fmt.Errorf("%s is %s, not awaiting approval", st.Subject(), st.State)
 	case c.Plan != st.PlanDigest():
 		return fmt.Errorf("the decision is for another plan of %s than the one awaiting approval: the run planned again, look at the new plan and decide again", st.Subject())
+	case len(st.Approval.Requirements) > 0 && c.Approve:
+		// Several approvals: each must count toward one still missing.
+		if err := refuseApproval(st, c, id.Method); err != nil {
+			return err
+		}
 	case !id.Allowed(st.Approval.Approvers, c.Via):
 		return fmt.Errorf("%s may not decide %s: approvers for %s are %s",
 			who, st.Subject(), strings.Join(st.Approval.Stacks, ", "), strings.Join(st.Approval.Approvers, ", "))

@@ -135,6 +135,16 @@ func (r *run) record(ctx workflow.Context, req DecisionRequest) {
 			d.Via = s.Claim.Via // only the Slack app vouches for a group
 		}
 	}
+	// When policies require several approvals, an approval counts until
+	// all are met; only then, or at a rejection, is the run decided.
+	if s := req.Signed; s != nil && d.Approve && len(r.st.Approval.Requirements) > 0 {
+		d.Counts = countsToward(r.st.Approval.Requirements, s.Claim, s.Method)
+		r.st.Approvals = append(r.st.Approvals, *d)
+		if left := missing(r.st.Approval, r.st.Approvals); len(left) > 0 {
+			r.notify(ctx, notify.Event{Kind: notify.KindApprovalCounted, Step: "approved by " + d.User, Detail: "still needs " + describe(left)})
+			return
+		}
+	}
 	r.st.Decision = d
 	if err := workflow.UpsertTypedSearchAttributes(ctx, contract.ChangeApprover.ValueSet(d.User)); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert approver", "error", err)
@@ -213,6 +223,9 @@ func (r *run) deploy(ctx workflow.Context) (ChangeResult, bool) {
 		if nothingToDo(r.st.Plans) && workflow.GetVersion(ctx, VersionSkipEmptyPlans, workflow.DefaultVersion, 1) == 1 {
 			return r.finish(ctx, contract.StateNoOp, "the stacks already match this commit"), false
 		}
+		if reason := policyDenied(r.st.Plans); reason != "" {
+			return r.finish(ctx, contract.StatePolicyDenied, reason), false
+		}
 		if res, ok := r.approve(ctx); !ok {
 			return res, false
 		}
@@ -230,7 +243,7 @@ func (r *run) deploy(ctx workflow.Context) (ChangeResult, bool) {
 			return r.finish(ctx, contract.StateFailed, fmt.Sprintf("the plan kept changing between approval and apply (%d rounds): %s", round, r.replan)), false
 		}
 		r.notify(ctx, notify.Event{Kind: notify.KindPlanChanged, Step: "plan changed", Detail: r.replan + "; planning again"})
-		r.st.Plans, r.st.Applies, r.st.Decision, r.replan = nil, nil, nil, ""
+		r.st.Plans, r.st.Applies, r.st.Decision, r.st.Approvals, r.replan = nil, nil, nil, nil, ""
 	}
 }
 
@@ -351,6 +364,9 @@ func nothingToDo(plans []activities.PlanResult) bool {
 // the run ends here (rejected, expired, or no one may approve).
 func (r *run) approve(ctx workflow.Context) (ChangeResult, bool) {
 	r.st.Approval = approvalFor(r.stacks, r.st.Plans)
+	if workflow.GetVersion(ctx, VersionPolicyApprovals, workflow.DefaultVersion, 1) == 1 {
+		withPolicy(&r.st.Approval, r.stacks, r.st.Plans)
+	}
 	ap := &r.st.Approval
 	if !ap.Required {
 		r.st.Decision = &Decision{Approve: true, User: "policy", Auto: true, At: workflow.Now(ctx)}
@@ -372,7 +388,7 @@ func (r *run) approve(ctx workflow.Context) (ChangeResult, bool) {
 	if !d.Approve {
 		return r.finish(ctx, contract.StateRejected, fmt.Sprintf("rejected by %s %s", d.User, quote(d.Comment))), false
 	}
-	r.notify(ctx, notify.Event{Kind: notify.KindDecision, Step: "approved by " + d.User, Detail: d.Comment})
+	r.notify(ctx, notify.Event{Kind: notify.KindDecision, Step: "approved by " + approvedBy(r.st.Approvals, d), Detail: d.Comment})
 	return ChangeResult{}, true
 }
 
@@ -386,6 +402,9 @@ func (r *run) ask(ctx workflow.Context, labels notify.Ask) (decided bool, err er
 	r.enter(ctx, contract.StateAwaitingApproval, fmt.Sprintf("Waiting for %s until %s", strings.Join(ap.Approvers, " or "), ap.Deadline.Format(time.RFC3339)))
 	labels.Approvers, labels.FourEyes, labels.Deadline = ap.Approvers, ap.FourEyes, ap.Deadline
 	labels.Execution, labels.Plan = r.st.RunID, r.st.PlanDigest()
+	for _, q := range ap.Requirements {
+		labels.Requirements = append(labels.Requirements, q.String())
+	}
 	r.notify(ctx, notify.Event{
 		Kind: notify.KindApproval, Step: "awaiting approval",
 		Detail: fmt.Sprintf("approvers: %s; expires %s", strings.Join(ap.Approvers, ", "), ap.Deadline.Format(time.RFC3339)),
@@ -625,7 +644,7 @@ func (r *run) about(ctx workflow.Context, e notify.Event) notify.Event {
 	e.Stacks = r.st.Stacks
 	e.State = r.st.State
 	if d := r.st.Decision; d != nil && (e.Kind == notify.KindDecision || e.Kind == notify.KindFinished) {
-		e.Decision = &notify.Decision{Approve: d.Approve, User: d.User, Comment: d.Comment, At: d.At, Auto: d.Auto}
+		e.Decision = &notify.Decision{Approve: d.Approve, User: approvedBy(r.st.Approvals, d), Comment: d.Comment, At: d.At, Auto: d.Auto}
 	}
 	if r.in.UIURL != "" {
 		e.URL = fmt.Sprintf("%s/namespaces/%s/workflows/%s", strings.TrimSuffix(r.in.UIURL, "/"),

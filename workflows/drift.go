@@ -116,6 +116,10 @@ func (r *run) drift(ctx workflow.Context, in DriftInput) ChangeResult {
 		Detail: driftSummary(s.Name, good.Commit, found),
 		Plans:  notePlans(r.st.Plans),
 	})
+	// Re-applying git is a plan like any other: a policy may deny it.
+	if reason := policyDenied(r.st.Plans); reason != "" && policy != config.DriftNotify {
+		return r.finish(ctx, contract.StatePolicyDenied, reason)
+	}
 	switch policy {
 	case config.DriftHeal:
 		r.st.Decision = &Decision{Approve: true, User: "policy", Auto: true, At: workflow.Now(ctx)}

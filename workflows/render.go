@@ -63,6 +63,10 @@ func notePlans(plans []activities.PlanResult) []notify.Plan {
 	for _, p := range plans {
 		n := notify.Plan{Stack: p.Stack, Create: p.Create, Update: p.Update, Replace: p.Replace, Delete: p.Delete, Same: p.Same,
 			Diff: p.Diff, DiffTruncated: p.DiffTruncated}
+		n.Denied, n.Warnings, n.Requires = policyNotes(p)
+		if p.Policy != nil {
+			n.PolicyDigest = p.Policy.Digest
+		}
 		if utf8.RuneCountInString(n.Diff) > notify.MaxDiff {
 			n.Diff, n.DiffTruncated = string([]rune(n.Diff)[:notify.MaxDiff]), true
 		}

@@ -3,6 +3,7 @@ package workflows
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"time"
 
@@ -64,6 +65,9 @@ type Decision struct {
 	Via string `json:",omitempty"`
 	// Auto is set when policy approved without a person.
 	Auto bool
+	// Counts are the requirements (indexes into Approval.Requirements)
+	// an approval counts toward.
+	Counts []int `json:",omitempty"`
 	// Method is how the decision was authenticated (gate.MethodSlack or
 	// gate.MethodSSH) and Key the SSH key's fingerprint.
 	Method string `json:",omitempty"`
@@ -79,6 +83,10 @@ type Approval struct {
 	FourEyes  bool
 	Timeout   time.Duration
 	Deadline  time.Time
+	// Requirements, when policies require approvals, are every set of
+	// approvals the run needs; decisions accumulate in Status.Approvals
+	// until each is met. Empty: one decision by Approvers decides.
+	Requirements []Requirement `json:",omitempty"`
 }
 
 // Step is one state the run entered, with when.
@@ -132,6 +140,9 @@ type Status struct {
 	// Window is the run's change window: the last check, and the votes
 	// to override it; nil until the run first checked (workflows/window.go).
 	Window *WindowStatus `json:",omitempty"`
+	// Approvals are the approvals accepted so far when the run needs
+	// several (Approval.Requirements).
+	Approvals []Decision `json:",omitempty"`
 }
 
 // PlanDigest names the plans a decision is for: a decision signed for
@@ -198,4 +209,26 @@ type WatcherStatus struct {
 	Held     *Rewrite
 	Outage   string
 	LastPoll time.Time
+}
+
+// Requirement is one set of approvals a run needs: Count distinct people
+// among Approvers. The stacks' own approvers are one (Count 1); each
+// policy's require adds one (docs/policy.md#deny-warn-require).
+type Requirement struct {
+	// Who names the approvers for people: "an approver of web" or
+	// "group dba".
+	Who       string
+	Approvers []string
+	Count     int
+	// Why is the policy rule that asked, and its message; empty for the
+	// stacks' own approvers.
+	Why string `json:",omitempty"`
+}
+
+func (q Requirement) String() string {
+	s := fmt.Sprintf("%d from %s", q.Count, q.Who)
+	if q.Why != "" {
+		s += " (" + q.Why + ")"
+	}
+	return s
 }

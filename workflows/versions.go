@@ -26,6 +26,7 @@ const (
 	VersionAskQueuesAgain          = "ask-queues-again"          // old: a queued run waits for its grant forever
 	VersionChangeWindows           = "change-windows"            // old: no change windows or freezes
 	VersionSignedDecisionPrefix    = "signed-decisions-"         // + the signal's number; old: decision signals accepted unsigned
+	VersionPolicyApprovals         = "policy-approvals"          // old: one decision decides; policies' require is not asked
 	VersionHealOverrideAsks        = "heal-override-asks"        // drift runs; old: --heal heals at once whatever the stack's policy
 	VersionReportPollOutage        = "report-poll-outage"        // watcher; old: a failing poll is only logged
 	VersionEnqueueRuns             = "enqueue-runs"              // watcher; old: runs do not enter stack queues
@@ -38,5 +39,5 @@ var versionedChanges = []string{
 	VersionAsyncNotifications, VersionStackQueues, VersionSkipEmptyPlans, VersionRollback,
 	VersionRestoredCommitAttribute, VersionUnappliedNoRollback, VersionAskQueuesAgain, VersionChangeWindows,
 	VersionSignedDecisionPrefix, VersionHealOverrideAsks, VersionReportPollOutage, VersionEnqueueRuns,
-	VersionHoldOnRewrite, VersionAnnounceFreezes,
+	VersionHoldOnRewrite, VersionAnnounceFreezes, VersionPolicyApprovals,
 }

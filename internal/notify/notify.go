@@ -19,22 +19,23 @@ import (
 type Kind string
 
 const (
-	KindReceived       Kind = "received"        // the run saw its commit
-	KindPlanned        Kind = "planned"         // Plans holds each stack's preview
-	KindPlanChanged    Kind = "plan-changed"    // planning again after approval
-	KindApproval       Kind = "approval"        // Ask: waiting for a decision
-	KindDecision       Kind = "decision"        // Decision: approved or rejected
-	KindApplying       Kind = "applying"        // up is running
-	KindApplied        Kind = "applied"         // up finished on every stack
-	KindVerified       Kind = "verified"        // Checks of one stack passed
-	KindRollingBack    Kind = "rolling-back"    // a rollback started, Detail says why
-	KindRevert         Kind = "revert"          // a revert commit is on the branch
-	KindRevertConflict Kind = "revert-conflict" // the revert conflicts in Detail's paths
-	KindRestored       Kind = "restored"        // a stack is back at its last good state
-	KindFinished       Kind = "finished"        // the run ended; State says how
-	KindRetrying       Kind = "retrying"        // a step failed and is retried, or waits for a lock
-	KindDrift          Kind = "drift"           // a drift check found differences: Plans
-	KindWindow         Kind = "window"          // waiting for a change window or a freeze, or overriding it
+	KindReceived        Kind = "received"         // the run saw its commit
+	KindPlanned         Kind = "planned"          // Plans holds each stack's preview
+	KindPlanChanged     Kind = "plan-changed"     // planning again after approval
+	KindApproval        Kind = "approval"         // Ask: waiting for a decision
+	KindDecision        Kind = "decision"         // Decision: approved or rejected
+	KindApprovalCounted Kind = "approval-counted" // one of several approvals the run needs
+	KindApplying        Kind = "applying"         // up is running
+	KindApplied         Kind = "applied"          // up finished on every stack
+	KindVerified        Kind = "verified"         // Checks of one stack passed
+	KindRollingBack     Kind = "rolling-back"     // a rollback started, Detail says why
+	KindRevert          Kind = "revert"           // a revert commit is on the branch
+	KindRevertConflict  Kind = "revert-conflict"  // the revert conflicts in Detail's paths
+	KindRestored        Kind = "restored"         // a stack is back at its last good state
+	KindFinished        Kind = "finished"         // the run ended; State says how
+	KindRetrying        Kind = "retrying"         // a step failed and is retried, or waits for a lock
+	KindDrift           Kind = "drift"            // a drift check found differences: Plans
+	KindWindow          Kind = "window"           // waiting for a change window or a freeze, or overriding it
 	// Events that belong to no change run: a branch's watcher (rewrite,
 	// outage) or a stack's queue (a holder skipped).
 	KindBranch Kind = "branch"
@@ -83,6 +84,12 @@ type Plan struct {
 	Create, Update, Replace, Delete, Same int
 	Diff                                  string
 	DiffTruncated                         bool
+	// What the policies said of the plan (docs/policy.md), each line
+	// naming its rule; PolicyDigest names the policy set.
+	Denied       []string `json:",omitempty"`
+	Warnings     []string `json:",omitempty"`
+	Requires     []string `json:",omitempty"`
+	PolicyDigest string   `json:",omitempty"`
 }
 
 // Destructive says whether the plan replaces or deletes anything.
@@ -91,8 +98,11 @@ func (p Plan) Destructive() bool { return p.Replace > 0 || p.Delete > 0 }
 // Ask is a request for a decision.
 type Ask struct {
 	Approvers []string
-	FourEyes  bool
-	Deadline  time.Time
+	// Requirements are the approvals needed, when policies ask for more
+	// than one decision ("2 from group dba (…)").
+	Requirements []string `json:",omitempty"`
+	FourEyes     bool
+	Deadline     time.Time
 	// Question, ApproveLabel and RejectLabel word the request when it is
 	// not about a change (drift: "Re-apply git" or "Accept"); empty means
 	// the change run's wording.

@@ -58,6 +58,7 @@ var emoji = map[string]string{
 	"succeeded":          ":white_check_mark:",
 	"no-op":              ":white_circle:",
 	"rejected":           ":no_entry_sign:",
+	"policy-denied":      ":no_entry:",
 	"expired":            ":alarm_clock:",
 	"rolling-back":       ":rewind:",
 	"rolled-back":        ":leftwards_arrow_with_hook:",
@@ -283,7 +284,8 @@ func plans(e notify.Event, title string) []slack.Block {
 		if p.Destructive() {
 			line += "\n:warning: destructive: this plan replaces or deletes resources"
 		}
-		blocks = append(blocks, section(line))
+		line += policyLines(p)
+		blocks = append(blocks, section(truncate(line, maxSectionText)))
 		if strings.TrimSpace(p.Diff) != "" {
 			diff, cut := codeBlock(p.Diff, maxSectionText)
 			truncated = truncated || cut || p.DiffTruncated
@@ -298,6 +300,24 @@ func plans(e notify.Event, title string) []slack.Block {
 		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(note)))
 	}
 	return blocks
+}
+
+// policyLines are what the policies said of a plan, one line each, and
+// the digest of the policy set that said it.
+func policyLines(p notify.Plan) string {
+	var b strings.Builder
+	for _, l := range []struct {
+		mark  string
+		lines []string
+	}{{":no_entry: denied by ", p.Denied}, {":warning: ", p.Warnings}, {":busts_in_silhouette: requires ", p.Requires}} {
+		for _, s := range l.lines {
+			b.WriteString("\n" + l.mark + esc(s))
+		}
+	}
+	if p.PolicyDigest != "" {
+		b.WriteString("\nPolicies `" + esc(p.PolicyDigest[:min(12, len(p.PolicyDigest))]) + "`")
+	}
+	return b.String()
 }
 
 func approval(e notify.Event) []slack.Block {
@@ -315,6 +335,9 @@ func approval(e notify.Event) []slack.Block {
 	}
 	if ask.FourEyes {
 		line += "\nFour eyes: the commit's author cannot approve it."
+	}
+	for _, r := range ask.Requirements {
+		line += "\n:busts_in_silhouette: needs " + esc(r)
 	}
 	yes, no := orElse(ask.ApproveLabel, "Approve"), orElse(ask.RejectLabel, "Reject")
 	title := "Apply this change?"

@@ -61,6 +61,17 @@ func TestGolden(t *testing.T) {
 		Question:     "Stack web differs from git (1 to update). Re-apply 1a2b3c4, or accept the difference until the next check?",
 		ApproveLabel: "Re-apply git", RejectLabel: "Accept"}
 
+	// What policies said, with text from a policy that must be escaped.
+	judged := run(notify.KindPlanned, "planning", "plan ready", "")
+	judged.Plans = []notify.Plan{{Stack: "web", Update: 1, PolicyDigest: "0123456789abcdef",
+		Denied:   []string{"repo policy buckets.deny: buckets must not be <public> (urn:pulumi:prod::web::aws:s3/bucket:Bucket::assets)"},
+		Warnings: []string{"repo policy tickets.warn: no Ticket trailer <!channel>"},
+		Requires: []string{"2 approvals from group dba (org policy db.require: deletes a database)"}}}
+	askMore := run(notify.KindApproval, "awaiting-approval", "awaiting approval", "")
+	askMore.Ask = &notify.Ask{Approvers: []string{"U01BOB", "carol", "dave"}, FourEyes: true, Deadline: at.Add(24 * time.Hour),
+		Requirements: []string{"1 from an approver of web", "2 from group dba (org policy db.require of stack web: deletes a database)"}}
+	denied := run(notify.KindFinished, "policy-denied", "policy-denied", "denied by policy before anyone was asked: stack web: repo policy buckets.deny: buckets must not be <public> (urn:b)")
+
 	frozen := notify.Event{RunID: "freezes/changeops", Kind: notify.KindFreeze, State: "freeze", Stacks: []string{"web"},
 		Step: "stack web frozen by U01BOB until 2026-11-24T11:30:00Z", Detail: "incident <!channel> & <https://evil|login>\nRuns plan and ask as usual."}
 	unfrozen := notify.Event{RunID: "freezes/changeops", Kind: notify.KindFreeze, State: "unfreeze",
@@ -70,6 +81,9 @@ func TestGolden(t *testing.T) {
 		"Waiting: stack web frozen by U01BOB since 2026-11-24T09:30:00Z: incident; applies once unfrozen (changeops unfreeze)")
 
 	cases := map[string]Message{
+		"planned_policy":     Step(judged, 1),
+		"approval_policy":    Step(askMore, 1),
+		"policy_denied":      Step(denied, 1),
 		"waiting_for_window": Step(waiting, 1),
 		"reason_unfreeze":    {Text: "modal", Blocks: ReasonModal(Target{Verb: "unfreeze", Target: "web", Channel: "C1"}, 2000).Blocks.BlockSet},
 		"reason_override":    {Text: "modal", Blocks: ReasonModal(Target{Verb: "override", Target: "change/main/3f2a91c0aa"}, 2000).Blocks.BlockSet},
