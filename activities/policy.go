@@ -75,6 +75,11 @@ func LoadPolicies(ctx context.Context, p config.Policy, root string) (*policy.Se
 		if err != nil {
 			return nil, err
 		}
+		// An organisation's folder without a policy (a volume that was
+		// not mounted) must not judge every plan by nothing.
+		if len(fs) == 0 {
+			return nil, fmt.Errorf("policy.org %s holds no .rego file: mount the organisation's policies there, or remove it from policy.org", o)
+		}
 		files = append(files, fs...)
 	}
 	if dir := p.RepoPolicies(); dir != "" && root != "" {

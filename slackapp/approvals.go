@@ -196,7 +196,7 @@ func (a *Approvals) decide(ctx context.Context, cb slack.InteractionCallback, ap
 		log.Info("slack decision refused", "reason", err.Error())
 		a.reply(ctx, cb.ResponseURL, &slack.WebhookMessage{
 			ResponseType: slack.ResponseTypeEphemeral,
-			Text:         ":warning: " + err.Error(),
+			Text:         ":warning: " + slackui.Escape(err.Error()),
 		})
 		return
 	}

@@ -345,7 +345,7 @@ func (a *Approvals) askReason(ctx context.Context, cb slack.InteractionCallback,
 	if _, err := a.Slack.OpenViewContext(ctx, cb.TriggerID, slackui.ReasonModal(t, maxReason)); err != nil {
 		a.Logger.Warn("open the reason modal", "user", cb.User.ID, "error", err)
 		a.reply(ctx, cb.ResponseURL, &slack.WebhookMessage{ResponseType: slack.ResponseTypeEphemeral,
-			Text: fmt.Sprintf(":warning: cannot ask for the reason here (%v): use /changeops %s %s REASON", err, t.Verb, slackui.Escape(echo(t.Target)))})
+			Text: fmt.Sprintf(":warning: cannot ask for the reason here (%s): use /changeops %s %s REASON", slackui.Escape(err.Error()), slackui.Escape(t.Verb), slackui.Escape(echo(t.Target)))})
 	}
 }
 

@@ -102,8 +102,13 @@ func authorize(st *Status, g Verifier, req DecisionRequest, now time.Time) error
 	case c.Plan != st.PlanDigest():
 		return fmt.Errorf("the decision is for another plan of %s than the one awaiting approval: the run planned again, look at the new plan and decide again", st.Subject())
 	case len(st.Approval.Requirements) > 0 && c.Approve:
-		// Several approvals: each must count toward one still missing.
+		// Several approvals: each must count toward one still missing, by
+		// what the claim says (the replayed handler counts from the claim
+		// alone; the gate refused Slack fields a key's claim cannot own).
 		if err := refuseApproval(st, c, id.Method); err != nil {
+			if id.Allowed(st.Approval.Approvers, c.Via) {
+				err = fmt.Errorf("%w (%s is listed under another of their identities, such as a Slack user ID: approve with the Slack button, or list them by their people entry's name)", err, who)
+			}
 			return err
 		}
 	case !id.Allowed(st.Approval.Approvers, c.Via):

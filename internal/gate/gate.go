@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -276,6 +277,17 @@ func (g *Gate) verifySSH(s Signed) (Identity, error) {
 	}
 	if err := pub.Verify(message(s.Claim), &ssh.Signature{Format: s.Format, Blob: s.Signature}); err != nil {
 		return Identity{}, fmt.Errorf("the signature by key %s does not verify: %w", fp, err)
+	}
+	// The claim's Slack fields are vouched for by the Slack app only: in a
+	// key's claim they are the signer's word, and what reads the claim
+	// later (the replayed handler counting approvals) must be able to
+	// believe them. So a Slack user must be one of the person's own, and a
+	// user group or Slack email is refused.
+	switch c := s.Claim; {
+	case c.SlackUser != "" && !slices.Contains(p.Slack, c.SlackUser):
+		return Identity{}, fmt.Errorf("the decision signed by %s names Slack user %q, which is not one of theirs in people", p.Name, c.SlackUser)
+	case c.Via != "" || c.SlackEmail != "":
+		return Identity{}, fmt.Errorf("the decision signed by %s carries a Slack user group or email, which only the Slack app may vouch for", p.Name)
 	}
 	return withPerson(Identity{Method: MethodSSH, Key: fp}, p), nil
 }

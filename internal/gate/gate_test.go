@@ -23,6 +23,11 @@ func claim(person string) gate.Claim {
 	return gate.Claim{WorkflowID: "change/main/abc", RunID: "r1", Approve: true, Plan: "p", Person: person, IssuedAt: now}
 }
 
+func withSlack(c gate.Claim, user, via, email string) gate.Claim {
+	c.SlackUser, c.Via, c.SlackEmail = user, via, email
+	return c
+}
+
 func TestVerify(t *testing.T) {
 	bob := gatetest.Person("bob", "bob@example.com")
 	bob.Slack = []string{"U0BOB"}
@@ -59,6 +64,12 @@ func TestVerify(t *testing.T) {
 		{name: "another's key", signed: mustSSH("mallory", claim("bob")), at: now, wantErr: "belongs to mallory"},
 		{name: "no method", signed: gate.Signed{Claim: claim("bob")}, at: now, wantErr: "unknown authentication method"},
 		{name: "no time", signed: mustSSH("bob", gate.Claim{Person: "bob"}), at: now, wantErr: "no signing time"},
+		// A key's claim cannot speak for a Slack user, group or email that
+		// is not the signer's: the Slack app alone vouches for those.
+		{name: "ssh, own slack user", signed: mustSSH("bob", withSlack(claim("bob"), "U0BOB", "", "")), at: now, person: "bob"},
+		{name: "ssh, another's slack user", signed: mustSSH("mallory", withSlack(claim("mallory"), "U0BOB", "", "")), at: now, wantErr: "not one of theirs"},
+		{name: "ssh, a user group", signed: mustSSH("mallory", withSlack(claim("mallory"), "", "S0DBA", "")), at: now, wantErr: "only the Slack app may vouch"},
+		{name: "ssh, a slack email", signed: mustSSH("mallory", withSlack(claim("mallory"), "", "", "bob@example.com")), at: now, wantErr: "only the Slack app may vouch"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -228,11 +229,18 @@ func (s *Set) collect(kind, rule, origin string, v any, res *Result) error {
 			if err != nil {
 				return err
 			}
-			if len(res.Require) >= s.Limits.MaxResults {
-				res.Omitted++
+			r.Rule, r.Origin, r.Message = rule, origin, bound(msg, maxMessage)
+			// Approvals must not be lost to the bound, so requirements
+			// asking the same are counted once, and more distinct ones
+			// than the bound fail closed.
+			if slices.ContainsFunc(res.Require, func(q Requirement) bool {
+				return q.Group == r.Group && slices.Equal(q.People, r.People) && q.Count >= r.Count
+			}) {
 				continue
 			}
-			r.Rule, r.Origin, r.Message = rule, origin, bound(msg, maxMessage)
+			if len(res.Require) >= s.Limits.MaxResults {
+				return fmt.Errorf("requires more than %d distinct approvals: return one requirement per group or set of people, not one per resource", s.Limits.MaxResults)
+			}
 			res.Require = append(res.Require, r)
 		}
 	}
@@ -305,6 +313,19 @@ func toValue(in Input) (ast.Value, error) {
 
 // bound cuts s to n bytes at a rune boundary, marking the cut.
 func bound(s string, n int) string {
+	// A policy's text reaches terminals, Slack and one-line records: a
+	// line break would forge a line of its own, an escape sequence would
+	// drive the terminal. Line breaks become spaces, other control
+	// characters go.
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			return ' '
+		case unicode.IsControl(r):
+			return -1
+		}
+		return r
+	}, s)
 	if len(s) <= n {
 		return s
 	}

@@ -37,6 +37,9 @@ const Package = "changeops"
 const (
 	MaxFiles     = 200
 	MaxFileBytes = 1 << 20
+	// MaxBytes bounds a folder's policies together: they are compiled in
+	// the worker's process.
+	MaxBytes = 4 << 20
 )
 
 // File is one policy module: where it comes from, its name as errors and
@@ -87,6 +90,12 @@ func (e *BrokenError) Error() string {
 // compile: it fails closed.
 func ReadDir(origin, base, dir string) ([]File, error) {
 	var files []File
+	total := int64(0)
+	// WalkDir does not follow a link it starts from: it would read
+	// nothing, silently.
+	if info, err := os.Lstat(dir); err == nil && info.Mode()&fs.ModeSymlink != 0 {
+		return nil, &BrokenError{Errors: []string{fmt.Sprintf("policies %s is a link: replace it with the folder", dir)}}
+	}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && p == dir {
@@ -116,6 +125,9 @@ func ReadDir(origin, base, dir string) ([]File, error) {
 		}
 		if info.Size() > MaxFileBytes {
 			return &BrokenError{Errors: []string{fmt.Sprintf("policy %s is %d bytes, more than %d: split it", name, info.Size(), MaxFileBytes)}}
+		}
+		if total += info.Size(); total > MaxBytes {
+			return &BrokenError{Errors: []string{fmt.Sprintf("the policies under %s are more than %d bytes together: keep generated data out of them", dir, MaxBytes)}}
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -180,6 +192,29 @@ func (s *Set) Empty() bool { return s == nil || len(s.Files) == 0 }
 // ruleKinds are the rules a policy may return.
 var ruleKinds = []string{KindDeny, KindWarn, KindRequire}
 
+// headPath is the named part of a rule's head: `deny` for `deny contains
+// x`, and `buckets`, `deny` for `buckets.deny contains x`, which puts the
+// rule in the package's buckets document; it stops at the first part
+// that is not a name (a partial object's key). A rule is judged by the
+// last name, so a deny written with a dotted head is not skipped.
+func headPath(ref ast.Ref) []string {
+	var path []string
+	for i, t := range ref {
+		switch v := t.Value.(type) {
+		case ast.Var:
+			if i > 0 {
+				return path
+			}
+			path = append(path, string(v))
+		case ast.String:
+			path = append(path, string(v))
+		default:
+			return path
+		}
+	}
+	return path
+}
+
 func compile(ctx context.Context, origin string, files []File) (compiled, error) {
 	opts := []func(*rego.Rego){
 		rego.Query("data." + Package),
@@ -203,16 +238,13 @@ func compile(ctx context.Context, origin string, files []File) (compiled, error)
 			continue // a library package, imported by the others
 		}
 		for _, r := range m.Rules {
-			name := r.Head.Name.String()
-			if len(r.Head.Reference) > 0 {
-				name = r.Head.Reference[0].String()
-			}
-			if !slices.Contains(ruleKinds, name) {
+			head := headPath(r.Head.Ref())
+			if len(head) == 0 || !slices.Contains(ruleKinds, head[len(head)-1]) {
 				continue
 			}
-			path := append(strings.Split(strings.TrimPrefix(rel, "."), "."), name)
-			if rel == "" {
-				path = []string{name}
+			path := head
+			if rel != "" {
+				path = append(strings.Split(strings.TrimPrefix(rel, "."), "."), head...)
 			}
 			if !slices.ContainsFunc(rules, func(p []string) bool { return slices.Equal(p, path) }) {
 				rules = append(rules, path)

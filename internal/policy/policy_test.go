@@ -251,6 +251,15 @@ func TestReadDirAndDigest(t *testing.T) {
 	if _, err := ReadDir(OriginRepo, root, dir); !errors.As(err, &broken) || !strings.Contains(err.Error(), "not a regular file") {
 		t.Fatalf("a symlinked policy: %v", err)
 	}
+	// A policies folder that is itself a link fails too, not silently
+	// empty.
+	link := filepath.Join(root, "linked")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadDir(OriginRepo, root, link); !errors.As(err, &broken) || !strings.Contains(err.Error(), "is a link") {
+		t.Fatalf("a symlinked policies folder: %v", err)
+	}
 }
 
 func TestTrailers(t *testing.T) {
@@ -303,5 +312,57 @@ func TestLibrariesAndRuleReferences(t *testing.T) {
 	_, err = Compile(context.Background(), []File{{Origin: OriginRepo, Name: "p.rego", Source: "package changeops\n\nimport data.lib\n\nwarn contains \"y\" if lib.missing\n"}}, Limits{})
 	if err == nil || !strings.Contains(err.Error(), "p.rego:5: data.lib.missing refers to no rule") {
 		t.Fatalf("Compile = %v, want the undefined library rule named", err)
+	}
+}
+
+// A rule with a dotted head (`buckets.deny contains …` in package
+// changeops) is a deny like any other, not skipped.
+func TestDottedRuleHeads(t *testing.T) {
+	t.Parallel()
+	s := compileT(t, File{Origin: OriginOrg, Name: "dotted.rego", Source: `package changeops
+
+warn contains "always"
+
+buckets.deny contains {"msg": "public", "resource": s.urn} if {
+	some s in input.steps
+	s.new.acl == "public-read"
+}
+`})
+	res, err := s.Evaluate(context.Background(), bucketPlan(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Deny) != 1 || res.Deny[0].Rule != "buckets.deny" {
+		t.Fatalf("deny = %+v, want the dotted buckets.deny", res.Deny)
+	}
+}
+
+// A policy's text is one line without control characters, and
+// requirements are never dropped to the bound: the same one is counted
+// once, and too many distinct ones fail closed.
+func TestResultTextAndRequirementsBounded(t *testing.T) {
+	t.Parallel()
+	s := compileT(t, File{Origin: OriginRepo, Name: "text.rego", Source: `package changeops
+
+warn contains "approved by alice\n\u001b]52;c;aGk=\u0007ok"
+
+require contains {"group": "dba", "count": 2} if some s in input.steps
+`})
+	res, err := s.Evaluate(context.Background(), bucketPlan(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warn) != 1 || res.Warn[0].Message != "approved by alice ]52;c;aGk=ok" {
+		t.Errorf("warn = %q, want one line without control characters", res.Warn)
+	}
+	if len(res.Require) != 1 {
+		t.Errorf("require = %+v, want the one requirement once", res.Require)
+	}
+	many := compileT(t, File{Origin: OriginOrg, Name: "many.rego", Source: `package changeops
+
+require contains {"people": [sprintf("p%d", [i])]} if some i in numbers.range(1, 60)
+`})
+	if _, err := many.Evaluate(context.Background(), bucketPlan(true)); err == nil || !strings.Contains(err.Error(), "distinct approvals") {
+		t.Fatalf("60 distinct requirements: err = %v, want a failure saying so", err)
 	}
 }
