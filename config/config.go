@@ -71,6 +71,9 @@ type Repo struct {
 	// (deploy nothing until `changeops ack-rewrite`) or continue (resume from
 	// the new head at once). Either way it is reported.
 	OnRewrite string `yaml:"on_rewrite"`
+	// Forge is where the repository's pull requests are, for previews;
+	// nil: no previews.
+	Forge *Forge `yaml:"forge"`
 }
 
 // Temporal says where the Temporal frontend is.
@@ -157,6 +160,9 @@ type Stack struct {
 	// Env are more patterns of variables this stack's program, providers
 	// and command checks get, besides pulumi.env.
 	Env []string `yaml:"env"`
+	// PreviewEnv are the patterns of variables previews of pull requests
+	// get (none of Env or pulumi.env): give them read-only credentials.
+	PreviewEnv []string `yaml:"preview_env" json:",omitempty"`
 	// SecretsProvider encrypts the stack's secrets when changeops creates
 	// the stack: default (the backend's), passphrase, service, or a KMS
 	// URL (awskms://, azurekeyvault://, gcpkms://, hashivault://); an
@@ -280,6 +286,9 @@ type Secrets struct {
 	GiteaSecret        string
 	GenericSecret      string
 	TemporalAPIKey     string
+	// ForgeTokens are the repositories' forge tokens, by repos entry name
+	// ("" the repo block).
+	ForgeTokens map[string]string
 }
 
 // Creds are HTTP basic credentials of a repository.
@@ -467,6 +476,9 @@ func (r *Repo) applyDefaults(base string) {
 	if r.URL != "" && !strings.Contains(r.URL, "://") && !strings.Contains(r.URL, "@") {
 		r.URL = absFrom(base, r.URL)
 	}
+	if r.Forge != nil {
+		r.Forge.applyDefaults(r.URL)
+	}
 }
 
 func setDefault(field *string, value string) {
@@ -516,6 +528,19 @@ func (c *Config) resolveSecrets(getenv func(string) string) error {
 	c.Secrets.GiteaSecret = get("webhooks.gitea_secret_env", c.Webhooks.GiteaSecretEnv, true)
 	c.Secrets.GenericSecret = get("webhooks.generic_secret_env", c.Webhooks.GenericSecretEnv, true)
 	c.Secrets.TemporalAPIKey = get("temporal.api_key_env", c.Temporal.APIKeyEnv, true)
+	for i, r := range c.AllRepos() {
+		if r.Forge == nil {
+			continue
+		}
+		at := "repo"
+		if i > 0 {
+			at = fmt.Sprintf("repos[%d]", i-1)
+		}
+		if c.Secrets.ForgeTokens == nil {
+			c.Secrets.ForgeTokens = map[string]string{}
+		}
+		c.Secrets.ForgeTokens[r.Name] = get(forgeField(at), r.Forge.TokenEnv, true)
+	}
 	if len(missing) > 0 {
 		return errors.New(strings.Join(missing, "; "))
 	}
@@ -664,6 +689,9 @@ func (r *Repo) validate(at string, bad func(string, ...any)) {
 	}
 	if (r.UsernameEnv == "") != (r.PasswordEnv == "") {
 		bad("%s.username_env and %s.password_env go together: set both or neither", at, at)
+	}
+	if r.Forge != nil {
+		r.Forge.validate(at, bad)
 	}
 }
 
