@@ -16,6 +16,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/forge"
+	"github.com/changeops/changeops/internal/forge/gitea"
 	"github.com/changeops/changeops/internal/gitrepo"
 	"github.com/changeops/changeops/internal/notify"
 	"github.com/changeops/changeops/internal/pulumienv"
@@ -32,6 +34,9 @@ type Activities struct {
 	HTTP     *http.Client
 	// Temporal answers visibility queries (a stack's last good commit).
 	Temporal client.Client
+	// Forges are the repositories' forges, by repos entry name, for
+	// previews of pull requests (OpenForges).
+	Forges map[string]forge.Forge
 	// HeartbeatEvery is how often long activities heartbeat.
 	HeartbeatEvery time.Duration
 	// QueueProbe is how often a stack's queue checks that the run holding
@@ -86,6 +91,28 @@ func OpenRepos(cfg *config.Config) map[string]*gitrepo.Repo {
 		})
 	}
 	return repos
+}
+
+// OpenForges makes the client of every repository's forge in cfg; nothing
+// touches the network until first use.
+func OpenForges(cfg *config.Config, hc *http.Client) (map[string]forge.Forge, error) {
+	out := map[string]forge.Forge{}
+	for _, r := range cfg.AllRepos() {
+		if r.Forge == nil {
+			continue
+		}
+		switch r.Forge.Kind {
+		case config.ForgeGitea:
+			f, err := gitea.New(r.Forge.URL, cfg.ForgeToken(r.Name), r.Forge.Project, hc)
+			if err != nil {
+				return nil, fmt.Errorf("repository %q: %w", r.Name, err)
+			}
+			out[r.Name] = f
+		default:
+			return nil, fmt.Errorf("repository %q: forge kind %s has no adapter yet: use gitea", r.Name, r.Forge.Kind)
+		}
+	}
+	return out, nil
 }
 
 // git returns a repository's cache.
