@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -321,7 +322,7 @@ func (a *Activities) ReportPull(ctx context.Context, in PullReport) error {
 func RenderPullComment(in PullReport, limit int) string {
 	p := in.Plan
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\n### changeops preview of %s\n\n", contract.PreviewMarker, contract.ShortSHA(p.Head))
+	fmt.Fprintf(&b, "%s\n%s\n### changeops preview of %s\n\n", contract.PreviewMarker, planRecord(in), contract.ShortSHA(p.Head))
 	fmt.Fprintf(&b, "Merged into `%s` at %s: the tree a change run of the merge would plan, if `%s` does not move.\n\n",
 		p.Branch, contract.ShortSHA(p.BranchHead), p.Branch)
 	switch p.Skipped {
@@ -357,6 +358,140 @@ func RenderPullComment(in PullReport, limit int) string {
 		b.WriteString("</details>\n")
 	}
 	return forge.Bound(b.String(), limit)
+}
+
+// recordPrefix starts the comment's record of what was previewed, read by
+// the change run of the merge (ComparePreview):
+//
+//	<!-- changeops:plan head=H base=B tree=T stack=NAME:STEPS:C,U,R,D ... -->
+const recordPrefix = "<!-- changeops:plan "
+
+func planRecord(in PullReport) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%shead=%s base=%s tree=%s", recordPrefix, in.Plan.Head, in.Plan.BranchHead, in.Plan.Tree)
+	for _, s := range in.Stacks {
+		steps := s.Steps
+		if s.Error != "" {
+			steps = "failed"
+		}
+		fmt.Fprintf(&b, " stack=%s:%s:%d,%d,%d,%d", url.QueryEscape(s.Stack), steps, s.Create, s.Update, s.Replace, s.Delete)
+	}
+	b.WriteString(" -->")
+	return b.String()
+}
+
+// previewRecord is a planRecord read back.
+type previewRecord struct {
+	head, base, tree string
+	stacks           map[string]PlanResult
+}
+
+func parseRecord(body string) (previewRecord, bool) {
+	i := strings.Index(body, recordPrefix)
+	if i < 0 {
+		return previewRecord{}, false
+	}
+	line, _, ok := strings.Cut(body[i+len(recordPrefix):], " -->")
+	if !ok {
+		return previewRecord{}, false
+	}
+	rec := previewRecord{stacks: map[string]PlanResult{}}
+	for _, f := range strings.Fields(line) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "head":
+			rec.head = v
+		case "base":
+			rec.base = v
+		case "tree":
+			rec.tree = v
+		case "stack":
+			parts := strings.Split(v, ":")
+			if len(parts) != 3 {
+				return previewRecord{}, false
+			}
+			name, err := url.QueryUnescape(parts[0])
+			if err != nil {
+				return previewRecord{}, false
+			}
+			p := PlanResult{Stack: name, Steps: parts[1]}
+			if _, err := fmt.Sscanf(parts[2], "%d,%d,%d,%d", &p.Create, &p.Update, &p.Replace, &p.Delete); err != nil {
+				return previewRecord{}, false
+			}
+			rec.stacks[name] = p
+		}
+	}
+	return rec, rec.head != ""
+}
+
+// ComparePreviewInput asks whether a change run's plans are what the
+// pull request it merged was previewed with.
+type ComparePreviewInput struct {
+	Repo   string
+	Commit string
+	Plans  []PlanResult
+}
+
+// PreviewComparison is the answer: Same when every stack plans the steps
+// its preview showed on the pull request (the run says "as previewed on
+// #N"); else Differences say what differs.
+type PreviewComparison struct {
+	Number      int `json:",omitempty"` // 0: the commit came from no pull request
+	Previewed   bool
+	Same        bool
+	Differences []string `json:",omitempty"`
+}
+
+// ComparePreview finds the pull request the commit merged (the forge says)
+// and compares the run's plans with the record in changeops' own comment on
+// it: what reviewers saw. The comment, not the preview workflow, is the
+// record, since only changeops' forge token writes it, and anyone who
+// reaches Temporal could start a preview workflow with made-up input.
+func (a *Activities) ComparePreview(ctx context.Context, in ComparePreviewInput) (PreviewComparison, error) {
+	f, err := a.forgeOf(in.Repo)
+	if err != nil {
+		return PreviewComparison{}, err
+	}
+	number, found, err := f.PullOfCommit(ctx, in.Commit)
+	if err != nil || !found {
+		return PreviewComparison{}, err
+	}
+	out := PreviewComparison{Number: number}
+	body, found, err := f.Comment(ctx, number, contract.PreviewMarker)
+	if err != nil {
+		return out, err
+	}
+	rec, ok := parseRecord(body)
+	if !found || !ok {
+		out.Differences = []string{fmt.Sprintf("#%d has no preview", number)}
+		return out, nil
+	}
+	out.Previewed = true
+	for _, p := range in.Plans {
+		was, ok := rec.stacks[p.Stack]
+		switch {
+		case !ok:
+			out.Differences = append(out.Differences, fmt.Sprintf("%s was not previewed on #%d", p.Stack, number))
+		case was.Steps == "failed":
+			out.Differences = append(out.Differences, fmt.Sprintf("%s: its preview on #%d failed", p.Stack, number))
+		case was.Steps != p.Steps:
+			out.Differences = append(out.Differences, fmt.Sprintf("%s: previewed %s on #%d (of %s into %s), plans %s now",
+				p.Stack, PlanSummary(was), number, contract.ShortSHA(rec.head), contract.ShortSHA(rec.base), PlanSummary(p)))
+		}
+	}
+	out.Same = len(out.Differences) == 0
+	return out, nil
+}
+
+// Described says it for people: "as previewed on #12", or what differs.
+func (c PreviewComparison) Described() string {
+	switch {
+	case c.Number == 0:
+		return ""
+	case c.Same:
+		return fmt.Sprintf("as previewed on #%d", c.Number)
+	}
+	return fmt.Sprintf("differs from the preview on #%d: %s", c.Number, strings.Join(c.Differences, "; "))
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

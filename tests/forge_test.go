@@ -184,12 +184,65 @@ func TestPullRequestPreviewOnGitea(t *testing.T) {
 		t.Fatalf("statuses on the fork's head = %d, %v; want none", len(statuses), err)
 	}
 
-	// Closing the pull request ends its preview.
+	// Closing a pull request ends its preview.
 	closed := sdk.StateClosed
-	if _, _, err := aliceAPI.EditPullRequest("ops", "infra", pr.Index, sdk.EditPullRequestOption{State: &closed}); err != nil {
+	if _, _, err := malloryAPI.EditPullRequest("ops", "infra", forkPR.Index, sdk.EditPullRequestOption{State: &closed}); err != nil {
 		t.Fatal(err)
 	}
+	waitClosed(t, c, contract.PreviewID("", int(forkPR.Index)))
+
+	// Merged: the change run plans what reviewers saw on the pull request,
+	// and says so; merging closed the pull request, which ends its preview.
+	merged := mergePull(t, opsAPI, pr.Index)
+	run := waitState(t, c, contract.ChangeWorkflowID(branch, merged), 2*time.Minute, contract.StateSucceeded, contract.StateFailed)
+	if run.State != contract.StateSucceeded {
+		t.Fatalf("run of the merge ended %s: %s", run.State, run.Error)
+	}
+	if p := run.Status.Previewed; p == nil || !p.Same || p.Number != int(pr.Index) {
+		t.Fatalf("run of the merge compared with the preview = %+v, want the same as #%d", p, pr.Index)
+	}
+	recordHistory(t, c, contract.ChangeWorkflowID(branch, merged), "change_compared_with_preview.json")
 	waitClosed(t, c, contract.PreviewID("", int(pr.Index)))
+
+	// A push whose webhook is lost: the preview shows the older head, and
+	// the run of the merge says what differs.
+	remote.Git(remote.Clone, "fetch", "-q", "origin")
+	remote.Git(remote.Clone, "checkout", "-q", "-B", "feature", "origin/"+branch)
+	head3 := push("origin", "Serve v4", stackYAML("v4"))
+	late, _, err := aliceAPI.CreatePullRequest("ops", "infra", sdk.CreatePullRequestOption{Head: "feature", Base: branch, Title: "Serve v4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, opsAPI, head3, "changeops/site-pr")
+	waitComment(t, opsAPI, late.Index, head3[:7])
+	hooks, _, err := opsAPI.ListRepoHooks("ops", "infra", sdk.ListHooksOptions{})
+	if err != nil || len(hooks) != 1 {
+		t.Fatalf("hooks = %d, %v", len(hooks), err)
+	}
+	off := false
+	if _, err := opsAPI.EditRepoHook("ops", "infra", hooks[0].ID, sdk.EditHookOption{Active: &off}); err != nil {
+		t.Fatal(err)
+	}
+	push("origin", "Serve v5 after all", stackYAML("v5"))
+	merged = mergePull(t, opsAPI, late.Index)
+	run = waitState(t, c, contract.ChangeWorkflowID(branch, merged), 2*time.Minute, contract.StateSucceeded, contract.StateFailed)
+	if p := run.Status.Previewed; p == nil || p.Same || p.Number != int(late.Index) || len(p.Differences) != 1 || !strings.Contains(p.Differences[0], "site-pr: previewed +0 ~1 -0") {
+		t.Fatalf("run of a merge whose last push was not previewed compared = %+v, want a difference in site-pr", p)
+	}
+}
+
+// mergePull merges a pull request on the forge and returns the merge
+// commit.
+func mergePull(t *testing.T, api *sdk.Client, number int64) string {
+	t.Helper()
+	if _, _, err := api.MergePullRequest("ops", "infra", number, sdk.MergePullRequestOption{Style: sdk.MergeStyleMerge}); err != nil {
+		t.Fatal(err)
+	}
+	pr, _, err := api.GetPullRequest("ops", "infra", number)
+	if err != nil || pr.MergedCommitID == nil {
+		t.Fatalf("pull request #%d after its merge: %+v, %v", number, pr, err)
+	}
+	return *pr.MergedCommitID
 }
 
 // waitStatus waits for a status of context on sha that is not pending.

@@ -74,16 +74,13 @@ func PreviewWorkflow(ctx workflow.Context, in PreviewInput) error {
 	}
 	events := workflow.GetSignalChannel(ctx, contract.PullRequestSignal)
 	for i := 0; i < previewsPerRun; i++ {
-		if in.Last != nil || i > 0 {
-			// The first run was started by its signal; later rounds
-			// wait for the next one.
-			ok, err := workflow.AwaitWithTimeout(ctx, previewIdle, func() bool { return events.Len() > 0 })
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return nil // idle: the next webhook starts it again
-			}
+		// Signal-with-start hands the first run its signal at once.
+		ok, err := workflow.AwaitWithTimeout(ctx, previewIdle, func() bool { return events.Len() > 0 })
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil // idle: the next webhook starts it again
 		}
 		for events.ReceiveAsync(nil) {
 			// One preview answers every change so far.

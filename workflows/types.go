@@ -129,6 +129,9 @@ type Status struct {
 	Steps    []Step
 	// Drift is what a drift run's check found.
 	Drift *activities.DriftResult `json:",omitempty"`
+	// Previewed compares the plans with the preview of the pull request
+	// the commit merged (docs/pull-requests.md); nil when not compared.
+	Previewed *activities.PreviewComparison `json:",omitempty"`
 	// Window is the run's change window: the last check, and the votes
 	// to override it; nil until the run first checked (workflows/window.go).
 	Window *WindowStatus `json:",omitempty"`

@@ -30,6 +30,7 @@ const (
 	VersionReportPollOutage        = "report-poll-outage"        // watcher; old: a failing poll is only logged
 	VersionEnqueueRuns             = "enqueue-runs"              // watcher; old: runs do not enter stack queues
 	VersionHoldOnRewrite           = "hold-on-rewrite"           // watcher; old: a force push is reported and polling continues
+	VersionComparePreview          = "compare-preview"           // old: plans are not compared with the pull request's preview
 )
 
 // versionedChanges lists the change IDs above, for the replay test.
@@ -37,5 +38,5 @@ var versionedChanges = []string{
 	VersionAsyncNotifications, VersionStackQueues, VersionSkipEmptyPlans, VersionRollback,
 	VersionRestoredCommitAttribute, VersionUnappliedNoRollback, VersionAskQueuesAgain, VersionChangeWindows,
 	VersionSignedDecisionPrefix, VersionHealOverrideAsks, VersionReportPollOutage, VersionEnqueueRuns,
-	VersionHoldOnRewrite,
+	VersionHoldOnRewrite, VersionComparePreview,
 }

@@ -77,6 +77,12 @@ type Forge interface {
 	// marker, or posts one.
 	UpsertComment(ctx context.Context, number int, marker, body string) error
 	Approvals(ctx context.Context, number int) ([]Approval, error)
+	// PullOfCommit is the pull request whose merge put commit on its
+	// branch; found is false for a commit pushed without one.
+	PullOfCommit(ctx context.Context, commit string) (number int, found bool, err error)
+	// Comment is changeops' own comment that starts with marker (only the
+	// token's user's: anyone can write a marker).
+	Comment(ctx context.Context, number int, marker string) (body string, found bool, err error)
 	// MaxComment is the longest comment body the forge accepts, in bytes.
 	MaxComment() int
 	// MaxStatusDescription is the longest status description it accepts.

@@ -109,27 +109,67 @@ func (r *Repo) UpsertComment(ctx context.Context, number int, marker, body strin
 	if err != nil {
 		return err
 	}
-	me, err := r.user(c)
+	cm, err := r.ours(c, number, marker)
 	if err != nil {
 		return err
 	}
-	comments, _, err := c.ListIssueComments(r.owner, r.name, int64(number), sdk.ListIssueCommentOptions{})
-	if err != nil {
-		return fmt.Errorf("list comments of #%d in %s/%s: %w", number, r.owner, r.name, err)
-	}
-	for _, cm := range comments {
-		// Only changeops' own comment: anyone can write the marker.
-		if cm.Poster != nil && cm.Poster.UserName == me && strings.HasPrefix(cm.Body, marker) {
-			if _, _, err := c.EditIssueComment(r.owner, r.name, cm.ID, sdk.EditIssueCommentOption{Body: body}); err != nil {
-				return fmt.Errorf("edit comment %d of #%d in %s/%s: %w", cm.ID, number, r.owner, r.name, err)
-			}
-			return nil
+	if cm != nil {
+		if _, _, err := c.EditIssueComment(r.owner, r.name, cm.ID, sdk.EditIssueCommentOption{Body: body}); err != nil {
+			return fmt.Errorf("edit comment %d of #%d in %s/%s: %w", cm.ID, number, r.owner, r.name, err)
 		}
+		return nil
 	}
 	if _, _, err := c.CreateIssueComment(r.owner, r.name, int64(number), sdk.CreateIssueCommentOption{Body: body}); err != nil {
 		return fmt.Errorf("comment on #%d in %s/%s: %w", number, r.owner, r.name, err)
 	}
 	return nil
+}
+
+func (r *Repo) Comment(ctx context.Context, number int, marker string) (string, bool, error) {
+	c, err := r.client(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	cm, err := r.ours(c, number, marker)
+	if err != nil || cm == nil {
+		return "", false, err
+	}
+	return cm.Body, true, nil
+}
+
+// ours is changeops' comment on the pull request that starts with marker;
+// nil when there is none.
+func (r *Repo) ours(c *sdk.Client, number int, marker string) (*sdk.Comment, error) {
+	me, err := r.user(c)
+	if err != nil {
+		return nil, err
+	}
+	comments, _, err := c.ListIssueComments(r.owner, r.name, int64(number), sdk.ListIssueCommentOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list comments of #%d in %s/%s: %w", number, r.owner, r.name, err)
+	}
+	for _, cm := range comments {
+		// Only changeops' own comment: anyone can write the marker.
+		if cm.Poster != nil && cm.Poster.UserName == me && strings.HasPrefix(cm.Body, marker) {
+			return cm, nil
+		}
+	}
+	return nil, nil
+}
+
+func (r *Repo) PullOfCommit(ctx context.Context, commit string) (int, bool, error) {
+	c, err := r.client(ctx)
+	if err != nil {
+		return 0, false, err
+	}
+	pr, resp, err := c.GetCommitPullRequest(r.owner, r.name, commit)
+	if resp != nil && resp.StatusCode == http.StatusNotFound {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("find the pull request of %.7s in %s/%s: %w", commit, r.owner, r.name, err)
+	}
+	return int(pr.Index), true, nil
 }
 
 // user is the login the token belongs to.
