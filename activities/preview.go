@@ -438,6 +438,7 @@ type ComparePreviewInput struct {
 type PreviewComparison struct {
 	Number      int `json:",omitempty"` // 0: the commit came from no pull request
 	Previewed   bool
+	Head        string `json:",omitempty"` // the pull request head the preview showed
 	Same        bool
 	Differences []string `json:",omitempty"`
 }
@@ -466,7 +467,7 @@ func (a *Activities) ComparePreview(ctx context.Context, in ComparePreviewInput)
 		out.Differences = []string{fmt.Sprintf("#%d has no preview", number)}
 		return out, nil
 	}
-	out.Previewed = true
+	out.Previewed, out.Head = true, rec.head
 	for _, p := range in.Plans {
 		was, ok := rec.stacks[p.Stack]
 		switch {

@@ -21,7 +21,10 @@ import (
 
 // Approval policies.
 const (
-	ApprovalManual        = "manual"
+	ApprovalManual = "manual"
+	// ApprovalPullRequest: approvals on the forge's pull request count
+	// when the deployed plan is the previewed one; else as manual.
+	ApprovalPullRequest   = "pull-request"
 	ApprovalAuto          = "auto"
 	ApprovalOnDestructive = "on-destructive"
 )
@@ -134,14 +137,17 @@ type Stack struct {
 	Branch string `yaml:"branch"`
 	// AlsoWatch are globs (** allowed) of shared folders the stack uses: a
 	// change there plans the stack too.
-	AlsoWatch       []string `yaml:"also_watch"`
-	Stack           string   `yaml:"stack"`
-	Approval        string   `yaml:"approval"`
-	Approvers       []string `yaml:"approvers"`
-	FourEyes        bool     `yaml:"four_eyes"`
-	ApprovalTimeout Duration `yaml:"approval_timeout"`
-	Verify          []Check  `yaml:"verify"`
-	VerifyTimeout   Duration `yaml:"verify_timeout"`
+	AlsoWatch []string `yaml:"also_watch"`
+	Stack     string   `yaml:"stack"`
+	Approval  string   `yaml:"approval"`
+	Approvers []string `yaml:"approvers"`
+	// PullRequestApprovals is how many approvers' approvals on the pull
+	// request make the decision under approval: pull-request (default 1).
+	PullRequestApprovals int      `yaml:"pull_request_approvals" json:",omitempty"`
+	FourEyes             bool     `yaml:"four_eyes"`
+	ApprovalTimeout      Duration `yaml:"approval_timeout"`
+	Verify               []Check  `yaml:"verify"`
+	VerifyTimeout        Duration `yaml:"verify_timeout"`
 	// ApplyRetryFor is how long a preview or up that fails for a reason
 	// other than the program (a cloud API's throttling or 5xx, a dropped
 	// connection) is retried before the step fails.
@@ -436,6 +442,9 @@ func (c *Config) ApplyDefaults(base string) {
 	for i := range c.Stacks {
 		s := &c.Stacks[i]
 		setDefault(&s.Approval, ApprovalManual)
+		if s.Approval == ApprovalPullRequest && s.PullRequestApprovals == 0 {
+			s.PullRequestApprovals = 1
+		}
 		setDefault(&s.Drift, DriftNotify)
 		if r, ok := c.RepoByName(s.Repo); ok {
 			setDefault(&s.Branch, r.Branch)
@@ -618,8 +627,15 @@ func (c *Config) Validate() error {
 		}
 		switch s.Approval {
 		case ApprovalManual, ApprovalAuto, ApprovalOnDestructive:
+		case ApprovalPullRequest:
+			if c.ForgeOf(s.Repo) == nil {
+				bad("%s.approval is pull-request, but its repository has no forge: set forge (kind, url, token_env) on the repo block or its repos entry", at)
+			}
+			if s.PullRequestApprovals < 1 {
+				bad("%s.pull_request_approvals %d: use 1 or more", at, s.PullRequestApprovals)
+			}
 		default:
-			bad("%s.approval %q is not a policy: use manual, auto or on-destructive", at, s.Approval)
+			bad("%s.approval %q is not a policy: use manual, auto, on-destructive or pull-request", at, s.Approval)
 		}
 		if s.Approval != ApprovalAuto && len(s.Approvers) == 0 {
 			bad("%s.approvers is empty but approval is %s: list who may approve (people entries, Slack user or user group IDs)", at, s.Approval)

@@ -18,6 +18,7 @@ import (
 	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/testkit/giteatest"
 	"github.com/changeops/changeops/internal/testkit/gittest"
+	"github.com/changeops/changeops/starter"
 	"github.com/changeops/changeops/workflows"
 )
 
@@ -69,65 +70,127 @@ func giteaUser(t *testing.T, g *giteatest.Server, name string, admin bool) (gite
 	return u, c
 }
 
-// A pull request on a real Gitea is previewed at its merge with the
-// branch: a status per stack and one comment; a second push re-plans into
-// the same comment and statuses on the new head; nothing is applied; a pull
-// request from a fork gets a note and no preview; closing one ends its
-// preview.
-func TestPullRequestPreviewOnGitea(t *testing.T) {
-	const branch = "e2e-pulls"
+// forgeRepo is a repository on the package's Gitea tracked by a worker
+// with the forge configured: owner's token is changeops', pusher pushes.
+type forgeRepo struct {
+	g       *giteatest.Server
+	api     *sdk.Client // as the owner, whose token changeops uses
+	project string      // owner/name
+	remote  *gittest.Remote
+	out     string // the file the stack writes
+	cfg     *config.Config
+	c       client.Client
+}
+
+// newForgeRepo creates owner/infra on Gitea, pushed to by pusher (a
+// collaborator, like each of collaborators), with the site stack deployed
+// by the branch's first run (approved by decide when the stack asks), and
+// Gitea's webhook to the worker.
+func newForgeRepo(t *testing.T, branch string, owner, pusher giteatest.User, stack config.Stack, decide func(c client.Client, id string), collaborators ...giteatest.User) *forgeRepo {
+	t.Helper()
 	g := gitea(t)
-	ops, opsAPI := giteaUser(t, g, "ops", true) // owns the repository; changeops' token
-	alice, aliceAPI := giteaUser(t, g, "alice", false)
-	mallory, malloryAPI := giteaUser(t, g, "mallory", false)
-	if _, _, err := opsAPI.CreateRepo(sdk.CreateRepoOption{Name: "infra", DefaultBranch: branch}); err != nil {
+	api, err := g.Client(owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := api.CreateRepo(sdk.CreateRepoOption{Name: "infra", DefaultBranch: branch}); err != nil {
 		t.Fatal(err)
 	}
 	write := sdk.AccessModeWrite
-	if _, err := opsAPI.AddCollaborator("ops", "infra", "alice", sdk.AddCollaboratorOption{Permission: &write}); err != nil {
-		t.Fatal(err)
+	for _, u := range append([]giteatest.User{pusher}, collaborators...) {
+		if _, err := api.AddCollaborator(owner.Name, "infra", u.Name, sdk.AddCollaboratorOption{Permission: &write}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	r := &forgeRepo{g: g, api: api, project: owner.Name + "/infra", remote: gittest.New(t, branch), out: filepath.Join(t.TempDir(), "site.txt")}
+	r.remote.Git(r.remote.Clone, "remote", "set-url", "origin", g.CloneURL(owner.Name, "infra", pusher))
+	base := r.remote.Commit("Add the site stack", siteProject("stacks/site", r.out, "v1"))
 
-	remote := gittest.New(t, branch)
-	remote.Git(remote.Clone, "remote", "set-url", "origin", g.CloneURL("ops", "infra", alice))
-	out := filepath.Join(t.TempDir(), "site.txt")
-	base := remote.Commit("Add the site stack", siteProject("stacks/site", out, "v1"))
-
-	cfg := testConfig(t, g.URL+"/ops/infra.git", branch, config.Stack{
-		Name: "site-pr", Path: "stacks/site", Stack: "test", Approval: config.ApprovalAuto,
-	})
+	stack.Path, stack.Stack = "stacks/site", "test"
+	// testConfig validates before the forge is set, which approval:
+	// pull-request needs: the policy is put back after.
+	policy := stack.Approval
+	if policy == config.ApprovalPullRequest {
+		stack.Approval, stack.PullRequestApprovals = config.ApprovalManual, max(stack.PullRequestApprovals, 1)
+	}
+	r.cfg = testConfig(t, g.URL+"/"+r.project+".git", branch, stack)
+	r.cfg.Stacks[0].Approval = policy
 	// Previews never create a stack: the branch's head deploys first.
-	cfg.Repo.Initial = config.InitialDeploy
-	cfg.Repo.Forge = &config.Forge{Kind: config.ForgeGitea, URL: g.URL, Project: "ops/infra", TokenEnv: "E2E_GITEA_TOKEN"}
-	cfg.Secrets.ForgeTokens = map[string]string{"": ops.Token}
-	cfg.Secrets.GitUsername, cfg.Secrets.GitPassword = ops.Name, ops.Password
-	cfg.Webhooks.GiteaSecretEnv, cfg.Secrets.GiteaSecret = "E2E_GITEA_HOOK", "hook-secret"
-	if err := cfg.Validate(); err != nil {
+	r.cfg.Repo.Initial = config.InitialDeploy
+	r.cfg.Repo.Forge = &config.Forge{Kind: config.ForgeGitea, URL: g.URL, Project: r.project, TokenEnv: "E2E_GITEA_TOKEN"}
+	r.cfg.Secrets.ForgeTokens = map[string]string{"": owner.Token}
+	r.cfg.Secrets.GitUsername, r.cfg.Secrets.GitPassword = owner.Name, owner.Password
+	r.cfg.Webhooks.GiteaSecretEnv, r.cfg.Secrets.GiteaSecret = "E2E_GITEA_HOOK", "hook-secret"
+	if err := r.cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	w := startWorkerFull(t, cfg)
-	c := w.Client()
-	if run := waitState(t, c, contract.ChangeWorkflowID(branch, base), 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded {
+	w := startWorkerFull(t, r.cfg)
+	r.c = w.Client()
+	id := contract.ChangeWorkflowID(branch, base)
+	if decide != nil {
+		waitState(t, r.c, id, 2*time.Minute, contract.StateAwaitingApproval)
+		decide(r.c, id)
+	}
+	if run := waitState(t, r.c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed); run.State != contract.StateSucceeded {
 		t.Fatalf("initial deploy ended %s: %s", run.State, run.Error)
 	}
 	// Gitea itself delivers the webhooks, signed, to the worker.
-	if _, _, err := opsAPI.CreateRepoHook("ops", "infra", sdk.CreateHookOption{
+	if _, _, err := api.CreateRepoHook(owner.Name, "infra", sdk.CreateHookOption{
 		Type: sdk.HookTypeGitea, Active: true, Events: []string{"pull_request", "pull_request_sync"},
 		Config: map[string]string{"url": "http://" + w.Addr() + "/webhooks/gitea", "content_type": "json", "secret": "hook-secret"},
 	}); err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
 
-	stackYAML := func(content string) map[string]string {
-		return map[string]string{"stacks/site/Pulumi.test.yaml": fmt.Sprintf("config:\n  site:outFile: %s\n  site:content: %s\n", out, content)}
+func (r *forgeRepo) owner() string { return strings.Split(r.project, "/")[0] }
+
+// stackYAML is the stack's configuration serving content.
+func (r *forgeRepo) stackYAML(content string) map[string]string {
+	return map[string]string{"stacks/site/Pulumi.test.yaml": fmt.Sprintf("config:\n  site:outFile: %s\n  site:content: %s\n", r.out, content)}
+}
+
+// push commits files and pushes them to branch feature of remote.
+func (r *forgeRepo) push(remote, msg string, files map[string]string) string {
+	r.remote.Write(files)
+	r.remote.Git(r.remote.Clone, "add", "-A")
+	r.remote.Git(r.remote.Clone, "commit", "-q", "-m", msg)
+	r.remote.Git(r.remote.Clone, "push", "-q", "-f", remote, "HEAD:feature")
+	return r.remote.Git(r.remote.Clone, "rev-parse", "HEAD")
+}
+
+// feature starts branch feature afresh from the tracked branch's head.
+func (r *forgeRepo) feature() {
+	r.remote.Git(r.remote.Clone, "fetch", "-q", "origin")
+	r.remote.Git(r.remote.Clone, "checkout", "-q", "-B", "feature", "origin/"+r.remote.Branch)
+}
+
+// hook turns Gitea's webhook on or off.
+func (r *forgeRepo) hook(t *testing.T, active bool) {
+	t.Helper()
+	hooks, _, err := r.api.ListRepoHooks(r.owner(), "infra", sdk.ListHooksOptions{})
+	if err != nil || len(hooks) != 1 {
+		t.Fatalf("hooks = %d, %v", len(hooks), err)
 	}
-	push := func(ref, msg string, files map[string]string) string {
-		remote.Write(files)
-		remote.Git(remote.Clone, "add", "-A")
-		remote.Git(remote.Clone, "commit", "-q", "-m", msg)
-		remote.Git(remote.Clone, "push", "-q", "-f", ref, "HEAD:feature")
-		return remote.Git(remote.Clone, "rev-parse", "HEAD")
+	if _, err := r.api.EditRepoHook(r.owner(), "infra", hooks[0].ID, sdk.EditHookOption{Active: &active}); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// A pull request on a real Gitea is previewed at its merge with the
+// branch: a status per stack and one comment; a second push re-plans into
+// the same comment and statuses on the new head; nothing is applied; a pull
+// request from a fork gets a note and no preview; closing one ends its
+// preview; the run of the merge says it is as previewed, or what differs.
+func TestPullRequestPreviewOnGitea(t *testing.T) {
+	const branch = "e2e-pulls"
+	g := gitea(t)
+	ops, _ := giteaUser(t, g, "ops", true) // owns the repository; changeops' token
+	alice, aliceAPI := giteaUser(t, g, "alice", false)
+	mallory, malloryAPI := giteaUser(t, g, "mallory", false)
+	r := newForgeRepo(t, branch, ops, alice, config.Stack{Name: "site-pr", Approval: config.ApprovalAuto}, nil)
+	opsAPI, remote, c, out, push, stackYAML := r.api, r.remote, r.c, r.out, r.push, r.stackYAML
 
 	remote.Git(remote.Clone, "checkout", "-q", "-b", "feature")
 	head1 := push("origin", "Serve v2", stackYAML("v2"))
@@ -135,21 +198,21 @@ func TestPullRequestPreviewOnGitea(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	status := waitStatus(t, opsAPI, head1, "changeops/site-pr")
+	status := r.waitStatus(t, head1, "changeops/site-pr")
 	if status.State != sdk.StatusSuccess || status.Description != "+0 ~1 -0" {
 		t.Fatalf("status of %s = %s %q, want success +0 ~1 -0", head1[:7], status.State, status.Description)
 	}
-	first := waitComment(t, opsAPI, pr.Index, head1[:7])
+	first := r.waitComment(t, pr.Index, head1[:7])
 	if !strings.Contains(first.Body, "| site-pr | +0 ~1 -0 |") || !strings.Contains(first.Body, `"v2"`) {
 		t.Fatalf("comment lacks the stack's plan and its diff:\n%s", first.Body)
 	}
 
 	// A second push: a new preview, in the same comment, on the new head.
 	head2 := push("origin", "Serve v3 instead", stackYAML("v3"))
-	if status := waitStatus(t, opsAPI, head2, "changeops/site-pr"); status.State != sdk.StatusSuccess {
+	if status := r.waitStatus(t, head2, "changeops/site-pr"); status.State != sdk.StatusSuccess {
 		t.Fatalf("status of %s = %s %q, want success", head2[:7], status.State, status.Description)
 	}
-	second := waitComment(t, opsAPI, pr.Index, head2[:7])
+	second := r.waitComment(t, pr.Index, head2[:7])
 	if second.ID != first.ID {
 		t.Fatalf("the second preview posted comment %d, want comment %d updated in place", second.ID, first.ID)
 	}
@@ -176,7 +239,7 @@ func TestPullRequestPreviewOnGitea(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	note := waitComment(t, opsAPI, forkPR.Index, "forks")
+	note := r.waitComment(t, forkPR.Index, "forks")
 	if !strings.Contains(note.Body, "does not preview pull requests from forks") {
 		t.Fatalf("fork note = %q", note.Body)
 	}
@@ -193,7 +256,7 @@ func TestPullRequestPreviewOnGitea(t *testing.T) {
 
 	// Merged: the change run plans what reviewers saw on the pull request,
 	// and says so; merging closed the pull request, which ends its preview.
-	merged := mergePull(t, opsAPI, pr.Index)
+	merged := r.merge(t, pr.Index)
 	run := waitState(t, c, contract.ChangeWorkflowID(branch, merged), 2*time.Minute, contract.StateSucceeded, contract.StateFailed)
 	if run.State != contract.StateSucceeded {
 		t.Fatalf("run of the merge ended %s: %s", run.State, run.Error)
@@ -206,39 +269,31 @@ func TestPullRequestPreviewOnGitea(t *testing.T) {
 
 	// A push whose webhook is lost: the preview shows the older head, and
 	// the run of the merge says what differs.
-	remote.Git(remote.Clone, "fetch", "-q", "origin")
-	remote.Git(remote.Clone, "checkout", "-q", "-B", "feature", "origin/"+branch)
+	r.feature()
 	head3 := push("origin", "Serve v4", stackYAML("v4"))
 	late, _, err := aliceAPI.CreatePullRequest("ops", "infra", sdk.CreatePullRequestOption{Head: "feature", Base: branch, Title: "Serve v4"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, opsAPI, head3, "changeops/site-pr")
-	waitComment(t, opsAPI, late.Index, head3[:7])
-	hooks, _, err := opsAPI.ListRepoHooks("ops", "infra", sdk.ListHooksOptions{})
-	if err != nil || len(hooks) != 1 {
-		t.Fatalf("hooks = %d, %v", len(hooks), err)
-	}
-	off := false
-	if _, err := opsAPI.EditRepoHook("ops", "infra", hooks[0].ID, sdk.EditHookOption{Active: &off}); err != nil {
-		t.Fatal(err)
-	}
+	r.waitStatus(t, head3, "changeops/site-pr")
+	r.waitComment(t, late.Index, head3[:7])
+	r.hook(t, false)
 	push("origin", "Serve v5 after all", stackYAML("v5"))
-	merged = mergePull(t, opsAPI, late.Index)
+	merged = r.merge(t, late.Index)
 	run = waitState(t, c, contract.ChangeWorkflowID(branch, merged), 2*time.Minute, contract.StateSucceeded, contract.StateFailed)
 	if p := run.Status.Previewed; p == nil || p.Same || p.Number != int(late.Index) || len(p.Differences) != 1 || !strings.Contains(p.Differences[0], "site-pr: previewed +0 ~1 -0") {
 		t.Fatalf("run of a merge whose last push was not previewed compared = %+v, want a difference in site-pr", p)
 	}
 }
 
-// mergePull merges a pull request on the forge and returns the merge
+// merge merges a pull request on the forge and returns the merge
 // commit.
-func mergePull(t *testing.T, api *sdk.Client, number int64) string {
+func (r *forgeRepo) merge(t *testing.T, number int64) string {
 	t.Helper()
-	if _, _, err := api.MergePullRequest("ops", "infra", number, sdk.MergePullRequestOption{Style: sdk.MergeStyleMerge}); err != nil {
+	if _, _, err := r.api.MergePullRequest(r.owner(), "infra", number, sdk.MergePullRequestOption{Style: sdk.MergeStyleMerge}); err != nil {
 		t.Fatal(err)
 	}
-	pr, _, err := api.GetPullRequest("ops", "infra", number)
+	pr, _, err := r.api.GetPullRequest(r.owner(), "infra", number)
 	if err != nil || pr.MergedCommitID == nil {
 		t.Fatalf("pull request #%d after its merge: %+v, %v", number, pr, err)
 	}
@@ -246,11 +301,11 @@ func mergePull(t *testing.T, api *sdk.Client, number int64) string {
 }
 
 // waitStatus waits for a status of context on sha that is not pending.
-func waitStatus(t *testing.T, api *sdk.Client, sha, context string) *sdk.Status {
+func (r *forgeRepo) waitStatus(t *testing.T, sha, context string) *sdk.Status {
 	t.Helper()
 	var got *sdk.Status
 	waitFor(t, 2*time.Minute, "status "+context+" on "+sha[:7], func() (bool, string) {
-		statuses, _, err := api.ListStatuses("ops", "infra", sha, sdk.ListStatusesOption{})
+		statuses, _, err := r.api.ListStatuses(r.owner(), "infra", sha, sdk.ListStatusesOption{})
 		if err != nil {
 			return false, err.Error()
 		}
@@ -267,11 +322,11 @@ func waitStatus(t *testing.T, api *sdk.Client, sha, context string) *sdk.Status 
 
 // waitComment waits until the pull request has exactly one comment of
 // changeops' (the marker) and it contains want.
-func waitComment(t *testing.T, api *sdk.Client, number int64, want string) *sdk.Comment {
+func (r *forgeRepo) waitComment(t *testing.T, number int64, want string) *sdk.Comment {
 	t.Helper()
 	var got *sdk.Comment
 	waitFor(t, 2*time.Minute, fmt.Sprintf("comment on #%d with %q", number, want), func() (bool, string) {
-		comments, _, err := api.ListIssueComments("ops", "infra", number, sdk.ListIssueCommentOptions{})
+		comments, _, err := r.api.ListIssueComments(r.owner(), "infra", number, sdk.ListIssueCommentOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
@@ -301,4 +356,90 @@ func waitClosed(t *testing.T, c client.Client, id string) {
 		s := d.GetWorkflowExecutionInfo().GetStatus()
 		return s == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, s.String()
 	})
+}
+
+// Under approval: pull-request an allowed reviewer's approval on the forge
+// decides the run of the merge when it plans what was previewed: it
+// applies without a decision here, recording the pull request and the
+// reviewer. Four eyes refuses the approval of whoever wrote the commits,
+// and a merge whose plan differs from the preview asks as a manual stack
+// does.
+func TestPullRequestApprovalsDecideOnGitea(t *testing.T) {
+	const branch = "e2e-pull-approvals"
+	g := gitea(t)
+	owner, _ := giteaUser(t, g, "pr-ops", true)
+	alice, aliceAPI := giteaUser(t, g, "pr-alice", false)
+	bob, bobAPI := giteaUser(t, g, "pr-bob", false)
+	carol, carolAPI := giteaUser(t, g, "pr-carol", false)
+	ctx := t.Context()
+	decide := func(c client.Client, id string) {
+		if _, err := starter.Decide(ctx, c, id, signedBy("bob", true, "approved here")); err != nil {
+			t.Fatalf("approve %s: %v", id, err)
+		}
+	}
+	r := newForgeRepo(t, branch, owner, alice, config.Stack{
+		Name: "site-reviewed", Approval: config.ApprovalPullRequest, Approvers: []string{"alice", "bob", "carol"}, FourEyes: true,
+	}, decide, bob, carol)
+	approve := func(api *sdk.Client, number int64, head string) {
+		t.Helper()
+		if _, _, err := api.CreatePullReview(r.owner(), "infra", number, sdk.CreatePullReviewOptions{State: sdk.ReviewStateApproved, Body: "lgtm", CommitID: head}); err != nil {
+			t.Fatalf("approve #%d: %v", number, err)
+		}
+	}
+	open := func(api *sdk.Client, title string) int64 {
+		t.Helper()
+		pr, _, err := api.CreatePullRequest(r.owner(), "infra", sdk.CreatePullRequestOption{Head: "feature", Base: branch, Title: title})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pr.Index
+	}
+
+	// bob approves alice's pull request as previewed: no decision here.
+	r.feature()
+	head := r.push("origin", "Serve v2", r.stackYAML("v2"))
+	n := open(aliceAPI, "Serve v2")
+	r.waitStatus(t, head, "changeops/site-reviewed")
+	approve(bobAPI, n, head)
+	id := contract.ChangeWorkflowID(branch, r.merge(t, n))
+	run := waitState(t, r.c, id, 2*time.Minute, contract.StateSucceeded, contract.StateFailed, contract.StateAwaitingApproval)
+	if d := run.Status.Decision; run.State != contract.StateSucceeded || d == nil || d.User != "bob" || d.Method != "forge" ||
+		!strings.Contains(d.Comment, fmt.Sprintf("#%d", n)) {
+		t.Fatalf("run of the approved merge: %s, decision %+v, approvals %+v; want succeeded, decided by bob on #%d", run.State, d, run.Status.PullApprovals, n)
+	}
+	if got, err := os.ReadFile(r.out); err != nil || string(got) != "v2" {
+		t.Fatalf("deployed file = %q, %v; want v2", got, err)
+	}
+	recordHistory(t, r.c, id, "change_approved_on_pull_request.json")
+
+	// carol opens a pull request of alice's commits, and alice approves
+	// it: under four eyes her approval does not count, so the run asks.
+	r.feature()
+	head = r.push("origin", "Serve v3", r.stackYAML("v3"))
+	n = open(carolAPI, "Serve v3")
+	r.waitStatus(t, head, "changeops/site-reviewed")
+	approve(aliceAPI, n, head)
+	id = contract.ChangeWorkflowID(branch, r.merge(t, n))
+	run = waitState(t, r.c, id, 2*time.Minute, contract.StateAwaitingApproval, contract.StateSucceeded, contract.StateFailed)
+	if p := run.Status.PullApprovals; run.State != contract.StateAwaitingApproval || p == nil || len(p.Approvers) != 0 ||
+		len(p.Refused) != 1 || !strings.Contains(p.Refused[0], "alice wrote or merged its commits (email alice@example.com; four eyes)") {
+		t.Fatalf("run of a merge approved by its commits' author: %s, approvals %+v; want awaiting approval, alice refused", run.State, run.Status.PullApprovals)
+	}
+	decide(r.c, id)
+	waitState(t, r.c, id, 2*time.Minute, contract.StateSucceeded)
+
+	// bob approves what was previewed, then a push the preview never saw
+	// (its webhook lost) is merged: the plan differs, so the run asks.
+	r.feature()
+	head = r.push("origin", "Serve v4", r.stackYAML("v4"))
+	n = open(aliceAPI, "Serve v4")
+	r.waitStatus(t, head, "changeops/site-reviewed")
+	approve(bobAPI, n, head)
+	r.hook(t, false)
+	r.push("origin", "Serve v5 after all", r.stackYAML("v5"))
+	id = contract.ChangeWorkflowID(branch, r.merge(t, n))
+	run = waitState(t, r.c, id, 2*time.Minute, contract.StateAwaitingApproval, contract.StateSucceeded, contract.StateFailed)
+	if p := run.Status.Previewed; run.State != contract.StateAwaitingApproval || p == nil || p.Same || run.Status.PullApprovals != nil {
+		t.Fatalf("run of a merge that differs from its preview: %s, compared %+v, approvals %+v; want awaiting approval, approvals not read", run.State, p, run.Status.PullApprovals)
+	}
 }

@@ -388,6 +388,9 @@ func (r *run) approve(ctx workflow.Context) (ChangeResult, bool) {
 		return r.finish(ctx, contract.StateFailed, fmt.Sprintf(
 			"no approver is allowed on all of %s: give these stacks a common approver in the config", strings.Join(ap.Stacks, ", "))), false
 	}
+	if ap.PullRequest > 0 && r.approvedOnPullRequest(ctx) {
+		return ChangeResult{}, true
+	}
 	decided, err := r.ask(ctx, notify.Ask{})
 	if err != nil {
 		return r.finish(ctx, contract.StateFailed, "waiting for approval: "+err.Error()), false

@@ -79,6 +79,10 @@ type Approval struct {
 	FourEyes  bool
 	Timeout   time.Duration
 	Deadline  time.Time
+	// PullRequest is how many approvals on the pull request make the
+	// decision, when every stack that asks has approval: pull-request;
+	// 0 otherwise.
+	PullRequest int `json:",omitempty"`
 }
 
 // Step is one state the run entered, with when.
@@ -132,6 +136,9 @@ type Status struct {
 	// Previewed compares the plans with the preview of the pull request
 	// the commit merged (docs/pull-requests.md); nil when not compared.
 	Previewed *activities.PreviewComparison `json:",omitempty"`
+	// PullApprovals are the approvals on the pull request, when they were
+	// read (approval: pull-request): whose count, and why others do not.
+	PullApprovals *activities.PullApprovalsResult `json:",omitempty"`
 	// Window is the run's change window: the last check, and the votes
 	// to override it; nil until the run first checked (workflows/window.go).
 	Window *WindowStatus `json:",omitempty"`

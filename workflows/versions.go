@@ -31,6 +31,7 @@ const (
 	VersionEnqueueRuns             = "enqueue-runs"              // watcher; old: runs do not enter stack queues
 	VersionHoldOnRewrite           = "hold-on-rewrite"           // watcher; old: a force push is reported and polling continues
 	VersionComparePreview          = "compare-preview"           // old: plans are not compared with the pull request's preview
+	VersionPullRequestApprovals    = "pull-request-approvals"    // old: approval: pull-request did not exist
 )
 
 // versionedChanges lists the change IDs above, for the replay test.
@@ -38,5 +39,5 @@ var versionedChanges = []string{
 	VersionAsyncNotifications, VersionStackQueues, VersionSkipEmptyPlans, VersionRollback,
 	VersionRestoredCommitAttribute, VersionUnappliedNoRollback, VersionAskQueuesAgain, VersionChangeWindows,
 	VersionSignedDecisionPrefix, VersionHealOverrideAsks, VersionReportPollOutage, VersionEnqueueRuns,
-	VersionHoldOnRewrite, VersionComparePreview,
+	VersionHoldOnRewrite, VersionComparePreview, VersionPullRequestApprovals,
 }
