@@ -18,6 +18,7 @@ import (
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/internal/forge"
 	"github.com/changeops/changeops/internal/forge/gitea"
+	"github.com/changeops/changeops/internal/forge/github"
 	"github.com/changeops/changeops/internal/gitrepo"
 	"github.com/changeops/changeops/internal/notify"
 	"github.com/changeops/changeops/internal/pulumienv"
@@ -101,18 +102,23 @@ func OpenForges(cfg *config.Config, hc *http.Client) (map[string]forge.Forge, er
 		if r.Forge == nil {
 			continue
 		}
-		switch r.Forge.Kind {
-		case config.ForgeGitea:
-			f, err := gitea.New(r.Forge.URL, cfg.ForgeToken(r.Name), r.Forge.Project, hc)
-			if err != nil {
-				return nil, fmt.Errorf("repository %q: %w", r.Name, err)
-			}
-			out[r.Name] = f
-		default:
-			return nil, fmt.Errorf("repository %q: forge kind %s has no adapter yet: use gitea", r.Name, r.Forge.Kind)
+		f, err := openForge(r.Forge, cfg.ForgeToken(r.Name), hc)
+		if err != nil {
+			return nil, fmt.Errorf("repository %q: %w", r.Name, err)
 		}
+		out[r.Name] = f
 	}
 	return out, nil
+}
+
+func openForge(f *config.Forge, token string, hc *http.Client) (forge.Forge, error) {
+	switch f.Kind {
+	case config.ForgeGitea:
+		return gitea.New(f.URL, token, f.Project, hc)
+	case config.ForgeGitHub:
+		return github.New(f.URL, token, f.Project, hc)
+	}
+	return nil, fmt.Errorf("forge kind %s has no adapter yet: use gitea or github", f.Kind)
 }
 
 // git returns a repository's cache.

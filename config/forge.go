@@ -50,12 +50,12 @@ func (f *Forge) applyDefaults(repoURL string) {
 func (f *Forge) validate(at string, bad func(string, ...any)) {
 	at += ".forge"
 	switch {
-	case f.Kind == ForgeGitHub || f.Kind == ForgeGitLab:
+	case f.Kind == ForgeGitLab:
 		// Named so that configurations can be written ahead; refused
-		// until their adapters exist.
-		bad("%s.kind %s has no adapter yet: only gitea (also for Forgejo) previews pull requests", at, f.Kind)
-	case !slices.Contains([]string{ForgeGitea}, f.Kind):
-		bad("%s.kind %q is not a forge: use gitea (also for Forgejo)", at, f.Kind)
+		// until its adapter exists.
+		bad("%s.kind %s has no adapter yet: use gitea (also for Forgejo) or github", at, f.Kind)
+	case !slices.Contains([]string{ForgeGitea, ForgeGitHub}, f.Kind):
+		bad("%s.kind %q is not a forge: use gitea (also for Forgejo) or github", at, f.Kind)
 	}
 	if u, err := url.Parse(f.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		bad("%s.url %q is not an http(s) URL: give the forge's root, like https://gitea.example.com", at, f.URL)
