@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -112,7 +113,15 @@ func (a *Activities) PreparePull(ctx context.Context, in PullInput) (PullPlan, e
 	if err != nil {
 		return PullPlan{}, err
 	}
-	plan := PullPlan{Number: in.Number, Title: pr.Title, Author: pr.Author, URL: pr.URL, Head: pr.Head, Branch: pr.Base}
+	// What the forge says goes into statuses, comments and the history:
+	// a head that is not a commit ID is refused, and the base must be a
+	// tracked branch (below) to go further.
+	if !isCommitID(pr.Head) {
+		return PullPlan{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("the forge says pull request #%d's head is %.80q, which is not a commit ID", in.Number, pr.Head), ErrStackInvalid, nil)
+	}
+	pr.URL = forge.Bound(pr.URL, 500)
+	plan := PullPlan{Number: in.Number, Title: pr.Title, Author: pr.Author, URL: pr.URL, Head: pr.Head, Branch: forge.Bound(pr.Base, 255)}
 	switch {
 	case !pr.Open:
 		plan.Skipped = SkipClosed
@@ -493,6 +502,15 @@ func (c PreviewComparison) Described() string {
 		return fmt.Sprintf("as previewed on #%d", c.Number)
 	}
 	return fmt.Sprintf("differs from the preview on #%d: %s", c.Number, strings.Join(c.Differences, "; "))
+}
+
+// isCommitID says whether s is a full SHA-1 or SHA-256 commit ID.
+func isCommitID(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -201,7 +201,7 @@ func (r *Repo) Approvals(ctx context.Context, number int) ([]forge.Approval, err
 		if rv.State != sdk.ReviewStateApproved || rv.Dismissed || rv.Reviewer == nil {
 			continue
 		}
-		out = append(out, forge.Approval{User: forge.Bound(rv.Reviewer.UserName, 100), Commit: rv.CommitID, Stale: rv.Stale})
+		out = append(out, forge.Approval{User: forge.Bound(rv.Reviewer.UserName, 100), Commit: forge.Bound(rv.CommitID, 64), Stale: rv.Stale})
 	}
 	return out, nil
 }

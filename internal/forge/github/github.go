@@ -180,7 +180,7 @@ func (r *Repo) Approvals(ctx context.Context, number int) ([]forge.Approval, err
 	var out []forge.Approval
 	for _, login := range order {
 		if rv := latest[login]; rv.GetState() == "APPROVED" {
-			out = append(out, forge.Approval{User: forge.Bound(login, 100), Commit: rv.GetCommitID()})
+			out = append(out, forge.Approval{User: forge.Bound(login, 100), Commit: forge.Bound(rv.GetCommitID(), 64)})
 		}
 	}
 	return out, nil
