@@ -19,6 +19,7 @@ import (
 	"github.com/changeops/changeops/internal/forge"
 	"github.com/changeops/changeops/internal/forge/gitea"
 	"github.com/changeops/changeops/internal/forge/github"
+	"github.com/changeops/changeops/internal/forge/gitlab"
 	"github.com/changeops/changeops/internal/gitrepo"
 	"github.com/changeops/changeops/internal/notify"
 	"github.com/changeops/changeops/internal/pulumienv"
@@ -117,8 +118,10 @@ func openForge(f *config.Forge, token string, hc *http.Client) (forge.Forge, err
 		return gitea.New(f.URL, token, f.Project, hc)
 	case config.ForgeGitHub:
 		return github.New(f.URL, token, f.Project, hc)
+	case config.ForgeGitLab:
+		return gitlab.New(f.URL, token, f.Project, hc)
 	}
-	return nil, fmt.Errorf("forge kind %s has no adapter yet: use gitea or github", f.Kind)
+	return nil, fmt.Errorf("forge kind %q has no adapter", f.Kind)
 }
 
 // git returns a repository's cache.

@@ -49,13 +49,8 @@ func (f *Forge) applyDefaults(repoURL string) {
 
 func (f *Forge) validate(at string, bad func(string, ...any)) {
 	at += ".forge"
-	switch {
-	case f.Kind == ForgeGitLab:
-		// Named so that configurations can be written ahead; refused
-		// until its adapter exists.
-		bad("%s.kind %s has no adapter yet: use gitea (also for Forgejo) or github", at, f.Kind)
-	case !slices.Contains([]string{ForgeGitea, ForgeGitHub}, f.Kind):
-		bad("%s.kind %q is not a forge: use gitea (also for Forgejo) or github", at, f.Kind)
+	if !slices.Contains([]string{ForgeGitea, ForgeGitHub, ForgeGitLab}, f.Kind) {
+		bad("%s.kind %q is not a forge: use gitea (also for Forgejo), github or gitlab", at, f.Kind)
 	}
 	if u, err := url.Parse(f.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		bad("%s.url %q is not an http(s) URL: give the forge's root, like https://gitea.example.com", at, f.URL)

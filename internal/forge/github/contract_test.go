@@ -2,15 +2,12 @@ package github
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/changeops/changeops/internal/forge"
+	"github.com/changeops/changeops/internal/forge/forgetest"
 )
 
 // Contract tests: the adapter against GitHub's documented REST responses
@@ -18,51 +15,24 @@ import (
 // local server that also records what the adapter sent. They check the
 // adapter reads and writes GitHub's documented shapes; they are not a
 // substitute for a real GitHub (the end-to-end tests run a real Gitea).
-type recorded struct {
-	method, path, body string
-}
-
-func documented(t *testing.T) (*Repo, *[]recorded) {
+func documented(t *testing.T) (*Repo, *forgetest.Server) {
 	t.Helper()
-	var mu sync.Mutex
-	var got []recorded
-	serve := func(file string) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			body, _ := io.ReadAll(r.Body)
-			mu.Lock()
-			got = append(got, recorded{r.Method, r.URL.Path, string(body)})
-			mu.Unlock()
-			if r.Header.Get("Authorization") != "Bearer t0ken" {
-				http.Error(w, `{"message":"Bad credentials"}`, http.StatusUnauthorized)
-				return
-			}
-			b, err := os.ReadFile("testdata/" + file)
-			if err != nil {
-				t.Error(err)
-			}
-			w.Header().Set("Content-Type", "application/json")
-			if r.Method == http.MethodPost {
-				w.WriteHeader(http.StatusCreated)
-			}
-			w.Write(b)
-		}
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /api/v3/repos/octocat/Hello-World/pulls/1347", serve("pull.json"))
-	mux.Handle("GET /api/v3/repos/octocat/Hello-World/pulls/1347/reviews", serve("reviews.json"))
-	mux.Handle("GET /api/v3/user", serve("user.json"))
-	mux.Handle("GET /api/v3/repos/octocat/Hello-World/issues/1347/comments", serve("comments.json"))
-	mux.Handle("PATCH /api/v3/repos/octocat/Hello-World/issues/comments/{id}", serve("comment.json"))
-	mux.Handle("POST /api/v3/repos/octocat/Hello-World/issues/1347/comments", serve("comment.json"))
-	mux.Handle("POST /api/v3/repos/octocat/Hello-World/statuses/{sha}", serve("status.json"))
-	mux.Handle("GET /api/v3/repos/octocat/Hello-World/commits/{sha}/pulls", serve("commit_pulls.json"))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	const repo = "GET /api/v3/repos/octocat/Hello-World"
+	srv := forgetest.Serve(t, map[string]string{
+		repo + "/pulls/1347":           "pull.json",
+		repo + "/pulls/1347/reviews":   "reviews.json",
+		"GET /api/v3/user":             "user.json",
+		repo + "/issues/1347/comments": "comments.json",
+		"PATCH /api/v3/repos/octocat/Hello-World/issues/comments/2":                                "comment.json",
+		"POST /api/v3/repos/octocat/Hello-World/issues/1347/comments":                              "comment.json",
+		"POST /api/v3/repos/octocat/Hello-World/statuses/6dcb09b5b57875f334f61aebed695e2e4193db5e": "status.json",
+		repo + "/commits/e5bd3914e2e596debea16f433f57875b5b90bcd6/pulls":                           "commit_pulls.json",
+	}, func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer t0ken" })
 	r, err := New(srv.URL+"/api/v3", "t0ken", "octocat/Hello-World", srv.Client())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r, &got
+	return r, srv
 }
 
 func TestGitHubContractPullRequest(t *testing.T) {
@@ -98,13 +68,13 @@ func TestGitHubContractUpsertCommentEditsOnlyItsOwn(t *testing.T) {
 	if err := r.UpsertComment(t.Context(), 1347, "<!-- changeops:preview -->", "new body"); err != nil {
 		t.Fatal(err)
 	}
-	last := (*got)[len(*got)-1]
-	if last.method != http.MethodPatch || last.path != "/api/v3/repos/octocat/Hello-World/issues/comments/2" {
-		t.Fatalf("last request %s %s, want PATCH of comment 2", last.method, last.path)
+	last := got.Last()
+	if last.Method != http.MethodPatch || last.Path != "/api/v3/repos/octocat/Hello-World/issues/comments/2" {
+		t.Fatalf("last request %s %s, want PATCH of comment 2", last.Method, last.Path)
 	}
 	var body struct{ Body string }
-	if err := json.Unmarshal([]byte(last.body), &body); err != nil || body.Body != "new body" {
-		t.Fatalf("edit body = %q, %v", last.body, err)
+	if err := json.Unmarshal([]byte(last.Body), &body); err != nil || body.Body != "new body" {
+		t.Fatalf("edit body = %q, %v", last.Body, err)
 	}
 }
 
@@ -116,14 +86,14 @@ func TestGitHubContractStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	last := (*got)[len(*got)-1]
+	last := got.Last()
 	var st struct{ State, Description, Context string }
-	if err := json.Unmarshal([]byte(last.body), &st); err != nil {
+	if err := json.Unmarshal([]byte(last.Body), &st); err != nil {
 		t.Fatal(err)
 	}
-	if last.path != "/api/v3/repos/octocat/Hello-World/statuses/6dcb09b5b57875f334f61aebed695e2e4193db5e" ||
+	if last.Path != "/api/v3/repos/octocat/Hello-World/statuses/6dcb09b5b57875f334f61aebed695e2e4193db5e" ||
 		st.State != "failure" || st.Context != "changeops/web" || len(st.Description) > 140 {
-		t.Fatalf("status sent to %s: %+v (%d bytes of description)", last.path, st, len(st.Description))
+		t.Fatalf("status sent to %s: %+v (%d bytes of description)", last.Path, st, len(st.Description))
 	}
 }
 
