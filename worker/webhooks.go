@@ -19,6 +19,7 @@ import (
 
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/contract"
+	forgeapi "github.com/changeops/changeops/internal/forge"
 	"github.com/changeops/changeops/workflows"
 )
 
@@ -246,16 +247,8 @@ func parsePull(body []byte) (pullEvent, error) {
 	if out.number <= 0 || out.branch == "" {
 		return pullEvent{}, errors.New("pull request body names no number and base branch")
 	}
-	out.action = forgeBound(out.action)
+	out.action = forgeapi.Bound(out.action, 40) // it reaches a signal's payload
 	return out, nil
-}
-
-// forgeBound keeps an action name short: it reaches a signal's payload.
-func forgeBound(s string) string {
-	if len(s) > 40 {
-		return s[:40]
-	}
-	return s
 }
 
 // repoOf finds the configured repository a push is for, by the URLs the
