@@ -85,8 +85,9 @@ type forgeRepo struct {
 // newForgeRepo creates owner/infra on Gitea, pushed to by pusher (a
 // collaborator, like each of collaborators), with the site stack deployed
 // by the branch's first run (approved by decide when the stack asks), and
-// Gitea's webhook to the worker.
-func newForgeRepo(t *testing.T, branch string, owner, pusher giteatest.User, stack config.Stack, decide func(c client.Client, id string), collaborators ...giteatest.User) *forgeRepo {
+// Gitea's webhook to the worker. prepare, when set, changes the
+// configuration before the worker starts.
+func newForgeRepo(t *testing.T, branch string, owner, pusher giteatest.User, stack config.Stack, prepare func(*config.Config), decide func(c client.Client, id string), collaborators ...giteatest.User) *forgeRepo {
 	t.Helper()
 	g := gitea(t)
 	api, err := g.Client(owner)
@@ -121,6 +122,9 @@ func newForgeRepo(t *testing.T, branch string, owner, pusher giteatest.User, sta
 	r.cfg.Secrets.ForgeTokens = map[string]string{"": owner.Token}
 	r.cfg.Secrets.GitUsername, r.cfg.Secrets.GitPassword = owner.Name, owner.Password
 	r.cfg.Webhooks.GiteaSecretEnv, r.cfg.Secrets.GiteaSecret = "E2E_GITEA_HOOK", "hook-secret"
+	if prepare != nil {
+		prepare(r.cfg)
+	}
 	if err := r.cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +193,9 @@ func TestPullRequestPreviewOnGitea(t *testing.T) {
 	ops, _ := giteaUser(t, g, "ops", true) // owns the repository; changeops' token
 	alice, aliceAPI := giteaUser(t, g, "alice", false)
 	mallory, malloryAPI := giteaUser(t, g, "mallory", false)
-	r := newForgeRepo(t, branch, ops, alice, config.Stack{Name: "site-pr", Approval: config.ApprovalAuto}, nil)
+	var ws *workspace
+	r := newForgeRepo(t, branch, ops, alice, config.Stack{Name: "site-pr", Approval: config.ApprovalAuto},
+		func(cfg *config.Config) { ws = slackWorkspace(t, cfg) }, nil)
 	opsAPI, remote, c, out, push, stackYAML := r.api, r.remote, r.c, r.out, r.push, r.stackYAML
 
 	remote.Git(remote.Clone, "checkout", "-q", "-b", "feature")
@@ -203,6 +209,18 @@ func TestPullRequestPreviewOnGitea(t *testing.T) {
 		t.Fatalf("status of %s = %s %q, want success +0 ~1 -0", head1[:7], status.State, status.Description)
 	}
 	first := r.waitComment(t, pr.Index, head1[:7])
+	// The same plan in the pull request's Slack thread.
+	waitFor(t, 30*time.Second, "the preview in Slack", func() (bool, string) {
+		parent, ok := ws.parentOf(head1[:7])
+		if !ok {
+			return false, fmt.Sprintf("no parent message; channel: %v", ws.parents())
+		}
+		if !strings.Contains(parent.Text, fmt.Sprintf("Pull request #%d", pr.Index)) {
+			return false, parent.Text
+		}
+		msgs := ws.thread(parent.TS)
+		return len(msgs) > 0 && strings.Contains(msgs[len(msgs)-1].Text, head1[:7]), fmt.Sprintf("thread %v", msgs)
+	})
 	if !strings.Contains(first.Body, "| site-pr | +0 ~1 -0 |") || !strings.Contains(first.Body, `"v2"`) {
 		t.Fatalf("comment lacks the stack's plan and its diff:\n%s", first.Body)
 	}
@@ -379,7 +397,7 @@ func TestPullRequestApprovalsDecideOnGitea(t *testing.T) {
 	}
 	r := newForgeRepo(t, branch, owner, alice, config.Stack{
 		Name: "site-reviewed", Approval: config.ApprovalPullRequest, Approvers: []string{"alice", "bob", "carol"}, FourEyes: true,
-	}, decide, bob, carol)
+	}, nil, decide, bob, carol)
 	approve := func(api *sdk.Client, number int64, head string) {
 		t.Helper()
 		if _, _, err := api.CreatePullReview(r.owner(), "infra", number, sdk.CreatePullReviewOptions{State: sdk.ReviewStateApproved, Body: "lgtm", CommitID: head}); err != nil {

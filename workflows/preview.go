@@ -10,6 +10,7 @@ import (
 
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/notify"
 )
 
 // previewsPerRun bounds a preview's history: after this many previews it
@@ -46,6 +47,9 @@ type PreviewStatus struct {
 	Previews   int
 	Superseded int
 	At         time.Time
+	// Thread is the pull request's thread in Slack: every preview of it
+	// goes there.
+	Thread notify.Thread `json:",omitzero"`
 }
 
 // States of a preview.
@@ -165,6 +169,7 @@ func (p *preview) run(ctx workflow.Context) (closed bool) {
 	}
 	p.st.Stacks = plans
 	p.report(ctx)
+	p.announce(ctx)
 	if ctx.Err() == nil {
 		p.st.State = PreviewPreviewed
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Previewed #%d at %s", p.in.Number, contract.ShortSHA(plan.Head)))
@@ -178,6 +183,38 @@ func (p *preview) report(ctx workflow.Context) {
 		a.ReportPull, activities.PullReport{Repo: p.in.Repo, Plan: p.st.Plan, Stacks: p.st.Stacks}).Get(ctx, nil)
 	if err != nil && ctx.Err() == nil {
 		workflow.GetLogger(ctx).Warn("comment on pull request", "number", p.in.Number, "error", err)
+	}
+}
+
+// announce posts the plan to the pull request's Slack thread (or the log).
+func (p *preview) announce(ctx workflow.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	plan := p.st.Plan
+	var names []string
+	var plans []activities.PlanResult
+	var failed []string
+	for _, s := range p.st.Stacks {
+		names = append(names, s.Stack)
+		if s.Error != "" {
+			failed = append(failed, s.Stack+": "+s.Error)
+			continue
+		}
+		plans = append(plans, s.PlanResult)
+	}
+	detail := fmt.Sprintf("pull request #%d merged into %s at %s: %s", p.in.Number, plan.Branch, contract.ShortSHA(plan.BranchHead), plan.URL)
+	if len(failed) > 0 {
+		detail += "\n" + strings.Join(failed, "\n")
+	}
+	th, ok := deliver(ctx, notify.Event{
+		Kind: notify.KindPlanned, RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, Branch: plan.Branch, Commit: plan.Head,
+		Subject: fmt.Sprintf("Pull request #%d: %s", p.in.Number, plan.Title), Author: plan.Author, Stacks: names,
+		State: "previewed", Step: "preview of #" + fmt.Sprint(p.in.Number), Detail: detail, URL: p.link(ctx),
+		Thread: p.st.Thread, Plans: notePlans(plans),
+	})
+	if ok {
+		p.st.Thread = th
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/notify"
 )
 
 // A push while a preview runs cancels it and previews the new head; the
@@ -41,6 +42,13 @@ func TestPreviewIsSupersededByANewPushAndEndsWhenClosed(t *testing.T) {
 	})
 	env.OnActivity(a.PreviewPull, mock.Anything, mock.Anything).After(time.Minute).Return(func(_ context.Context, in activities.PullStackInput) (activities.PullStackPlan, error) {
 		return activities.PullStackPlan{PlanResult: activities.PlanResult{Stack: in.Stack.Name, Update: 1, Steps: "steps-" + in.Head}}, nil
+	})
+	var announced []string
+	env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, e notify.Event) (notify.Thread, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		announced = append(announced, e.Commit)
+		return notify.Thread{Channel: "C1", ParentTS: "1.0"}, nil
 	})
 	env.OnActivity(a.ReportPull, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PullReport) error {
 		mu.Lock()
@@ -78,10 +86,10 @@ func TestPreviewIsSupersededByANewPushAndEndsWhenClosed(t *testing.T) {
 	}
 	// The test environment runs a cancelled activity's mock to its end
 	// anyway; what counts is that its result was dropped.
-	if want := []string{"head2"}; !slices.Equal(reported, want) {
-		t.Fatalf("reported %q, want only %q: the first preview was superseded", reported, want)
+	if want := []string{"head2"}; !slices.Equal(reported, want) || !slices.Equal(announced, want) {
+		t.Fatalf("reported %q and announced %q, want only %q: the first preview was superseded", reported, announced, want)
 	}
-	if mid.State != PreviewPreviewed || mid.Superseded != 1 || mid.Previews != 2 || len(mid.Stacks) != 1 || mid.Stacks[0].Steps != "steps-head2" {
+	if mid.State != PreviewPreviewed || mid.Superseded != 1 || mid.Previews != 2 || len(mid.Stacks) != 1 || mid.Stacks[0].Steps != "steps-head2" || mid.Thread.ParentTS != "1.0" {
 		t.Fatalf("status after the second preview = %+v", mid)
 	}
 }
