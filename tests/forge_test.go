@@ -234,6 +234,23 @@ func TestPullRequestPreviewOnGitea(t *testing.T) {
 	if second.ID != first.ID {
 		t.Fatalf("the second preview posted comment %d, want comment %d updated in place", second.ID, first.ID)
 	}
+
+	// A program that does not compile: a failure status with Pulumi's
+	// error, and the comment says so; the next push previews again.
+	broken := push("origin", "Use a resource type that does not exist", map[string]string{"stacks/site/Pulumi.yaml": siteProgram(nil,
+		"  page:\n    type: changeops:index:Nope\n    properties:\n      path: /tmp/x\n")})
+	if status := r.waitStatus(t, broken, "changeops/site-pr"); status.State != sdk.StatusFailure || !strings.Contains(status.Description, "Nope") {
+		t.Fatalf("status of the broken program = %s %q, want a failure naming the type", status.State, status.Description)
+	}
+	if c := r.waitComment(t, pr.Index, broken[:7]); !strings.Contains(c.Body, "| site-pr | failed: ") {
+		t.Fatalf("comment on the broken program:\n%s", c.Body)
+	}
+	remote.Git(remote.Clone, "revert", "--no-edit", "HEAD")
+	remote.Git(remote.Clone, "push", "-q", "origin", "HEAD:feature")
+	head2 = remote.Git(remote.Clone, "rev-parse", "HEAD")
+	if status := r.waitStatus(t, head2, "changeops/site-pr"); status.State != sdk.StatusSuccess {
+		t.Fatalf("status after the fix = %s %q, want success", status.State, status.Description)
+	}
 	var st workflows.PreviewStatus
 	if v, err := c.QueryWorkflow(t.Context(), contract.PreviewID("", int(pr.Index)), "", contract.PreviewQuery); err != nil {
 		t.Fatal(err)
