@@ -51,7 +51,10 @@ type PullPlan struct {
 	Author string
 	URL    string
 	Head   string // the pull request's head commit
-	Branch string
+	// HeadRef is the ref of the base repository holding Head
+	// (refs/pull/N/head, GitLab's refs/merge-requests/N/head).
+	HeadRef string `json:",omitempty"`
+	Branch  string
 	// BranchHead is the branch's head it was merged into, and Tree the
 	// merged tree.
 	BranchHead string
@@ -68,6 +71,7 @@ type PullStackInput struct {
 	Repo       string
 	Number     int
 	Head       string
+	HeadRef    string
 	BranchHead string
 	Tree       string
 	Stack      config.Stack
@@ -121,7 +125,7 @@ func (a *Activities) PreparePull(ctx context.Context, in PullInput) (PullPlan, e
 			fmt.Sprintf("the forge says pull request #%d's head is %.80q, which is not a commit ID", in.Number, pr.Head), ErrStackInvalid, nil)
 	}
 	pr.URL = forge.Bound(pr.URL, 500)
-	plan := PullPlan{Number: in.Number, Title: pr.Title, Author: pr.Author, URL: pr.URL, Head: pr.Head, Branch: forge.Bound(pr.Base, 255)}
+	plan := PullPlan{Number: in.Number, Title: pr.Title, Author: pr.Author, URL: pr.URL, Head: pr.Head, HeadRef: pr.HeadRef, Branch: forge.Bound(pr.Base, 255)}
 	switch {
 	case !pr.Open:
 		plan.Skipped = SkipClosed
@@ -254,7 +258,7 @@ func (a *Activities) previewPull(ctx context.Context, in PullStackInput) (PullSt
 	if !gitrepo.Exported(ws) {
 		// Another worker may have merged: the merge is computed again
 		// from the commits, and must give the same tree.
-		repo, release, err := cache.FetchWith(ctx, fmt.Sprintf("refs/pull/%d/head", in.Number))
+		repo, release, err := cache.FetchWith(ctx, in.HeadRef)
 		defer release()
 		if err != nil {
 			return out, gitError(err, in.Head, cache.URL())

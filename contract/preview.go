@@ -16,13 +16,12 @@ const (
 	PreviewMarker = "<!-- changeops:preview -->"
 )
 
-// PreviewID names the preview of a repository's pull request; the repo
-// block has no name, so its IDs read preview/<number>.
-func PreviewID(repo string, number int) string {
-	if repo == "" {
-		return "preview/" + strconv.Itoa(number)
-	}
-	return "preview/" + repo + "/" + strconv.Itoa(number)
+// PreviewID names the preview of a pull request by the repository's path
+// on its forge (repos[].forge.project, owner/name) and its number: unique
+// however the configuration names the repository, as the pull request's
+// own address is.
+func PreviewID(project string, number int) string {
+	return "preview/" + project + "/" + strconv.Itoa(number)
 }
 
 // PullRequestEvent is what a webhook says about a pull request; only a

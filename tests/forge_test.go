@@ -252,7 +252,7 @@ func TestPullRequestPreviewOnGitea(t *testing.T) {
 		t.Fatalf("status after the fix = %s %q, want success", status.State, status.Description)
 	}
 	var st workflows.PreviewStatus
-	if v, err := c.QueryWorkflow(t.Context(), contract.PreviewID("", int(pr.Index)), "", contract.PreviewQuery); err != nil {
+	if v, err := c.QueryWorkflow(t.Context(), contract.PreviewID(r.project, int(pr.Index)), "", contract.PreviewQuery); err != nil {
 		t.Fatal(err)
 	} else if err := v.Get(&st); err != nil {
 		t.Fatal(err)
@@ -287,7 +287,7 @@ func TestPullRequestPreviewOnGitea(t *testing.T) {
 	if _, _, err := malloryAPI.EditPullRequest("ops", "infra", forkPR.Index, sdk.EditPullRequestOption{State: &closed}); err != nil {
 		t.Fatal(err)
 	}
-	waitClosed(t, c, contract.PreviewID("", int(forkPR.Index)))
+	waitClosed(t, c, contract.PreviewID(r.project, int(forkPR.Index)))
 
 	// Merged: the change run plans what reviewers saw on the pull request,
 	// and says so; merging closed the pull request, which ends its preview.
@@ -300,7 +300,7 @@ func TestPullRequestPreviewOnGitea(t *testing.T) {
 		t.Fatalf("run of the merge compared with the preview = %+v, want the same as #%d", p, pr.Index)
 	}
 	recordHistory(t, c, contract.ChangeWorkflowID(branch, merged), "change_compared_with_preview.json")
-	waitClosed(t, c, contract.PreviewID("", int(pr.Index)))
+	waitClosed(t, c, contract.PreviewID(r.project, int(pr.Index)))
 
 	// A push whose webhook is lost: the preview shows the older head, and
 	// the run of the merge says what differs.

@@ -356,9 +356,10 @@ func accepted(w http.ResponseWriter, msg string) {
 // preview wakes a pull request's preview, starting it if it is not
 // running (signal-with-start: one preview per pull request).
 func (w *Worker) preview(ctx context.Context, repo string, ev contract.PullRequestEvent) error {
-	_, err := w.client.SignalWithStartWorkflow(ctx, contract.PreviewID(repo, ev.Number), contract.PullRequestSignal, ev,
+	id := contract.PreviewID(w.cfg.ForgeOf(repo).Project, ev.Number)
+	_, err := w.client.SignalWithStartWorkflow(ctx, id, contract.PullRequestSignal, ev,
 		client.StartWorkflowOptions{
-			ID:            contract.PreviewID(repo, ev.Number),
+			ID:            id,
 			TaskQueue:     w.cfg.Temporal.TaskQueue,
 			StaticSummary: fmt.Sprintf("Preview of pull request #%d", ev.Number),
 		},

@@ -156,7 +156,7 @@ func (p *preview) run(ctx workflow.Context) (closed bool) {
 		var res activities.PullStackPlan
 		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions("Preview "+s.Name+" for #"+fmt.Sprint(p.in.Number), 30*time.Minute, s)),
 			a.PreviewPull, activities.PullStackInput{
-				Repo: p.in.Repo, Number: p.in.Number, Head: plan.Head, BranchHead: plan.BranchHead, Tree: plan.Tree,
+				Repo: p.in.Repo, Number: p.in.Number, Head: plan.Head, HeadRef: plan.HeadRef, BranchHead: plan.BranchHead, Tree: plan.Tree,
 				Stack: s, TargetURL: p.link(ctx),
 			}).Get(ctx, &res)
 		if err != nil {
