@@ -223,11 +223,11 @@ func changedBetween(repo *git.Repository, commit string, tree plumbing.Hash) ([]
 	return paths, nil
 }
 
-// PreviewPull previews one stack at a pull request's merged tree. It never
-// takes the stack's lock (a DIY backend's preview takes none; a service
-// backend's preview is not an update) and never writes state: it only
-// selects the stack, and a stack that does not exist yet is reported, not
-// created. Its program runs with PreviewVars: the engine's settings and
+// PreviewPull previews one stack at a pull request's merged tree. It takes
+// no lock of changeops' own, and the engine's preview takes none on a DIY
+// backend (pkg/backend/diy locks for update, refresh and destroy only); it
+// writes no state: it only selects the stack, and a stack that does not
+// exist yet is reported, not created. Its program runs with PreviewVars: the engine's settings and
 // the stack's preview_env, none of the credentials its deployments get.
 func (a *Activities) PreviewPull(ctx context.Context, in PullStackInput) (PullStackPlan, error) {
 	f, err := a.forgeOf(in.Repo)
