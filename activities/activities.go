@@ -16,6 +16,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/changeops/changeops/config"
+	"github.com/changeops/changeops/internal/forge"
+	"github.com/changeops/changeops/internal/forge/gitea"
+	"github.com/changeops/changeops/internal/forge/github"
+	"github.com/changeops/changeops/internal/forge/gitlab"
 	"github.com/changeops/changeops/internal/gitrepo"
 	"github.com/changeops/changeops/internal/notify"
 	"github.com/changeops/changeops/internal/pulumienv"
@@ -32,6 +36,9 @@ type Activities struct {
 	HTTP     *http.Client
 	// Temporal answers visibility queries (a stack's last good commit).
 	Temporal client.Client
+	// Forges are the repositories' forges, by repos entry name, for
+	// previews of pull requests (OpenForges).
+	Forges map[string]forge.Forge
 	// HeartbeatEvery is how often long activities heartbeat.
 	HeartbeatEvery time.Duration
 	// QueueProbe is how often a stack's queue checks that the run holding
@@ -86,6 +93,35 @@ func OpenRepos(cfg *config.Config) map[string]*gitrepo.Repo {
 		})
 	}
 	return repos
+}
+
+// OpenForges makes the client of every repository's forge in cfg; nothing
+// touches the network until first use.
+func OpenForges(cfg *config.Config, hc *http.Client) (map[string]forge.Forge, error) {
+	out := map[string]forge.Forge{}
+	for _, r := range cfg.AllRepos() {
+		if r.Forge == nil {
+			continue
+		}
+		f, err := openForge(r.Forge, cfg.ForgeToken(r.Name), hc)
+		if err != nil {
+			return nil, fmt.Errorf("repository %q: %w", r.Name, err)
+		}
+		out[r.Name] = f
+	}
+	return out, nil
+}
+
+func openForge(f *config.Forge, token string, hc *http.Client) (forge.Forge, error) {
+	switch f.Kind {
+	case config.ForgeGitea:
+		return gitea.New(f.URL, token, f.Project, hc)
+	case config.ForgeGitHub:
+		return github.New(f.URL, token, f.Project, hc)
+	case config.ForgeGitLab:
+		return gitlab.New(f.URL, token, f.Project, hc)
+	}
+	return nil, fmt.Errorf("forge kind %q has no adapter", f.Kind)
 }
 
 // git returns a repository's cache.

@@ -68,6 +68,7 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 		ChangedPaths: paths,
 		ChangedCount: count,
 		Stacks:       stacks,
+		Forge:        a.Config.ForgeOf(in.Repo) != nil,
 	}, nil
 }
 

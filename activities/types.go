@@ -81,6 +81,9 @@ type InspectResult struct {
 	ChangedPaths []string
 	ChangedCount int
 	Stacks       []config.Stack // sorted by name
+	// Forge says the repository has a forge: the run compares its plans
+	// with the preview of the pull request it merged.
+	Forge bool `json:",omitempty"`
 }
 
 // MaxChangedPaths bounds the paths an InspectResult carries.

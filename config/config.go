@@ -21,7 +21,10 @@ import (
 
 // Approval policies.
 const (
-	ApprovalManual        = "manual"
+	ApprovalManual = "manual"
+	// ApprovalPullRequest: approvals on the forge's pull request count
+	// when the deployed plan is the previewed one; else as manual.
+	ApprovalPullRequest   = "pull-request"
 	ApprovalAuto          = "auto"
 	ApprovalOnDestructive = "on-destructive"
 )
@@ -76,6 +79,9 @@ type Repo struct {
 	// (deploy nothing until `changeops ack-rewrite`) or continue (resume from
 	// the new head at once). Either way it is reported.
 	OnRewrite string `yaml:"on_rewrite"`
+	// Forge is where the repository's pull requests are, for previews;
+	// nil: no previews.
+	Forge *Forge `yaml:"forge"`
 }
 
 // Temporal says where the Temporal frontend is.
@@ -136,14 +142,17 @@ type Stack struct {
 	Branch string `yaml:"branch"`
 	// AlsoWatch are globs (** allowed) of shared folders the stack uses: a
 	// change there plans the stack too.
-	AlsoWatch       []string `yaml:"also_watch"`
-	Stack           string   `yaml:"stack"`
-	Approval        string   `yaml:"approval"`
-	Approvers       []string `yaml:"approvers"`
-	FourEyes        bool     `yaml:"four_eyes"`
-	ApprovalTimeout Duration `yaml:"approval_timeout"`
-	Verify          []Check  `yaml:"verify"`
-	VerifyTimeout   Duration `yaml:"verify_timeout"`
+	AlsoWatch []string `yaml:"also_watch"`
+	Stack     string   `yaml:"stack"`
+	Approval  string   `yaml:"approval"`
+	Approvers []string `yaml:"approvers"`
+	// PullRequestApprovals is how many approvers' approvals on the pull
+	// request make the decision under approval: pull-request (default 1).
+	PullRequestApprovals int      `yaml:"pull_request_approvals" json:",omitempty"`
+	FourEyes             bool     `yaml:"four_eyes"`
+	ApprovalTimeout      Duration `yaml:"approval_timeout"`
+	Verify               []Check  `yaml:"verify"`
+	VerifyTimeout        Duration `yaml:"verify_timeout"`
 	// ApplyRetryFor is how long a preview or up that fails for a reason
 	// other than the program (a cloud API's throttling or 5xx, a dropped
 	// connection) is retried before the step fails.
@@ -162,6 +171,9 @@ type Stack struct {
 	// Env are more patterns of variables this stack's program, providers
 	// and command checks get, besides pulumi.env.
 	Env []string `yaml:"env"`
+	// PreviewEnv are the patterns of variables previews of pull requests
+	// get (none of Env or pulumi.env): give them read-only credentials.
+	PreviewEnv []string `yaml:"preview_env" json:",omitempty"`
 	// SecretsProvider encrypts the stack's secrets when changeops creates
 	// the stack: default (the backend's), passphrase, service, or a KMS
 	// URL (awskms://, azurekeyvault://, gcpkms://, hashivault://); an
@@ -290,6 +302,9 @@ type Secrets struct {
 	GiteaSecret        string
 	GenericSecret      string
 	TemporalAPIKey     string
+	// ForgeTokens are the repositories' forge tokens, by repos entry name
+	// ("" the repo block).
+	ForgeTokens map[string]string
 }
 
 // Creds are HTTP basic credentials of a repository.
@@ -438,6 +453,9 @@ func (c *Config) ApplyDefaults(base string) {
 	for i := range c.Stacks {
 		s := &c.Stacks[i]
 		setDefault(&s.Approval, ApprovalManual)
+		if s.Approval == ApprovalPullRequest && s.PullRequestApprovals == 0 {
+			s.PullRequestApprovals = 1
+		}
 		setDefault(&s.Drift, DriftNotify)
 		if r, ok := c.RepoByName(s.Repo); ok {
 			setDefault(&s.Branch, r.Branch)
@@ -477,6 +495,9 @@ func (r *Repo) applyDefaults(base string) {
 	// A repo URL that is a plain path is relative to the config file.
 	if r.URL != "" && !strings.Contains(r.URL, "://") && !strings.Contains(r.URL, "@") {
 		r.URL = absFrom(base, r.URL)
+	}
+	if r.Forge != nil {
+		r.Forge.applyDefaults(r.URL)
 	}
 }
 
@@ -527,6 +548,19 @@ func (c *Config) resolveSecrets(getenv func(string) string) error {
 	c.Secrets.GiteaSecret = get("webhooks.gitea_secret_env", c.Webhooks.GiteaSecretEnv, true)
 	c.Secrets.GenericSecret = get("webhooks.generic_secret_env", c.Webhooks.GenericSecretEnv, true)
 	c.Secrets.TemporalAPIKey = get("temporal.api_key_env", c.Temporal.APIKeyEnv, true)
+	for i, r := range c.AllRepos() {
+		if r.Forge == nil {
+			continue
+		}
+		at := "repo"
+		if i > 0 {
+			at = fmt.Sprintf("repos[%d]", i-1)
+		}
+		if c.Secrets.ForgeTokens == nil {
+			c.Secrets.ForgeTokens = map[string]string{}
+		}
+		c.Secrets.ForgeTokens[r.Name] = get(forgeField(at), r.Forge.TokenEnv, true)
+	}
 	if len(missing) > 0 {
 		return errors.New(strings.Join(missing, "; "))
 	}
@@ -605,8 +639,15 @@ func (c *Config) Validate() error {
 		}
 		switch s.Approval {
 		case ApprovalManual, ApprovalAuto, ApprovalOnDestructive:
+		case ApprovalPullRequest:
+			if c.ForgeOf(s.Repo) == nil {
+				bad("%s.approval is pull-request, but its repository has no forge: set forge (kind, url, token_env) on the repo block or its repos entry", at)
+			}
+			if s.PullRequestApprovals < 1 {
+				bad("%s.pull_request_approvals %d: use 1 or more", at, s.PullRequestApprovals)
+			}
 		default:
-			bad("%s.approval %q is not a policy: use manual, auto or on-destructive", at, s.Approval)
+			bad("%s.approval %q is not a policy: use manual, auto, on-destructive or pull-request", at, s.Approval)
 		}
 		if s.Approval != ApprovalAuto && len(s.Approvers) == 0 {
 			bad("%s.approvers is empty but approval is %s: list who may approve (people entries, Slack user or user group IDs)", at, s.Approval)
@@ -676,6 +717,9 @@ func (r *Repo) validate(at string, bad func(string, ...any)) {
 	}
 	if (r.UsernameEnv == "") != (r.PasswordEnv == "") {
 		bad("%s.username_env and %s.password_env go together: set both or neither", at, at)
+	}
+	if r.Forge != nil {
+		r.Forge.validate(at, bad)
 	}
 }
 

@@ -112,5 +112,6 @@ func (c *Config) validateEnv(bad func(string, ...any)) {
 			at = fmt.Sprintf("stacks[%d] (%s)", i, s.Name)
 		}
 		check(at+".env", s.Env)
+		check(at+".preview_env", s.PreviewEnv)
 	}
 }

@@ -24,6 +24,9 @@ type Person struct {
 	// Keys are SSH public keys in authorized_keys form; `changeops approve`
 	// signs with the matching private key (a file or ssh-agent).
 	Keys []string `yaml:"keys"`
+	// Forge are the person's logins on the repositories' forges: their
+	// approvals of pull requests count under approval: pull-request.
+	Forge []string `yaml:"forge"`
 }
 
 // PersonByName finds a people entry.
@@ -74,6 +77,12 @@ func (c *Config) validatePeople(bad func(string, ...any)) {
 				bad("%s.emails[%d] %q is not an email address", at, j, e)
 			}
 			claim(at, "email", e, p.Name)
+		}
+		for j, l := range p.Forge {
+			if strings.TrimSpace(l) == "" || strings.ContainsAny(l, " \t\n") {
+				bad("%s.forge[%d] %q is not a forge login", at, j, l)
+			}
+			claim(at, "forge login", l, p.Name)
 		}
 		for j, n := range p.GitNames {
 			if strings.TrimSpace(n) == "" {

@@ -114,15 +114,20 @@ func testConfig(t *testing.T, url, branch string, stacks ...config.Stack) *confi
 
 // testPeople are the people of the end-to-end tests, each with a test key:
 // alice writes the commits (gittest's author), dave merges some of them
-// (their committer), bob, carol and mallory only decide.
+// (their committer), bob, carol and mallory only decide. alice, bob and
+// carol are pr-alice, pr-bob and pr-carol on the tests' Gitea.
 func testPeople() []config.Person {
-	return []config.Person{
+	people := []config.Person{
 		gatetest.Person("alice", "alice@example.com"),
 		gatetest.Person("bob", "bob@example.com"),
 		gatetest.Person("carol"),
 		gatetest.Person("dave", "dave@example.com"),
 		gatetest.Person("mallory"),
 	}
+	for i := range people[:3] {
+		people[i].Forge = []string{"pr-" + people[i].Name}
+	}
+	return people
 }
 
 // signedBy is name's decision as `changeops approve` makes it: signed

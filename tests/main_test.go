@@ -70,6 +70,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer srv.Stop()
+	defer stopGitea() // if a test started it
 	temporalURL = srv.Address()
 	return m.Run()
 }

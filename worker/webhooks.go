@@ -15,8 +15,12 @@ import (
 	"slices"
 	"strings"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/contract"
+	forgeapi "github.com/changeops/changeops/internal/forge"
+	"github.com/changeops/changeops/workflows"
 )
 
 // webhooks receives push notifications from forges. A delivery is trusted
@@ -37,6 +41,8 @@ type webhooks struct {
 	cfg    *config.Config
 	logger *slog.Logger
 	poke   func(ctx context.Context, w config.Watch) error
+	// preview wakes (or starts) a pull request's preview.
+	preview func(ctx context.Context, repo string, ev contract.PullRequestEvent) error
 	// bodies caps the deliveries read at once; nil: no cap.
 	bodies *bodyGate
 }
@@ -49,6 +55,8 @@ type forge struct {
 	verify func(r *http.Request, body []byte, secret string) bool
 	// isPush says whether the delivery's event is a push.
 	isPush func(r *http.Request) bool
+	// isPull says whether it is about a pull (merge) request; nil: never.
+	isPull func(r *http.Request) bool
 }
 
 var forges = []forge{
@@ -59,6 +67,7 @@ var forges = []forge{
 			return validHMAC(strings.TrimPrefix(r.Header.Get("X-Hub-Signature-256"), "sha256="), body, secret)
 		},
 		isPush: func(r *http.Request) bool { return r.Header.Get("X-GitHub-Event") == "push" },
+		isPull: func(r *http.Request) bool { return r.Header.Get("X-GitHub-Event") == "pull_request" },
 	},
 	{
 		name:   "gitlab",
@@ -67,6 +76,7 @@ var forges = []forge{
 			return subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Gitlab-Token")), []byte(secret)) == 1
 		},
 		isPush: func(r *http.Request) bool { return r.Header.Get("X-Gitlab-Event") == "Push Hook" },
+		isPull: func(r *http.Request) bool { return r.Header.Get("X-Gitlab-Event") == "Merge Request Hook" },
 	},
 	{
 		name:   "gitea",
@@ -75,6 +85,9 @@ var forges = []forge{
 			return validHMAC(r.Header.Get("X-Gitea-Signature"), body, secret)
 		},
 		isPush: func(r *http.Request) bool { return r.Header.Get("X-Gitea-Event") == "push" },
+		// Opened, pushed to (pull_request_sync), closed, reopened, edited:
+		// Gitea sends them all as pull_request.
+		isPull: func(r *http.Request) bool { return r.Header.Get("X-Gitea-Event") == "pull_request" },
 	},
 	{
 		name:   "generic",
@@ -131,6 +144,10 @@ func (h *webhooks) handler(f forge) http.HandlerFunc {
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
+		if f.isPull != nil && f.isPull(r) {
+			h.pull(w, r, body)
+			return
+		}
 		if !f.isPush(r) {
 			accepted(w, "not a push event: ignored")
 			return
@@ -161,6 +178,77 @@ func (h *webhooks) handler(f forge) http.HandlerFunc {
 		}
 		accepted(w, "watcher of "+p.branch+" poked")
 	}
+}
+
+// pull wakes the preview of a pull request into a tracked branch of a
+// repository with a forge. The delivery only says which pull request: the
+// preview reads it from the forge's API.
+func (h *webhooks) pull(w http.ResponseWriter, r *http.Request, body []byte) {
+	p, err := parsePull(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	repo, ok := h.repoOf(p.push)
+	if !ok {
+		accepted(w, "repository not tracked: ignored")
+		return
+	}
+	if h.cfg.ForgeOf(repo) == nil {
+		accepted(w, "repository has no forge configured (repos[].forge): pull request ignored")
+		return
+	}
+	if !slices.Contains(h.cfg.Watches(), config.Watch{Repo: repo, Branch: p.branch}) {
+		accepted(w, fmt.Sprintf("pull request into branch %q, which is not tracked: ignored", p.branch))
+		return
+	}
+	if err := h.preview(r.Context(), repo, contract.PullRequestEvent{Number: p.number, Action: p.action}); err != nil {
+		h.logger.Error("webhook: wake preview", "repo", repo, "number", p.number, "error", err)
+		http.Error(w, "preview unavailable; the next push to the pull request will try again", http.StatusServiceUnavailable)
+		return
+	}
+	accepted(w, fmt.Sprintf("preview of #%d woken", p.number))
+}
+
+// pullEvent is what a pull request delivery says: which one, into which
+// branch, of which repository.
+type pullEvent struct {
+	push   // branch: the base branch; urls: the base repository's
+	number int
+	action string
+}
+
+// parsePull reads a pull request delivery: GitHub's and Gitea's
+// ("number", "pull_request.base.ref", "repository") or GitLab's merge
+// request ("object_attributes.iid", ".target_branch", "project").
+func parsePull(body []byte) (pullEvent, error) {
+	var p struct {
+		Action      string `json:"action"`
+		Number      int    `json:"number"`
+		PullRequest struct {
+			Base struct {
+				Ref string `json:"ref"`
+			} `json:"base"`
+		} `json:"pull_request"`
+		Attrs struct {
+			IID          int    `json:"iid"`
+			TargetBranch string `json:"target_branch"`
+			Action       string `json:"action"`
+		} `json:"object_attributes"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		return pullEvent{}, fmt.Errorf("pull request body is not JSON: %w", err)
+	}
+	out := pullEvent{push: push{urls: repoURLs(body), isBranch: true}, number: p.Number, action: p.Action}
+	out.branch = p.PullRequest.Base.Ref
+	if p.Attrs.IID > 0 {
+		out.number, out.branch, out.action = p.Attrs.IID, p.Attrs.TargetBranch, p.Attrs.Action
+	}
+	if out.number <= 0 || out.branch == "" {
+		return pullEvent{}, errors.New("pull request body names no number and base branch")
+	}
+	out.action = forgeapi.Bound(out.action, 40) // it reaches a signal's payload
+	return out, nil
 }
 
 // repoOf finds the configured repository a push is for, by the URLs the
@@ -210,35 +298,17 @@ type push struct {
 
 // parsePush reads a push. Every forge (and the generic endpoint) sends
 // "ref": "refs/heads/<branch>"; the generic endpoint may send "branch" and
-// "repo" (a repos entry's name) instead. The repository's URLs are where
-// GitHub and Gitea ("repository") and GitLab ("project") put them.
+// "repo" (a repos entry's name) instead.
 func parsePush(body []byte) (push, error) {
-	type urls struct {
-		CloneURL   string `json:"clone_url"`
-		SSHURL     string `json:"ssh_url"`
-		HTMLURL    string `json:"html_url"`
-		GitHTTPURL string `json:"git_http_url"`
-		GitSSHURL  string `json:"git_ssh_url"`
-		WebURL     string `json:"web_url"`
-	}
 	var p struct {
-		Ref        string `json:"ref"`
-		Branch     string `json:"branch"`
-		Repo       string `json:"repo"`
-		Repository urls   `json:"repository"`
-		Project    urls   `json:"project"`
+		Ref    string `json:"ref"`
+		Branch string `json:"branch"`
+		Repo   string `json:"repo"`
 	}
 	if err := json.Unmarshal(body, &p); err != nil {
 		return push{}, fmt.Errorf("push body is not JSON: %w", err)
 	}
-	out := push{repoName: p.Repo}
-	for _, u := range []urls{p.Repository, p.Project} {
-		for _, s := range []string{u.CloneURL, u.SSHURL, u.HTMLURL, u.GitHTTPURL, u.GitSSHURL, u.WebURL} {
-			if s != "" {
-				out.urls = append(out.urls, s)
-			}
-		}
-	}
+	out := push{repoName: p.Repo, urls: repoURLs(body)}
 	switch {
 	case p.Branch != "":
 		out.branch, out.isBranch = p.Branch, true
@@ -250,9 +320,51 @@ func parsePush(body []byte) (push, error) {
 	return out, nil
 }
 
+// repoURLs are the repository's addresses in a delivery (JSON already
+// read once), where GitHub and Gitea ("repository") and GitLab
+// ("project") put them.
+func repoURLs(body []byte) []string {
+	type urls struct {
+		CloneURL   string `json:"clone_url"`
+		SSHURL     string `json:"ssh_url"`
+		HTMLURL    string `json:"html_url"`
+		GitHTTPURL string `json:"git_http_url"`
+		GitSSHURL  string `json:"git_ssh_url"`
+		WebURL     string `json:"web_url"`
+	}
+	var p struct {
+		Repository urls `json:"repository"`
+		Project    urls `json:"project"`
+	}
+	_ = json.Unmarshal(body, &p) // the caller has checked it is JSON
+	var out []string
+	for _, u := range []urls{p.Repository, p.Project} {
+		for _, s := range []string{u.CloneURL, u.SSHURL, u.HTMLURL, u.GitHTTPURL, u.GitSSHURL, u.WebURL} {
+			if s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
 func accepted(w http.ResponseWriter, msg string) {
 	w.WriteHeader(http.StatusAccepted)
 	fmt.Fprintln(w, msg)
+}
+
+// preview wakes a pull request's preview, starting it if it is not
+// running (signal-with-start: one preview per pull request).
+func (w *Worker) preview(ctx context.Context, repo string, ev contract.PullRequestEvent) error {
+	id := contract.PreviewID(w.cfg.ForgeOf(repo).Project, ev.Number)
+	_, err := w.client.SignalWithStartWorkflow(ctx, id, contract.PullRequestSignal, ev,
+		client.StartWorkflowOptions{
+			ID:            id,
+			TaskQueue:     w.cfg.Temporal.TaskQueue,
+			StaticSummary: fmt.Sprintf("Preview of pull request #%d", ev.Number),
+		},
+		contract.PreviewWorkflowName, workflows.PreviewInput{Repo: repo, Number: ev.Number, UIURL: w.cfg.Temporal.UIURL})
+	return err
 }
 
 // poke signals a branch's watcher to poll now.

@@ -149,6 +149,10 @@ func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts ..
 	workflows.Workflows{Gate: g}.Register(w)
 	acts := activities.New(cfg, repos, env, notifier)
 	acts.Temporal = c
+	if acts.Forges, err = activities.OpenForges(cfg, acts.HTTP); err != nil {
+		c.Close()
+		return nil, err
+	}
 	if len(o.pauseAt) > 0 {
 		acts.PauseAt = pauser(o.pauseAt, o.pauseMarks, logger)
 	}
@@ -321,7 +325,7 @@ func (w *Worker) routes() http.Handler {
 	mux := http.NewServeMux()
 	// The webhooks and Slack's interactions read a body before they can
 	// check its signature: w.bodies caps how many do at once.
-	hooks := &webhooks{cfg: w.cfg, logger: w.logger, poke: w.poke, bodies: w.bodies}
+	hooks := &webhooks{cfg: w.cfg, logger: w.logger, poke: w.poke, preview: w.preview, bodies: w.bodies}
 	hooks.register(mux)
 	if w.approvals != nil && !w.cfg.Slack.SocketMode {
 		mux.Handle("POST /slack/interactions", w.bodies.limit(w.approvals))

@@ -18,15 +18,18 @@ import (
 // and their plans: manual stacks always ask; on-destructive stacks ask when
 // their plan replaces or deletes; auto stacks never ask. A person must be
 // allowed on every stack that asks, and four eyes on any of them binds the
-// whole change. The shortest approval timeout applies.
+// whole change. The shortest approval timeout applies. pull-request stacks
+// ask as manual ones do, unless approvals on the pull request make the
+// decision (pullrequest.go): only when every stack that asks is one.
 func approvalFor(stacks []config.Stack, plans []activities.PlanResult) Approval {
 	destructive := map[string]bool{}
 	for _, p := range plans {
 		destructive[p.Stack] = p.Destructive()
 	}
 	var a Approval
+	onlyPullRequests := true
 	for _, s := range stacks {
-		asks := s.Approval == config.ApprovalManual ||
+		asks := s.Approval == config.ApprovalManual || s.Approval == config.ApprovalPullRequest ||
 			(s.Approval == config.ApprovalOnDestructive && destructive[s.Name])
 		if !asks {
 			continue
@@ -41,6 +44,11 @@ func approvalFor(stacks []config.Stack, plans []activities.PlanResult) Approval 
 		}
 		a.Stacks = append(a.Stacks, s.Name)
 		a.FourEyes = a.FourEyes || s.FourEyes
+		onlyPullRequests = onlyPullRequests && s.Approval == config.ApprovalPullRequest
+		a.PullRequest = max(a.PullRequest, s.PullRequestApprovals)
+	}
+	if !onlyPullRequests {
+		a.PullRequest = 0
 	}
 	slices.Sort(a.Approvers)
 	return a

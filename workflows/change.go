@@ -60,6 +60,9 @@ type run struct {
 	replan string
 	// lastGood is each held stack's last good state, from its grant.
 	lastGood map[string]*contract.Deployed
+	// forge: the repository has a forge, so plans are compared with the
+	// preview of the pull request the commit merged.
+	forge bool
 }
 
 func (r *run) setup(ctx workflow.Context) error {
@@ -181,6 +184,7 @@ func (r *run) inspect(ctx workflow.Context) (ChangeResult, bool) {
 	r.st.Commit = insp.Commit
 	r.st.ChangedPaths = insp.ChangedPaths
 	r.stacks = insp.Stacks
+	r.forge = insp.Forge
 	for _, s := range insp.Stacks {
 		r.st.Stacks = append(r.st.Stacks, s.Name)
 	}
@@ -278,8 +282,31 @@ func (r *run) plan(ctx workflow.Context) (ChangeResult, bool) {
 		}
 		r.st.Plans = append(r.st.Plans, plan)
 	}
-	r.notify(ctx, notify.Event{Kind: notify.KindPlanned, Step: "plan ready", Detail: planSummary(r.st.Plans), Plans: notePlans(r.st.Plans)})
+	detail := planSummary(r.st.Plans)
+	// Runs of repositories without a forge, and runs recorded before
+	// previews, compare nothing.
+	if r.forge && workflow.GetVersion(ctx, VersionComparePreview, workflow.DefaultVersion, 1) == 1 {
+		if d := r.comparePreview(ctx); d != "" {
+			detail += "\n" + d
+		}
+	}
+	r.notify(ctx, notify.Event{Kind: notify.KindPlanned, Step: "plan ready", Detail: detail, Plans: notePlans(r.st.Plans)})
 	return ChangeResult{}, true
+}
+
+// comparePreview says whether the plans are what the pull request the
+// commit merged was previewed with ("as previewed on #12"), or what
+// differs. A forge that does not answer costs the sentence, not the run.
+func (r *run) comparePreview(ctx workflow.Context) string {
+	var cmp activities.PreviewComparison
+	err := workflow.ExecuteActivity(withOptions(ctx, notifyOptions("Compare with the pull request's preview")),
+		a.ComparePreview, activities.ComparePreviewInput{Repo: r.in.Repo, Commit: r.in.Commit, Plans: r.st.Plans}).Get(ctx, &cmp)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("compare with the pull request's preview", "error", err)
+		return ""
+	}
+	r.st.Previewed = &cmp
+	return cmp.Described()
 }
 
 // apply runs up on every stack, each checked against its approved plan.
@@ -376,6 +403,11 @@ func (r *run) approve(ctx workflow.Context) (ChangeResult, bool) {
 	if len(ap.Approvers) == 0 {
 		return r.finish(ctx, contract.StateFailed, fmt.Sprintf(
 			"no approver is allowed on all of %s: give these stacks a common approver in the config", strings.Join(ap.Stacks, ", "))), false
+	}
+	// Approvals a policy requires are signed by the people they name;
+	// a forge's approvals do not count toward them, so such a run asks.
+	if ap.PullRequest > 0 && len(ap.Requirements) == 0 && r.approvedOnPullRequest(ctx) {
+		return ChangeResult{}, true
 	}
 	decided, err := r.ask(ctx, notify.Ask{})
 	if err != nil {

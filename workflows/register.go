@@ -54,4 +54,11 @@ func (w Workflows) Register(r Registry) {
 	r.RegisterWorkflowWithOptions(w.Freezes, workflow.RegisterOptions{
 		Name: contract.FreezesWorkflowName, VersioningBehavior: workflow.VersioningBehaviorAutoUpgrade,
 	})
+	// A pull request's preview lives as long as the pull request, weeks
+	// perhaps: it moves to the current build like the watcher, under the
+	// same GetVersion discipline. What it decides nothing on: a preview
+	// applies nothing.
+	r.RegisterWorkflowWithOptions(PreviewWorkflow, workflow.RegisterOptions{
+		Name: contract.PreviewWorkflowName, VersioningBehavior: workflow.VersioningBehaviorAutoUpgrade,
+	})
 }

@@ -28,6 +28,7 @@ func TestEveryWorkflowDeclaresItsVersioningBehaviour(t *testing.T) {
 		contract.WatcherWorkflowName:    workflow.VersioningBehaviorAutoUpgrade,
 		contract.StackQueueWorkflowName: workflow.VersioningBehaviorAutoUpgrade,
 		contract.FreezesWorkflowName:    workflow.VersioningBehaviorAutoUpgrade,
+		contract.PreviewWorkflowName:    workflow.VersioningBehaviorAutoUpgrade,
 	}
 	if len(got) != len(want) {
 		t.Errorf("registered %v, want %v", got, want)

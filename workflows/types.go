@@ -87,6 +87,10 @@ type Approval struct {
 	// approvals the run needs; decisions accumulate in Status.Approvals
 	// until each is met. Empty: one decision by Approvers decides.
 	Requirements []Requirement `json:",omitempty"`
+	// PullRequest is how many approvals on the pull request make the
+	// decision, when every stack that asks has approval: pull-request;
+	// 0 otherwise.
+	PullRequest int `json:",omitempty"`
 }
 
 // Step is one state the run entered, with when.
@@ -137,6 +141,12 @@ type Status struct {
 	Steps    []Step
 	// Drift is what a drift run's check found.
 	Drift *activities.DriftResult `json:",omitempty"`
+	// Previewed compares the plans with the preview of the pull request
+	// the commit merged (docs/pull-requests.md); nil when not compared.
+	Previewed *activities.PreviewComparison `json:",omitempty"`
+	// PullApprovals are the approvals on the pull request, when they were
+	// read (approval: pull-request): whose count, and why others do not.
+	PullApprovals *activities.PullApprovalsResult `json:",omitempty"`
 	// Window is the run's change window: the last check, and the votes
 	// to override it; nil until the run first checked (workflows/window.go).
 	Window *WindowStatus `json:",omitempty"`

@@ -32,6 +32,8 @@ const (
 	VersionEnqueueRuns             = "enqueue-runs"              // watcher; old: runs do not enter stack queues
 	VersionHoldOnRewrite           = "hold-on-rewrite"           // watcher; old: a force push is reported and polling continues
 	VersionAnnounceFreezes         = "announce-freezes"          // freezes; old: freezes and unfreezes are only logged
+	VersionComparePreview          = "compare-preview"           // old: plans are not compared with the pull request's preview
+	VersionPullRequestApprovals    = "pull-request-approvals"    // old: approval: pull-request did not exist
 )
 
 // versionedChanges lists the change IDs above, for the replay test.
@@ -39,5 +41,5 @@ var versionedChanges = []string{
 	VersionAsyncNotifications, VersionStackQueues, VersionSkipEmptyPlans, VersionRollback,
 	VersionRestoredCommitAttribute, VersionUnappliedNoRollback, VersionAskQueuesAgain, VersionChangeWindows,
 	VersionSignedDecisionPrefix, VersionHealOverrideAsks, VersionReportPollOutage, VersionEnqueueRuns,
-	VersionHoldOnRewrite, VersionAnnounceFreezes, VersionPolicyApprovals,
+	VersionHoldOnRewrite, VersionAnnounceFreezes, VersionPolicyApprovals, VersionComparePreview, VersionPullRequestApprovals,
 }

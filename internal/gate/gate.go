@@ -30,6 +30,9 @@ import (
 const (
 	MethodSlack = "slack" // the Slack app vouched for a verified click
 	MethodSSH   = "ssh"   // a person's SSH key signed it
+	// MethodForge: an approval of the pull request on the forge, read
+	// with changeops' token (approval: pull-request); not a signed claim.
+	MethodForge = "forge"
 )
 
 // MaxAge bounds how old a signed decision may be when the run receives it;
@@ -206,6 +209,17 @@ func (g *Gate) Person(slackUser string) (config.Person, bool) {
 	}
 	p, ok := g.bySlack[slackUser]
 	return p, ok
+}
+
+// ForgeUser is the person a forge login belongs to (people[].forge),
+// ignoring case as forges do.
+func ForgeUser(people []config.Person, login string) (Identity, bool) {
+	for _, p := range people {
+		if containsFold(p.Forge, login) {
+			return withPerson(Identity{Method: MethodForge}, p), true
+		}
+	}
+	return Identity{}, false
 }
 
 // Verify checks a decision's signature and age and returns who made it.

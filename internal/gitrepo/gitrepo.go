@@ -94,11 +94,19 @@ func (r *Repo) lock() (func(), error) {
 // The repository is the caller's alone until it calls release (always
 // non-nil); go-git's object storage is not safe for concurrent use.
 func (r *Repo) Fetch(ctx context.Context) (repo *git.Repository, release func(), err error) {
+	return r.FetchWith(ctx)
+}
+
+// FetchWith is Fetch that also fetches refs, as they are named on the
+// remote (refs/pull/12/head), each to the same name in the cache: a pull
+// request's head, which no branch of the base repository holds when it
+// comes from a fork.
+func (r *Repo) FetchWith(ctx context.Context, refs ...string) (repo *git.Repository, release func(), err error) {
 	h, err := r.acquire()
 	if err != nil {
 		return nil, func() {}, err
 	}
-	if err := r.fetch(ctx, h); err != nil {
+	if err := r.fetch(ctx, h, refs...); err != nil {
 		r.release(h)
 		return nil, func() {}, err
 	}
@@ -108,7 +116,7 @@ func (r *Repo) Fetch(ctx context.Context) (repo *git.Repository, release func(),
 // fetch updates the cache through h, under the cache's lock. h's index
 // learns the new pack as go-git writes it, so h stays current without a
 // reload; the pack set is read again under the same lock.
-func (r *Repo) fetch(ctx context.Context, h *handle) error {
+func (r *Repo) fetch(ctx context.Context, h *handle, refs ...string) error {
 	unlock, err := r.lock()
 	if err != nil {
 		return err
@@ -117,9 +125,13 @@ func (r *Repo) fetch(ctx context.Context, h *handle) error {
 	if err := r.refresh(h); err != nil {
 		return err
 	}
+	specs := []gitconfig.RefSpec{"+refs/heads/*:refs/remotes/origin/*"}
+	for _, ref := range refs {
+		specs = append(specs, gitconfig.RefSpec("+"+ref+":"+ref))
+	}
 	err = h.repo.FetchContext(ctx, &git.FetchOptions{
 		RemoteName: "origin",
-		RefSpecs:   []gitconfig.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
+		RefSpecs:   specs,
 		Auth:       r.auth,
 		Tags:       git.NoTags,
 		Force:      true,

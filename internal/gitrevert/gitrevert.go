@@ -111,7 +111,13 @@ func inverseOnTree(ctx context.Context, repo *git.Repository, commit, onto plumb
 	if err != nil {
 		return Result{}, err
 	}
+	return threeWay(ctx, repo, base, ours, theirs, onto, lim)
+}
 
+// threeWay merges the change from base to theirs onto ours (whose tree is
+// onto). A revert is base = C, theirs = parent(C); a pull request's merge
+// is base = the merge base, theirs = the pull request's head (Merge).
+func threeWay(ctx context.Context, repo *git.Repository, base, ours, theirs map[string]entry, onto plumbing.Hash, lim Limits) (Result, error) {
 	m := merger{ctx: ctx, repo: repo, lim: lim, result: cloneEntries(ours), reasons: map[string]string{}}
 	// C's own renames, and renames on the branch since C, found as git's
 	// rename detection finds them (similarity of 50% or more).

@@ -146,6 +146,18 @@ func (e Env) StackVars(stackEnv []string) map[string]string {
 	return out
 }
 
+// PreviewVars is the environment of a pull request's preview: Vars (the
+// engine needs the state backend, and the passphrase to read the stack's
+// configuration) and the backend's credentials, but none of pulumi.env or
+// the stack's env, whose cloud credentials deploy: only the variables
+// previewEnv (stacks[].preview_env) names, read-only credentials by intent.
+// A pull request's code is not reviewed when it runs.
+func (e Env) PreviewVars(previewEnv []string) map[string]string {
+	out, _ := e.allowed(append(slices.Clone(previewEnv), backendPatterns(e.BackendURL)...))
+	maps.Copy(out, e.Vars())
+	return out
+}
+
 // CheckEnv is the environment of a stack's `command` checks, before their
 // outputs: Base and the variables pulumi.env and the stack's patterns
 // match. No Pulumi settings: a check needs neither the passphrase nor the

@@ -86,6 +86,37 @@ func TestStackVarsAreBuiltOnPurpose(t *testing.T) {
 	}
 }
 
+// A pull request's preview gets none of what pulumi.env or the stack's env
+// allow, only its preview_env (and the backend's credentials, which the
+// engine needs to read the state), and never a worker secret.
+func TestPreviewVarsGetOnlyPreviewEnv(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, backend string
+		previewEnv    []string
+		want          []string
+	}{
+		{name: "nothing", backend: "file:///state"},
+		{name: "read credentials", backend: "file:///state", previewEnv: []string{"SITE_*"}, want: []string{"SITE_FLAVOUR"}},
+		{name: "backend credentials", backend: "s3://state", want: []string{"AWS_REGION", "AWS_SECRET_ACCESS_KEY"}},
+		{name: "star", backend: "file:///state", previewEnv: []string{"*"},
+			want: []string{"ARM_CLIENT_ID", "AWS_REGION", "AWS_SECRET_ACCESS_KEY", "PGPASSWORD", "PGSSLMODE", "SITE_FLAVOUR", "TEMPORAL_DB_PASSWORD"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := Env{Root: "/tools", Home: "/home/changeops/.pulumi-home", BackendURL: tc.backend, Passphrase: "pass",
+				Environ: worker, Allow: []string{"AWS_*", "ARM_*", "SITE_*"}, Deny: secretNames}
+			got := e.PreviewVars(tc.previewEnv)
+			for k := range e.Vars() {
+				delete(got, k)
+			}
+			if got, want := slices.Sorted(maps.Keys(got)), tc.want; !slices.Equal(got, want) && len(got)+len(want) > 0 {
+				t.Errorf("preview gets %v, want %v", got, want)
+			}
+		})
+	}
+}
+
 func TestCommandsGetNoWorkerSecret(t *testing.T) {
 	t.Parallel()
 	e := Env{Root: "/tools", Home: "/h", BackendURL: "postgres://u@db/p", Passphrase: "pass",

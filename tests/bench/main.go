@@ -16,6 +16,9 @@
 //   - queue throughput: changes pushed at once to one stack (30 by
 //     default, to keep the harness under 10 minutes; -queue 100 as the
 //     issue asks takes 7 more), runs per minute against bare `up` calls;
+//   - pull request previews: a push to an open pull request on a real
+//     Gitea (its webhook) → the stack's commit status posted, median of
+//     -pairs pushes;
 //   - revert: undoing a one-line change in a generated file of 10k, 100k
 //     and 1M lines onto a head that changed another line, against `git
 //     revert --no-commit` on the same repository.
@@ -23,7 +26,8 @@
 // Run it with `make bench` or `go run ./tests/bench [-n 1,10] [-pairs 5]
 // [-parked 200] [-queue 30] [-git-commits 10000] [-revert-lines
 // 10000,100000,1000000] [-check]`; `-only revert` runs the revert figure
-// alone (no Temporal server, no toolchain).
+// alone (no Temporal server, no toolchain), `-only pulls` the pull
+// request figure alone.
 package main
 
 import (
@@ -122,13 +126,13 @@ func run(ctx context.Context, tools, sizes string, pairs int) (missed int, err e
 	}
 	defer os.RemoveAll(dir)
 	switch onlyFigure {
-	case "":
+	case "", "pulls":
 	case "revert":
 		fmt.Printf("changeops bench: %s, %d pairs per size\n\n", machine(), pairs)
 		fmt.Printf("%-34s %10s %10s %7s %8s\n", "figure", "changeops", "git", "ratio", "target")
 		return revertFigures(ctx, dir, pairs)
 	default:
-		return 0, fmt.Errorf("-only %q: the figure that runs alone is revert", onlyFigure)
+		return 0, fmt.Errorf("-only %q: the figures that run alone are revert and pulls", onlyFigure)
 	}
 	srv, err := devserver.Start(ctx, devserver.Options{
 		Bin: filepath.Join(tools, "bin", "temporal"), DBFile: filepath.Join(dir, "temporal.db"),
@@ -141,6 +145,9 @@ func run(ctx context.Context, tools, sizes string, pairs int) (missed int, err e
 
 	fmt.Printf("changeops bench: %s, %d pairs per size\n\n", machine(), pairs)
 	fmt.Printf("%-34s %10s %10s %7s %8s\n", "figure", "changeops", "bare", "ratio", "target")
+	if onlyFigure == "pulls" {
+		return 0, pullFigure(ctx, dir, tools, srv.Address(), pairs)
+	}
 	// The toolchain as the README's commands find it: warm, every binary's
 	// stamp matches and nothing is built. The cold build (an empty module
 	// and build cache) takes minutes and is measured outside the harness.
@@ -239,6 +246,9 @@ func run(ctx context.Context, tools, sizes string, pairs int) (missed int, err e
 			missed++
 		}
 		fmt.Printf("%-34s %9.3fs %9.3fs %7.2f %8s\n", "git per change (fetch + paths)", median(ours), median(cli), ratio, "≤ 1.50")
+	}
+	if err := pullFigure(ctx, dir, tools, srv.Address(), pairs); err != nil {
+		return 0, err
 	}
 	if revertLines != "" {
 		m, err := revertFigures(ctx, dir, pairs)
