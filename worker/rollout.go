@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -50,10 +51,29 @@ type BuildState struct {
 // maxPinnedShown bounds the run IDs listed per build.
 const maxPinnedShown = 10
 
+// notFoundFor is how long a deployment that is not found is asked for
+// again: Temporal keeps a deployment in a workflow of its own, which
+// answers "not found" for a moment while it continues as new, so a
+// deployment described a second ago can seem to be gone.
+const notFoundFor = 3 * time.Second
+
+// describe describes the deployment, asking again while it is not found
+// for up to notFoundFor; other errors are returned at once.
+func describe(ctx context.Context, h client.WorkerDeploymentHandle) (client.WorkerDeploymentDescribeResponse, error) {
+	return backoff.Retry(ctx, func() (client.WorkerDeploymentDescribeResponse, error) {
+		d, err := h.Describe(ctx, client.WorkerDeploymentDescribeOptions{})
+		var notFound *serviceerror.NotFound
+		if err != nil && !errors.As(err, &notFound) {
+			return d, backoff.Permanent(err)
+		}
+		return d, err
+	}, backoff.WithBackOff(backoff.NewConstantBackOff(200*time.Millisecond)), backoff.WithMaxElapsedTime(notFoundFor))
+}
+
 // DescribeDeployment reads a deployment's routing and builds, and the runs
 // pinned to each build, newest build first.
 func DescribeDeployment(ctx context.Context, c client.Client, namespace, name string) (DeploymentState, error) {
-	d, err := c.WorkerDeploymentClient().GetHandle(name).Describe(ctx, client.WorkerDeploymentDescribeOptions{})
+	d, err := describe(ctx, c.WorkerDeploymentClient().GetHandle(name))
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return DeploymentState{}, fmt.Errorf("no worker deployment %s in namespace %s: it is created when its first versioned worker polls (check temporal.deployment_name): %w", name, namespace, err)
@@ -119,7 +139,7 @@ func pinnedRuns(ctx context.Context, c client.Client, namespace, name, build str
 // polls. It returns the build that was current.
 func SetCurrent(ctx context.Context, c client.Client, name, build string) (string, error) {
 	h := c.WorkerDeploymentClient().GetHandle(name)
-	d, err := h.Describe(ctx, client.WorkerDeploymentDescribeOptions{})
+	d, err := describe(ctx, h)
 	if err != nil {
 		return "", fmt.Errorf("describe worker deployment %s: %w", name, err)
 	}
@@ -145,7 +165,7 @@ func Ramp(ctx context.Context, c client.Client, name, build string, percent floa
 		return fmt.Errorf("ramp %v%%: give a percentage from 0 (stop ramping) to 100", percent)
 	}
 	h := c.WorkerDeploymentClient().GetHandle(name)
-	d, err := h.Describe(ctx, client.WorkerDeploymentDescribeOptions{})
+	d, err := describe(ctx, h)
 	if err != nil {
 		return fmt.Errorf("describe worker deployment %s: %w", name, err)
 	}
@@ -178,7 +198,7 @@ func knownBuild(info client.WorkerDeploymentInfo, build string) error {
 // CurrentBuild is the deployment's current build ("" for unversioned
 // workers); exists is false while no versioned worker has polled it.
 func CurrentBuild(ctx context.Context, c client.Client, name string) (build string, exists bool, err error) {
-	d, err := c.WorkerDeploymentClient().GetHandle(name).Describe(ctx, client.WorkerDeploymentDescribeOptions{})
+	d, err := describe(ctx, c.WorkerDeploymentClient().GetHandle(name))
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return "", false, nil

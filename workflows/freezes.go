@@ -382,8 +382,9 @@ func (f *freezeBoard) takeWaiters(ch workflow.ReceiveChannel) {
 }
 
 // wakeWaiters tells every registered run to check its window again,
-// oldest first: the signals go out in that order, so runs of different
-// stacks wake in the order they began waiting. A run still frozen
+// oldest first: the signals are sent in that order, together. Runs of
+// one stack apply in merge order whatever order the signals arrive in,
+// since the stack's queue grants it to one at a time. A run still frozen
 // registers again when it checks.
 func (f *freezeBoard) wakeWaiters(ctx workflow.Context) {
 	waiters := f.st.Waiters
