@@ -72,6 +72,12 @@ type Batched struct {
 	Members      []string // the batch's commits, oldest first
 	State        string   // the run's outcome
 	Reason       string
+	// Bisected: the batch failed and was bisected; Failure and Revert,
+	// when bisection found the run's commit broke it: why, and the revert
+	// commit pushed for it.
+	Bisected bool   `json:",omitempty"`
+	Failure  string `json:",omitempty"`
+	Revert   string `json:",omitempty"`
 }
 
 // QueueState is the queue's whole state, carried across continue-as-new

@@ -21,6 +21,11 @@ type batch struct {
 	// ownUndone is the leader's own effective tree, for when the batch is
 	// dropped and the leader deploys alone.
 	ownUndone []string
+	// bisected: the batch failed and bisect told each member it judged
+	// (told); good is the stack's good state it left.
+	bisected bool
+	told     []string
+	good     *contract.Deployed
 }
 
 func (b *batch) head() string { return b.members[len(b.members)-1].Commit }
@@ -114,27 +119,16 @@ func (r *run) dropBatch(ctx workflow.Context, why string) {
 }
 
 // batchFailed handles a batch that failed to apply or verify: the stack
-// is restored to its last good state, as a run's rollback does, and the
-// leader deploys its own commit alone, so every run ends with the
-// outcome of its own commit (the others deploy after it). Nothing is
-// reverted here: which commit broke the batch is not known yet.
+// is restored to its last good state, as a run's rollback does, then the
+// batch is bisected to find the commit that broke it (bisect.go).
 func (r *run) batchFailed(ctx workflow.Context, reason string) ChangeResult {
+	r.st.Error = reason
 	r.enter(ctx, contract.StateRollingBack, fmt.Sprintf("Restoring %s after its batch failed…", strings.Join(r.st.Stacks, ", ")))
-	r.notify(ctx, notify.Event{Kind: notify.KindRollingBack, Step: "batch failed", Detail: reason})
+	r.notify(ctx, notify.Event{Kind: notify.KindRollingBack, Step: "batch failed", Detail: reason + "; restoring, then bisecting"})
 	for _, s := range r.stacks {
-		if res := r.restore(ctx, s); !res.OK {
-			// Deploying alone converges the stack anyway; its own
-			// failure would roll back again.
-			workflow.GetLogger(ctx).Warn("restore after a failed batch", "stack", s.Name, "detail", res.Detail)
-		}
+		r.st.Restored = append(r.st.Restored, r.restore(ctx, s))
 	}
-	r.dropBatch(ctx, "the batch failed ("+reason+")")
-	for _, step := range []func(workflow.Context) (ChangeResult, bool){r.deploy, r.verifyAll} {
-		if res, ok := step(ctx); !ok {
-			return res
-		}
-	}
-	return r.finish(ctx, contract.StateSucceeded, "applied and verified alone after its batch failed")
+	return r.bisect(ctx, reason)
 }
 
 // endBatch tells each member that the batch deployed it: the leader's
@@ -142,7 +136,7 @@ func (r *run) batchFailed(ctx workflow.Context, reason string) ChangeResult {
 // to do (no-op). For any other ending the members were not deployed and
 // stay queued: each deploys on its own run.
 func (r *run) endBatch(ctx workflow.Context, res ChangeResult) {
-	if r.batch == nil || (res.State != contract.StateSucceeded && res.State != contract.StateNoOp) {
+	if r.batch == nil || r.batch.bisected || (res.State != contract.StateSucceeded && res.State != contract.StateNoOp) {
 		return
 	}
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
@@ -169,14 +163,25 @@ func (r *run) batched(ctx workflow.Context, b contract.Batched) ChangeResult {
 	for i, m := range b.Members {
 		b.Members[i] = bounded(contract.ShortSHA(m), 7)
 	}
+	b.Failure = bounded(b.Failure, maxFailureLen)
+	b.Revert = bounded(b.Revert, 40)
 	state, reason := contract.StateSucceeded, fmt.Sprintf("deployed in batch with %s: %d changes applied together at %s and verified by run %s",
 		b.LeaderCommit, len(b.Members), b.Head, b.Leader)
-	if b.State == contract.StateNoOp {
+	switch {
+	case b.State == contract.StateNoOp:
 		state, reason = contract.StateNoOp, fmt.Sprintf("in batch with %s: the stack already matched %s", b.LeaderCommit, b.Head)
+	case b.State == contract.StateRolledBack || b.State == contract.StateRollbackFailed:
+		// Run b.Leader restored the stack and reverted this commit.
+		state, reason = b.State, fmt.Sprintf("its batch with %s failed and bisection by run %s found this commit: %s", b.LeaderCommit, b.Leader, b.Failure)
+		r.st.Error, r.st.RevertCommit = reason, b.Revert
+	case b.Bisected:
+		reason = fmt.Sprintf("deployed in batch with %s: its batch failed and bisection by run %s deployed and verified this change", b.LeaderCommit, b.Leader)
 	}
 	b.State, b.Reason = state, reason
 	r.st.Batch = &b
-	return r.finish(ctx, state, reason)
+	res := r.finish(ctx, state, reason)
+	res.RevertCommit = r.st.RevertCommit
+	return res
 }
 
 func shortList(commits []string) string {
@@ -186,6 +191,9 @@ func shortList(commits []string) string {
 	}
 	return strings.Join(out, ", ")
 }
+
+// maxFailureLen bounds the failure a batch's leader reports to a member.
+const maxFailureLen = 2000
 
 // maxRunIDLen bounds a run ID a signal names: change IDs are
 // change/<repo>/<branch>/<sha>.

@@ -174,8 +174,11 @@ func (r *run) releaseQueues(ctx workflow.Context, res ChangeResult) {
 	if res.State == contract.StateSucceeded {
 		good = &contract.Deployed{Commit: r.commit(), Undone: r.st.Undone, RunID: r.st.ID}
 	}
-	var batched []string // the members endBatch told: they leave the queue
-	if r.batch != nil && (res.State == contract.StateSucceeded || res.State == contract.StateNoOp) {
+	var batched []string // the members endBatch or bisect told: they leave the queue
+	switch {
+	case r.batch != nil && r.batch.bisected:
+		good, batched = r.batch.good, r.batch.told
+	case r.batch != nil && (res.State == contract.StateSucceeded || res.State == contract.StateNoOp):
 		for _, m := range r.batch.members {
 			batched = append(batched, m.RunID)
 		}
