@@ -13,6 +13,7 @@ import (
 	"github.com/changeops/changeops/activities"
 	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/contract"
+	"github.com/changeops/changeops/internal/policy"
 )
 
 // batchStack is an approval: auto stack that deploys up to n queued
@@ -239,4 +240,27 @@ func (s *ChangeSuite) TestBatchMemberFoundBad() {
 	s.True(strings.HasPrefix(res.Reason, "its batch with c1aaaaa failed and bisection by run change/c1 found this commit: verification of web failed[31m"), res.Reason)
 	s.Less(len(res.Reason), 2200, "the failure is bounded")
 	s.Equal("feedface", s.status().RevertCommit)
+}
+
+// A batch's plan that a policy wants approved is not deployed as a batch
+// (members of a batch ask nobody): the leader plans alone and asks as its
+// own run would; its approval expiring ends it alone, and the members,
+// told nothing, stay queued to deploy on their own runs.
+func (s *ChangeSuite) TestBatchNeedingApprovalIsDropped() {
+	s.inspect(batchStack(4))
+	told := s.waiting("c2", "c3")
+	s.effectiveAt("c3", activities.EffectiveResult{})
+	dba := policy.Requirement{Rule: "db.require", Origin: policy.OriginRepo, Group: "dba", Count: 1, Approvers: []string{"dave"}}
+	for _, commit := range []string{"c3", sha} {
+		s.env.OnActivity(a.Preview, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool { return in.Commit == commit })).
+			Return(requiring("web", dba), nil).Once()
+	}
+
+	res := s.run()
+	s.Equal(contract.StateExpired, res.State, res.Reason)
+	s.Empty(told, "no member was deployed")
+	s.Contains(s.notes, "batch dropped")
+	st := s.status()
+	s.Nil(st.Batch)
+	s.Equal(contract.Release{RunID: st.ID}, s.released["web"], "the members stay queued; nothing new is good")
 }
