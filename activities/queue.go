@@ -26,7 +26,7 @@ func (a *Activities) Enqueue(ctx context.Context, in contract.EnqueueRequest) er
 			return err
 		}
 		_, err := a.Temporal.SignalWithStartWorkflow(ctx, contract.QueueID(e.Stack), contract.EnqueueSignal,
-			contract.QueueEntry{RunID: e.RunID, Commit: e.Commit},
+			contract.QueueEntry{RunID: e.RunID, Commit: e.Commit, Alone: e.Alone},
 			client.StartWorkflowOptions{
 				ID:                       contract.QueueID(e.Stack),
 				TaskQueue:                a.Config.Temporal.TaskQueue,
@@ -80,4 +80,45 @@ func (a *Activities) RunOpen(ctx context.Context, id string) (bool, error) {
 		return false, fmt.Errorf("describe run %s: %w", id, err)
 	}
 	return d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
+}
+
+// QueueBehindInput names a stack's queue and the run that holds it.
+type QueueBehindInput struct {
+	Stack string
+	RunID string
+}
+
+// QueueBehind lists the runs a batch led by the stack's holder may take
+// (docs/batching.md): those waiting next that need this stack alone, in
+// merge order, up to the first that does not, since a batch deploys its
+// newest member's tree, which holds every commit before it. It is empty
+// when RunID does not hold the stack.
+func (a *Activities) QueueBehind(ctx context.Context, in QueueBehindInput) ([]contract.QueueEntry, error) {
+	if a.Temporal == nil {
+		return nil, errors.New("queue status: no Temporal client")
+	}
+	v, err := a.Temporal.QueryWorkflow(ctx, contract.QueueID(in.Stack), "", contract.QueueStatusQuery)
+	if err != nil {
+		return nil, fmt.Errorf("ask the queue of stack %s who waits: %w", in.Stack, err)
+	}
+	var st contract.QueueState
+	if err := v.Get(&st); err != nil {
+		return nil, fmt.Errorf("read the queue of stack %s: %w", in.Stack, err)
+	}
+	return Behind(st, in.RunID), nil
+}
+
+// Behind is QueueBehind's rule over a queue's state.
+func Behind(st contract.QueueState, holder string) []contract.QueueEntry {
+	if st.Holder == nil || st.Holder.RunID != holder {
+		return nil
+	}
+	var out []contract.QueueEntry
+	for _, w := range st.Waiting {
+		if !w.Alone || len(out) == contract.MaxBehind {
+			break
+		}
+		out = append(out, w)
+	}
+	return out
 }

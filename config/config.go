@@ -19,6 +19,11 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// MaxBatch bounds stacks[].batch: a batch's members are listed in the
+// grant that starts it, and one bisection takes at most log2(MaxBatch)
+// extra ups.
+const MaxBatch = 100
+
 // Approval policies.
 const (
 	ApprovalManual = "manual"
@@ -148,11 +153,14 @@ type Stack struct {
 	Approvers []string `yaml:"approvers"`
 	// PullRequestApprovals is how many approvers' approvals on the pull
 	// request make the decision under approval: pull-request (default 1).
-	PullRequestApprovals int      `yaml:"pull_request_approvals" json:",omitempty"`
-	FourEyes             bool     `yaml:"four_eyes"`
-	ApprovalTimeout      Duration `yaml:"approval_timeout"`
-	Verify               []Check  `yaml:"verify"`
-	VerifyTimeout        Duration `yaml:"verify_timeout"`
+	PullRequestApprovals int  `yaml:"pull_request_approvals" json:",omitempty"`
+	FourEyes             bool `yaml:"four_eyes"`
+	// Batch is how many queued changes one plan and one up may deploy
+	// together (docs/batching.md); 0 or 1 deploys each on its own.
+	Batch           int      `yaml:"batch" json:",omitempty"`
+	ApprovalTimeout Duration `yaml:"approval_timeout"`
+	Verify          []Check  `yaml:"verify"`
+	VerifyTimeout   Duration `yaml:"verify_timeout"`
 	// ApplyRetryFor is how long a preview or up that fails for a reason
 	// other than the program (a cloud API's throttling or 5xx, a dropped
 	// connection) is retried before the step fails.
@@ -648,6 +656,14 @@ func (c *Config) Validate() error {
 			}
 		default:
 			bad("%s.approval %q is not a policy: use manual, auto, on-destructive or pull-request", at, s.Approval)
+		}
+		switch {
+		case s.Batch < 0 || s.Batch > MaxBatch:
+			bad("%s.batch %d: use 2 to %d to deploy queued changes together, or 0 to deploy each on its own", at, s.Batch, MaxBatch)
+		case s.Batch > 1 && s.Approval != ApprovalAuto:
+			// The first version batches only runs nobody has to approve
+			// (docs/batching.md#approvals).
+			bad("%s.batch is %d but approval is %s: only stacks with approval: auto batch their changes yet; remove batch or set approval: auto", at, s.Batch, s.Approval)
 		}
 		if s.Approval != ApprovalAuto && len(s.Approvers) == 0 {
 			bad("%s.approvers is empty but approval is %s: list who may approve (people entries, Slack user or user group IDs)", at, s.Approval)

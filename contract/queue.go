@@ -15,7 +15,14 @@ const (
 	GrantSignal = "grant"
 	// QueueStatusQuery returns the queue's QueueState.
 	QueueStatusQuery = "queue-status"
+	// BatchedSignal tells a waiting run that a batch deployed its commit
+	// (a Batched; docs/batching.md).
+	BatchedSignal = "batched"
 )
+
+// MaxBehind bounds how many waiting runs a batch may take: config.MaxBatch,
+// which contract does not import.
+const MaxBehind = 100
 
 // QueueID is the one queue a stack has.
 func QueueID(stack string) string { return "queue/" + stack }
@@ -25,6 +32,9 @@ type QueueEntry struct {
 	RunID  string
 	Commit string
 	At     time.Time // when it entered the queue, or was granted the stack
+	// Alone: the run needs this stack and no other, so it may join a
+	// batch (docs/batching.md). Entries from before batching are not.
+	Alone bool
 }
 
 // Deployed is a state of a stack that a run applied and verified: the
@@ -48,6 +58,26 @@ type Grant struct {
 type Release struct {
 	RunID    string
 	Deployed *Deployed
+	// Batched are the waiting runs the holder deployed in its batch: they
+	// leave the queue with it.
+	Batched []string
+}
+
+// Batched tells a waiting run that a batch deployed its commit, and how
+// that batch ended for it.
+type Batched struct {
+	Leader       string // the run that deployed the batch
+	LeaderCommit string
+	Head         string   // the batch's newest commit, whose effective tree was applied
+	Members      []string // the batch's commits, oldest first
+	State        string   // the run's outcome
+	Reason       string
+	// Bisected: the batch failed and was bisected; Failure and Revert,
+	// when bisection found the run's commit broke it: why, and the revert
+	// commit pushed for it.
+	Bisected bool   `json:",omitempty"`
+	Failure  string `json:",omitempty"`
+	Revert   string `json:",omitempty"`
 }
 
 // QueueState is the queue's whole state, carried across continue-as-new
@@ -74,4 +104,5 @@ type QueueRequest struct {
 	Stack  string
 	RunID  string
 	Commit string
+	Alone  bool // the run needs no other stack (QueueEntry.Alone)
 }

@@ -356,19 +356,6 @@ func countActivities(t *testing.T, c client.Client, id, activityType string) int
 // with the pulumi CLI itself.
 func resourcesOfType(t *testing.T, cfg *config.Config, path, stack, typ string) int {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "Pulumi.yaml"), []byte("name: site\nruntime: yaml\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(tools, "bin", "pulumi"), "stack", "export", "--stack", stack)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"PULUMI_HOME="+cfg.Pulumi.Home, "PULUMI_BACKEND_URL="+cfg.Pulumi.BackendURL,
-		"PULUMI_CONFIG_PASSPHRASE="+cfg.Secrets.PulumiPassphrase, "PULUMI_SKIP_UPDATE_CHECK=true")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("pulumi stack export: %v", err)
-	}
 	var dep struct {
 		Deployment struct {
 			Resources []struct {
@@ -377,9 +364,7 @@ func resourcesOfType(t *testing.T, cfg *config.Config, path, stack, typ string) 
 			PendingOperations []json.RawMessage `json:"pending_operations"`
 		} `json:"deployment"`
 	}
-	if err := json.Unmarshal(out, &dep); err != nil {
-		t.Fatalf("decode stack export: %v", err)
-	}
+	pulumiJSON(t, cfg, &dep, "stack", "export", "--stack", stack)
 	if len(dep.Deployment.PendingOperations) > 0 {
 		t.Errorf("stack %s has pending operations after the run", stack)
 	}
@@ -390,6 +375,45 @@ func resourcesOfType(t *testing.T, cfg *config.Config, path, stack, typ string) 
 		}
 	}
 	return n
+}
+
+// updatesOf counts the ups the engine recorded on a stack (previews are
+// not in its history), read with the pulumi CLI itself.
+func updatesOf(t *testing.T, cfg *config.Config, stack string) int {
+	t.Helper()
+	var history []struct {
+		Kind string `json:"kind"`
+	}
+	pulumiJSON(t, cfg, &history, "stack", "history", "--json", "--stack", stack)
+	n := 0
+	for _, h := range history {
+		if h.Kind == "update" {
+			n++
+		}
+	}
+	return n
+}
+
+// pulumiJSON runs the pulumi CLI on the test's backend (of the site
+// project) and decodes its JSON output into out.
+func pulumiJSON(t *testing.T, cfg *config.Config, out any, args ...string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Pulumi.yaml"), []byte("name: site\nruntime: yaml\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(tools, "bin", "pulumi"), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"PULUMI_HOME="+cfg.Pulumi.Home, "PULUMI_BACKEND_URL="+cfg.Pulumi.BackendURL,
+		"PULUMI_CONFIG_PASSPHRASE="+cfg.Secrets.PulumiPassphrase, "PULUMI_SKIP_UPDATE_CHECK=true")
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pulumi %s: %v", strings.Join(args, " "), err)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("decode pulumi %s: %v", strings.Join(args, " "), err)
+	}
 }
 
 // Between approval and apply the program came to resolve differently (it

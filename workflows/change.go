@@ -35,6 +35,7 @@ func (w Workflows) Change(ctx workflow.Context, in ChangeInput) (ChangeResult, e
 		return ChangeResult{}, err
 	}
 	res := r.change(ctx)
+	r.endBatch(ctx, res)
 	r.releaseQueues(ctx, res)
 	r.out.drain(ctx)
 	// An update accepted just before the end must get its answer.
@@ -63,6 +64,8 @@ type run struct {
 	// forge: the repository has a forge, so plans are compared with the
 	// preview of the pull request the commit merged.
 	forge bool
+	// batch are the queued runs it deploys with its own commit (batch.go).
+	batch *batch
 }
 
 func (r *run) setup(ctx workflow.Context) error {
@@ -167,6 +170,10 @@ func (r *run) change(ctx workflow.Context) ChangeResult {
 		}
 	}
 	// 7. Succeed.
+	if b := r.st.Batch; b != nil {
+		return r.finish(ctx, contract.StateSucceeded, fmt.Sprintf("deployed in batch with %s: led the batch of %d changes, applied together at %s and verified",
+			shortList(b.Members[1:]), len(b.Members), contract.ShortSHA(b.Head)))
+	}
 	return r.finish(ctx, contract.StateSucceeded, "applied and verified")
 }
 
@@ -211,7 +218,11 @@ func (r *run) queue(ctx workflow.Context) (ChangeResult, bool) {
 	if workflow.GetVersion(ctx, VersionStackQueues, workflow.DefaultVersion, 1) != 1 {
 		return ChangeResult{}, true
 	}
-	return r.acquire(ctx)
+	res, ok := r.acquire(ctx)
+	if ok {
+		r.formBatch(ctx)
+	}
+	return res, ok
 }
 
 // deploy is steps 3 to 5: plan, approve, wait for the stacks' change
@@ -221,6 +232,13 @@ func (r *run) deploy(ctx workflow.Context) (ChangeResult, bool) {
 	for round := 1; ; round++ {
 		if res, ok := r.plan(ctx); !ok {
 			return res, false
+		}
+		if r.batch != nil {
+			if why := r.batchAlone(); why != "" {
+				r.dropBatch(ctx, why)
+				round-- // the batch's plan was not a round of this run's own
+				continue
+			}
 		}
 		// A plan with nothing to do needs no decision: a revert commit's
 		// own run, after its rollback restored the stacks, ends here.
@@ -255,7 +273,7 @@ func (r *run) deploy(ctx workflow.Context) (ChangeResult, bool) {
 func (r *run) verifyAll(ctx workflow.Context) (ChangeResult, bool) {
 	r.enter(ctx, contract.StateVerifying, fmt.Sprintf("Verifying %s…", strings.Join(r.st.Stacks, ", ")))
 	for _, s := range r.stacks {
-		if reason, ok := r.verify(ctx, s, r.in.Commit, r.st.Undone); !ok {
+		if reason, ok := r.verify(ctx, s, r.commit(), r.st.Undone); !ok {
 			return r.changeFailed(ctx, reason), false
 		}
 	}
@@ -268,7 +286,7 @@ const maxPlanRounds = 3
 
 // plan previews every stack at the run's effective tree.
 func (r *run) plan(ctx workflow.Context) (ChangeResult, bool) {
-	short := contract.ShortSHA(r.in.Commit)
+	short := contract.ShortSHA(r.commit())
 	if r.st.State != contract.StatePlanning { // back from the queue, or a changed plan
 		r.enter(ctx, contract.StatePlanning, fmt.Sprintf("Planning %s…", strings.Join(r.st.Stacks, ", ")))
 	}
@@ -277,6 +295,11 @@ func (r *run) plan(ctx workflow.Context) (ChangeResult, bool) {
 		var plan activities.PlanResult
 		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Preview %s at %s", s.Name, short), 30*time.Minute, s)),
 			a.Preview, r.stackInput(ctx, s)).Get(ctx, &plan)
+		if err != nil && r.batch != nil {
+			// A member's program may be what fails: each plans alone.
+			r.dropBatch(ctx, fmt.Sprintf("planning the batch at %s failed (%s)", short, errorMessage(err)))
+			return r.plan(ctx)
+		}
 		if err != nil {
 			return r.fail(ctx, "plan "+s.Name, err), false
 		}
@@ -313,7 +336,7 @@ func (r *run) comparePreview(ctx workflow.Context) string {
 // A stack that would now do something else is not applied: r.replan says
 // what, and deploy plans again.
 func (r *run) apply(ctx workflow.Context) (ChangeResult, bool) {
-	short := contract.ShortSHA(r.in.Commit)
+	short := contract.ShortSHA(r.commit())
 	r.enter(ctx, contract.StateApplying, fmt.Sprintf("Applying %s…", strings.Join(r.st.Stacks, ", ")))
 	r.notify(ctx, notify.Event{Kind: notify.KindApplying, Step: "applying"})
 	for i, s := range r.stacks {
@@ -375,7 +398,7 @@ func updateBegan(err error) bool {
 
 // stackInput names a stack at the run's effective tree.
 func (r *run) stackInput(ctx workflow.Context, s config.Stack) activities.StackInput {
-	return activities.StackInput{RunID: r.st.ID, Stack: s, Commit: r.in.Commit, Undone: r.st.Undone, Notice: r.notice(ctx)}
+	return activities.StackInput{RunID: r.st.ID, Stack: s, Commit: r.commit(), Undone: r.st.Undone, Notice: r.notice(ctx)}
 }
 
 func nothingToDo(plans []activities.PlanResult) bool {
@@ -502,6 +525,9 @@ func (r *run) verify(ctx workflow.Context, s config.Stack, commit string, undone
 // what is left to a person. Runs started before rollback existed
 // keep their recorded ending (failed).
 func (r *run) changeFailed(ctx workflow.Context, reason string) ChangeResult {
+	if r.batch != nil {
+		return r.batchFailed(ctx, reason)
+	}
 	if workflow.GetVersion(ctx, VersionRollback, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return r.finish(ctx, contract.StateFailed, reason)
 	}

@@ -33,7 +33,7 @@ func (r *run) acquire(ctx workflow.Context) (ChangeResult, bool) {
 	var missing []contract.QueueRequest
 	for _, name := range r.st.Stacks { // sorted: Inspect sorts stacks by name
 		if !slices.Contains(r.in.Enqueued, name) {
-			missing = append(missing, contract.QueueRequest{Stack: name, RunID: r.st.ID, Commit: r.in.Commit})
+			missing = append(missing, contract.QueueRequest{Stack: name, RunID: r.st.ID, Commit: r.in.Commit, Alone: len(r.st.Stacks) == 1})
 		}
 	}
 	if len(missing) > 0 {
@@ -50,10 +50,15 @@ func (r *run) acquire(ctx workflow.Context) (ChangeResult, bool) {
 	// existed keep their recorded shape.
 	askAgain := workflow.GetVersion(ctx, VersionAskQueuesAgain, workflow.DefaultVersion, 1) == 1
 	grants := workflow.GetSignalChannel(ctx, contract.GrantSignal)
+	batchedBy := workflow.GetSignalChannel(ctx, contract.BatchedSignal)
 	for len(r.st.Held) < len(r.st.Stacks) {
 		var g contract.Grant
-		if !r.nextGrant(ctx, grants, askAgain, &g) {
+		var b *contract.Batched
+		if !r.nextGrant(ctx, grants, batchedBy, askAgain, &g, &b) {
 			return r.finish(ctx, contract.StateFailed, "cancelled while queued"), false
+		}
+		if b != nil {
+			return r.batched(ctx, *b), false
 		}
 		switch {
 		case !slices.Contains(r.st.Stacks, g.Stack):
@@ -110,21 +115,33 @@ func (r *run) askForPlaces(ctx workflow.Context, entries []contract.QueueRequest
 	return err
 }
 
-// nextGrant receives the next grant. With askAgain, it asks for the places
-// of the stacks not yet held every queueAskEvery until a grant arrives. It
-// is false when the run was cancelled while it waited.
-func (r *run) nextGrant(ctx workflow.Context, grants workflow.ReceiveChannel, askAgain bool, g *contract.Grant) bool {
+// nextGrant receives the next grant, or a batch's word that it deployed
+// the run's commit (b is set; batch.go). With askAgain, it asks for the
+// places of the stacks not yet held every queueAskEvery until either
+// arrives. It is false when the run was cancelled while it waited.
+func (r *run) nextGrant(ctx workflow.Context, grants, batchedBy workflow.ReceiveChannel, askAgain bool, g *contract.Grant, b **contract.Batched) bool {
 	if !askAgain {
-		return grants.Receive(ctx, g)
+		return grants.Receive(ctx, g) // runs from before batches
 	}
-	for !grants.ReceiveAsync(g) {
+	for {
+		// A batch tells its members before it gives the stack back, so
+		// its word comes before any grant that follows.
+		var got contract.Batched
+		if batchedBy.ReceiveAsync(&got) {
+			*b = &got
+			return true
+		}
+		if grants.ReceiveAsync(g) {
+			return true
+		}
 		if ctx.Err() != nil {
 			return false
 		}
 		tctx, cancel := workflow.WithCancel(ctx)
 		asked := false
 		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(grants, func(workflow.ReceiveChannel, bool) {}) // taken above
+		sel.AddReceive(grants, func(workflow.ReceiveChannel, bool) {})    // taken above
+		sel.AddReceive(batchedBy, func(workflow.ReceiveChannel, bool) {}) // taken above
 		sel.AddFuture(workflow.NewTimerWithOptions(tctx, queueAskEvery, workflow.TimerOptions{Summary: "ask the queues again"}),
 			func(f workflow.Future) { asked = f.Get(ctx, nil) == nil })
 		sel.Select(ctx)
@@ -135,7 +152,7 @@ func (r *run) nextGrant(ctx workflow.Context, grants workflow.ReceiveChannel, as
 		var again []contract.QueueRequest
 		for _, name := range r.st.Stacks {
 			if !slices.Contains(r.st.Held, name) {
-				again = append(again, contract.QueueRequest{Stack: name, RunID: r.st.ID, Commit: r.in.Commit})
+				again = append(again, contract.QueueRequest{Stack: name, RunID: r.st.ID, Commit: r.in.Commit, Alone: len(r.st.Stacks) == 1})
 			}
 		}
 		if err := r.askForPlaces(ctx, again); err != nil {
@@ -143,7 +160,6 @@ func (r *run) nextGrant(ctx workflow.Context, grants workflow.ReceiveChannel, as
 			workflow.GetLogger(ctx).Warn("ask again for places in the stack queues", "run", r.st.ID, "error", err)
 		}
 	}
-	return true
 }
 
 // releaseQueues gives every stack back (or leaves the queues the run still
@@ -156,7 +172,16 @@ func (r *run) releaseQueues(ctx workflow.Context, res ChangeResult) {
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	var good *contract.Deployed
 	if res.State == contract.StateSucceeded {
-		good = &contract.Deployed{Commit: r.in.Commit, Undone: r.st.Undone, RunID: r.st.ID}
+		good = &contract.Deployed{Commit: r.commit(), Undone: r.st.Undone, RunID: r.st.ID}
+	}
+	var batched []string // the members endBatch or bisect told: they leave the queue
+	switch {
+	case r.batch != nil && r.batch.bisected:
+		good, batched = r.batch.good, r.batch.told
+	case r.batch != nil && (res.State == contract.StateSucceeded || res.State == contract.StateNoOp):
+		for _, m := range r.batch.members {
+			batched = append(batched, m.RunID)
+		}
 	}
 	names := slices.Clone(r.st.Stacks)
 	for _, name := range r.in.Enqueued {
@@ -166,16 +191,16 @@ func (r *run) releaseQueues(ctx workflow.Context, res ChangeResult) {
 	}
 	for _, name := range names {
 		if slices.Contains(r.st.Held, name) {
-			r.releaseQueue(ctx, name, good)
+			r.releaseQueue(ctx, name, good, batched...)
 		} else {
 			r.releaseQueue(ctx, name, nil) // only a stack it deployed has a new good state
 		}
 	}
 }
 
-func (r *run) releaseQueue(ctx workflow.Context, stack string, good *contract.Deployed) {
+func (r *run) releaseQueue(ctx workflow.Context, stack string, good *contract.Deployed, batched ...string) {
 	err := workflow.SignalExternalWorkflow(ctx, contract.QueueID(stack), "", contract.ReleaseSignal,
-		contract.Release{RunID: r.st.ID, Deployed: good}).Get(ctx, nil)
+		contract.Release{RunID: r.st.ID, Deployed: good, Batched: batched}).Get(ctx, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("release stack queue", "stack", stack, "error", err)
 	}

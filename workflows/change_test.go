@@ -226,7 +226,7 @@ func (s *ChangeSuite) TestApprovedAppliesAndSucceeds() {
 	s.Equal([]string{"web"}, st.Held)
 	s.Equal(contract.Release{RunID: st.ID, Deployed: &contract.Deployed{Commit: sha, RunID: st.ID}}, s.released["web"],
 		"the queue learns the stack's new last good state")
-	s.Equal([]contract.EnqueueRequest{{Entries: []contract.QueueRequest{{Stack: "web", RunID: st.ID, Commit: sha}}}}, s.asked,
+	s.Equal([]contract.EnqueueRequest{{Entries: []contract.QueueRequest{{Stack: "web", RunID: st.ID, Commit: sha, Alone: true}}}}, s.asked,
 		"a run the watcher did not start asks it for its place")
 	s.Equal([]string{"received", "plan ready", "awaiting approval", "approved by bob", "applying", "applied", "verified web", "succeeded"}, s.notes,
 		"every step is announced, in order")
@@ -577,7 +577,7 @@ func (s *ChangeSuite) TestWithoutWatcherEntersQueuesItself() {
 		Return(errors.New("unknown external workflow execution")).Once()
 	s.env.OnSignalExternalWorkflow(mock.Anything, "queue/web", "", contract.ReleaseSignal, mock.Anything).Return(nil).Once()
 	s.env.OnActivity(a.Enqueue, mock.Anything, contract.EnqueueRequest{Entries: []contract.QueueRequest{
-		{Stack: "web", RunID: "default-test-workflow-id", Commit: sha},
+		{Stack: "web", RunID: "default-test-workflow-id", Commit: sha, Alone: true},
 	}}).Return(nil).Once()
 	s.inspect(stack("web", config.ApprovalAuto))
 	s.plan("web", activities.PlanResult{Update: 1})

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -119,6 +120,9 @@ func (q *stackQueue) release(ctx workflow.Context, r contract.Release) {
 			q.st.LastGood = &d
 		}
 		q.st.Holder = nil
+		// The runs its batch deployed leave with it; each ends on the
+		// holder's word (docs/batching.md).
+		q.st.Waiting = slices.DeleteFunc(q.st.Waiting, func(w contract.QueueEntry) bool { return slices.Contains(r.Batched, w.RunID) })
 		return
 	}
 	for i, w := range q.st.Waiting {

@@ -137,8 +137,11 @@ type Status struct {
 	Held []string
 	// Restored lists, per stack, the last good commit a rollback applied.
 	Restored []Restore
-	Error    string
-	Steps    []Step
+	// Batch is the batch that deployed the run's commit, led by this run
+	// or another (docs/batching.md); nil when the run deployed alone.
+	Batch *contract.Batched `json:",omitempty"`
+	Error string
+	Steps []Step
 	// Drift is what a drift run's check found.
 	Drift *activities.DriftResult `json:",omitempty"`
 	// Previewed compares the plans with the preview of the pull request

@@ -34,6 +34,7 @@ const (
 	VersionAnnounceFreezes         = "announce-freezes"          // freezes; old: freezes and unfreezes are only logged
 	VersionComparePreview          = "compare-preview"           // old: plans are not compared with the pull request's preview
 	VersionPullRequestApprovals    = "pull-request-approvals"    // old: approval: pull-request did not exist
+	VersionBatches                 = "batches"                   // old: each run deploys its own commit alone
 )
 
 // versionedChanges lists the change IDs above, for the replay test.
@@ -42,4 +43,5 @@ var versionedChanges = []string{
 	VersionRestoredCommitAttribute, VersionUnappliedNoRollback, VersionAskQueuesAgain, VersionChangeWindows,
 	VersionSignedDecisionPrefix, VersionHealOverrideAsks, VersionReportPollOutage, VersionEnqueueRuns,
 	VersionHoldOnRewrite, VersionAnnounceFreezes, VersionPolicyApprovals, VersionComparePreview, VersionPullRequestApprovals,
+	VersionBatches,
 }

@@ -168,7 +168,7 @@ func (w *watcher) poll(ctx workflow.Context) (activities.PollResult, bool) {
 			return res, false // retried from this commit at the next poll
 		}
 		for _, stack := range stacks {
-			entries = append(entries, contract.QueueRequest{Stack: stack, RunID: contract.ChangeID(w.in.Repo, w.in.Branch, sha), Commit: sha})
+			entries = append(entries, contract.QueueRequest{Stack: stack, RunID: contract.ChangeID(w.in.Repo, w.in.Branch, sha), Commit: sha, Alone: len(stacks) == 1})
 		}
 		w.st.LastSeen = sha
 	}

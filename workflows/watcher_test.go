@@ -178,8 +178,8 @@ func (s *WatcherSuite) TestStartedRunsEnterTheirQueuesInMergeOrder() {
 	s.Equal([]contract.QueueRequest{
 		{Stack: "api", RunID: "change/main/c1", Commit: "c1"},
 		{Stack: "web", RunID: "change/main/c1", Commit: "c1"},
-		{Stack: "web", RunID: "change/main/c3", Commit: "c3"},
-	}, s.queued)
+		{Stack: "web", RunID: "change/main/c3", Commit: "c3", Alone: true},
+	}, s.queued, "a run that needs one stack may join a batch there")
 	s.Equal([]string{"api", "web"}, s.inputs["c1"].Enqueued)
 	s.Empty(s.inputs["c2"].Enqueued)
 }
