@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -121,4 +122,91 @@ func Behind(st contract.QueueState, holder string) []contract.QueueEntry {
 		out = append(out, w)
 	}
 	return out
+}
+
+// BatchCheckInput names the run a `batched` signal says led the batch, and
+// the waiting run that received it.
+type BatchCheckInput struct {
+	Leader string
+	Commit string // the waiting run's commit
+}
+
+// ErrBatchUnconfirmed: the named leader does not say it deployed the
+// commit; the waiting run refuses the signal and stays queued.
+const ErrBatchUnconfirmed = "BatchUnconfirmed"
+
+// CheckBatched asks the run a `batched` signal names for its own word on
+// the waiting commit (docs/batching.md#followers-learn-from-the-leader):
+// a signal can be sent by anyone who can reach the namespace, while the
+// leader's status is what its history made it. The leader must be a
+// Change run on this worker's task queue whose batch holds the commit and
+// whose outcome for it is decided: its own success or no-op for an
+// unbisected batch, or the outcome bisection recorded for that commit.
+// The answer is the leader's record, which the waiting run takes instead
+// of the signal's.
+func (a *Activities) CheckBatched(ctx context.Context, in BatchCheckInput) (contract.Batched, error) {
+	if a.Temporal == nil {
+		return contract.Batched{}, errors.New("check a batch: no Temporal client")
+	}
+	unconfirmed := func(format string, args ...any) (contract.Batched, error) {
+		return contract.Batched{}, batchUnconfirmed(in.Leader, in.Commit, fmt.Sprintf(format, args...))
+	}
+	d, err := a.Temporal.DescribeWorkflowExecution(ctx, in.Leader, "")
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		return unconfirmed("no such run")
+	case err != nil:
+		return contract.Batched{}, fmt.Errorf("describe run %s: %w", in.Leader, err)
+	}
+	info := d.GetWorkflowExecutionInfo()
+	if info.GetType().GetName() != contract.ChangeWorkflowName || info.GetTaskQueue() != a.Config.Temporal.TaskQueue {
+		return unconfirmed("it is a %s on task queue %q, not a change run on %q",
+			info.GetType().GetName(), info.GetTaskQueue(), a.Config.Temporal.TaskQueue)
+	}
+	v, err := a.Temporal.QueryWorkflow(ctx, in.Leader, "", contract.StatusQuery)
+	if err != nil {
+		return contract.Batched{}, fmt.Errorf("ask run %s for its status: %w", in.Leader, err)
+	}
+	var st struct {
+		State string
+		Batch *contract.Batched
+	}
+	if err := v.Get(&st); err != nil {
+		return contract.Batched{}, fmt.Errorf("read the status of run %s: %w", in.Leader, err)
+	}
+	return LeaderOutcome(in.Leader, in.Commit, st.State, st.Batch)
+}
+
+// LeaderOutcome is CheckBatched's rule over a leader's status: the batch
+// the leader recorded, with State, Failure and Revert its outcome for the
+// commit.
+func LeaderOutcome(leader, commit, state string, b *contract.Batched) (contract.Batched, error) {
+	no := func(why string) (contract.Batched, error) {
+		return contract.Batched{}, batchUnconfirmed(leader, commit, why)
+	}
+	switch {
+	case b == nil || b.Leader != leader:
+		return no("it leads no batch")
+	case len(b.Members) < 2 || !slices.Contains(b.Members[1:], commit): // Members[0] is the leader's own commit
+		return no("its batch does not hold that commit")
+	}
+	out := *b
+	out.Outcomes = nil
+	for _, o := range b.Outcomes {
+		if o.Commit == commit {
+			out.State, out.Failure, out.Revert, out.Bisected = o.State, o.Failure, o.Revert, true
+			return out, nil
+		}
+	}
+	if b.Bisected || (state != contract.StateSucceeded && state != contract.StateNoOp) {
+		return no("it has not said how its batch ended for that commit")
+	}
+	out.State = state
+	return out, nil
+}
+
+func batchUnconfirmed(leader, commit, why string) error {
+	return temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("run %s does not confirm it deployed %s: %s", leader, contract.ShortSHA(commit), why), ErrBatchUnconfirmed, nil)
 }

@@ -39,3 +39,40 @@ func TestBehind(t *testing.T) {
 		assert.Equal(t, c.want, ids(Behind(c.st, c.holder)), c.name)
 	}
 }
+
+// A waiting run takes its outcome from its leader's record: the leader's
+// own success for an unbisected batch, the outcome bisection recorded for
+// its commit, and nothing from a run that does not lead a batch holding it.
+func TestLeaderOutcome(t *testing.T) {
+	t.Parallel()
+	batch := func(bisected bool, outcomes ...contract.BatchOutcome) *contract.Batched {
+		return &contract.Batched{Leader: "L", LeaderCommit: "l", Head: "m2", Members: []string{"l", "m1", "m2"}, Bisected: bisected, Outcomes: outcomes}
+	}
+	for _, c := range []struct {
+		name, leader, commit, state string
+		b                           *contract.Batched
+		want                        string // the outcome, or part of the refusal
+	}{
+		{"succeeded", "L", "m1", contract.StateSucceeded, batch(false), contract.StateSucceeded},
+		{"no-op", "L", "m2", contract.StateNoOp, batch(false), contract.StateNoOp},
+		{"still running", "L", "m1", contract.StateApplying, batch(false), "has not said how its batch ended"},
+		{"failed leader", "L", "m1", contract.StateRolledBack, batch(false), "has not said how its batch ended"},
+		{"no batch", "L", "m1", contract.StateSucceeded, nil, "leads no batch"},
+		{"another's batch", "X", "m1", contract.StateSucceeded, batch(false), "leads no batch"},
+		{"not a member", "L", "zz", contract.StateSucceeded, batch(false), "does not hold that commit"},
+		{"the leader's own commit", "L", "l", contract.StateSucceeded, batch(false), "does not hold that commit"},
+		{"empty members", "L", "m1", contract.StateSucceeded, &contract.Batched{Leader: "L"}, "does not hold that commit"},
+		{"bisected", "L", "m2", contract.StateRollingBack, batch(true, contract.BatchOutcome{Commit: "m2", State: contract.StateRolledBack, Revert: "r"}), contract.StateRolledBack},
+		{"bisected, not yet told", "L", "m1", contract.StateSucceeded, batch(true, contract.BatchOutcome{Commit: "m2", State: contract.StateRolledBack}), "has not said"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := LeaderOutcome(c.leader, c.commit, c.state, c.b)
+			if err != nil {
+				assert.Contains(t, err.Error(), c.want)
+				return
+			}
+			assert.Equal(t, c.want, got.State)
+			assert.Empty(t, got.Outcomes, "other members' outcomes stay with the leader")
+		})
+	}
+}

@@ -78,6 +78,18 @@ type Batched struct {
 	Bisected bool   `json:",omitempty"`
 	Failure  string `json:",omitempty"`
 	Revert   string `json:",omitempty"`
+	// Outcomes, in the leader's own status, are what bisection decided
+	// for each member it judged: a member reads its outcome there, not
+	// from the signal, which anyone who can reach the namespace can send.
+	Outcomes []BatchOutcome `json:",omitempty"`
+}
+
+// BatchOutcome is how a bisected batch ended for one of its commits.
+type BatchOutcome struct {
+	Commit  string
+	State   string
+	Failure string `json:",omitempty"`
+	Revert  string `json:",omitempty"`
 }
 
 // QueueState is the queue's whole state, carried across continue-as-new

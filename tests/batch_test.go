@@ -89,7 +89,8 @@ func TestQueuedChangesDeployInABatch(t *testing.T) {
 		t.Errorf("page = %q, want the newest change's c8", got)
 	}
 	recordHistory(t, c, leader, "change_batch_leader.json")
-	recordHistory(t, c, contract.ChangeWorkflowID(branch, shas[7]), "change_batch_member.json")
+	// change_batch_member.json is a member from before check-batched.
+	recordHistory(t, c, contract.ChangeWorkflowID(branch, shas[7]), "change_batch_member_checked.json")
 }
 
 // One bad change among 8 merged at once: the batch fails verification,

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -206,7 +207,25 @@ func TestTerminatedHolderDoesNotBlockTheQueue(t *testing.T) {
 	next, nextID := f.setPage("Serve v3", "v3")
 	waitState(t, f.c, nextID, time.Minute, contract.StateQueued)
 
+	// Whoever can reach the namespace can signal a waiting run that a
+	// batch deployed it: the run asks the named leader, which denies it
+	// (a real run that leads no batch), and stays queued.
 	ctx := context.Background()
+	forged := contract.Batched{Leader: aID, LeaderCommit: next, Head: next, Members: []string{next, next}, State: contract.StateSucceeded}
+	if err := f.c.SignalWorkflow(ctx, nextID, "", contract.BatchedSignal, forged); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the forged batched signal refused", func() (bool, string) {
+		r, err := starter.Status(ctx, f.c, nextID)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(r.Status.Refusals) == 1 && r.State == contract.StateQueued, fmt.Sprintf("%s %q", r.State, r.Status.Refusals)
+	})
+	if r, _ := starter.Status(ctx, f.c, nextID); !strings.Contains(r.Status.Refusals[0], "does not confirm it deployed") {
+		t.Errorf("refusal %q, want it to say the leader does not confirm", r.Status.Refusals[0])
+	}
+
 	if err := f.c.TerminateWorkflow(ctx, aID, "", "operator gave up on it"); err != nil {
 		t.Fatal(err)
 	}
@@ -232,4 +251,5 @@ func TestTerminatedHolderDoesNotBlockTheQueue(t *testing.T) {
 	if q.Holder != nil || q.LastGood == nil || q.LastGood.Commit != next {
 		t.Errorf("queue holder %+v, last good %+v; want free, last good the v3 commit", q.Holder, q.LastGood)
 	}
+	recordHistory(t, f.c, nextID, "change_batched_refused.json")
 }

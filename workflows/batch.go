@@ -150,11 +150,27 @@ func (r *run) endBatch(ctx workflow.Context, res ChangeResult) {
 	}
 }
 
-// batched ends a waiting run that a batch deployed. The signal's strings
-// are bounded before they reach the status and the messages, and its
-// reason is written here, not taken from the sender.
-func (r *run) batched(ctx workflow.Context, b contract.Batched) ChangeResult {
+// batched ends a waiting run that a batch deployed. The run asks the
+// leader the signal names for its own record (CheckBatched) and takes
+// that, not the signal, which anyone who can reach the namespace can send;
+// a signal the leader does not confirm is refused and the run stays
+// queued (ok false). Strings are bounded before they reach the status and
+// the messages, and the reason is written here, not taken from the sender.
+func (r *run) batched(ctx workflow.Context, b contract.Batched) (ChangeResult, bool) {
 	workflow.GetVersion(ctx, VersionBatches, workflow.DefaultVersion, 1)
+	if workflow.GetVersion(ctx, VersionCheckBatched, workflow.DefaultVersion, 1) == 1 {
+		leader := bounded(b.Leader, maxRunIDLen)
+		var confirmed contract.Batched
+		err := workflow.ExecuteActivity(withOptions(ctx, probeOptions("Ask run "+leader+" how its batch ended")), a.CheckBatched,
+			activities.BatchCheckInput{Leader: leader, Commit: r.in.Commit}).Get(ctx, &confirmed)
+		if err != nil {
+			why := "a batched signal was refused: " + errorMessage(err)
+			r.refuse(bounded(why, maxFailureLen))
+			workflow.GetLogger(ctx).Warn("batched signal refused", "leader", leader, "error", err)
+			return ChangeResult{}, false
+		}
+		b = confirmed
+	}
 	b.Leader = bounded(b.Leader, maxRunIDLen)
 	b.LeaderCommit, b.Head = bounded(contract.ShortSHA(b.LeaderCommit), 7), bounded(contract.ShortSHA(b.Head), 7)
 	if len(b.Members) > contract.MaxBehind+1 {
@@ -181,7 +197,7 @@ func (r *run) batched(ctx workflow.Context, b contract.Batched) ChangeResult {
 	r.st.Batch = &b
 	res := r.finish(ctx, state, reason)
 	res.RevertCommit = r.st.RevertCommit
-	return res
+	return res, true
 }
 
 func shortList(commits []string) string {

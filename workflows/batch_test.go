@@ -85,6 +85,9 @@ func (s *ChangeSuite) TestBatchMemberEndsWithItsBatch() {
 			Members: []string{"c1aaaaaaaa", sha, "c9bbbbbbbb"}, State: contract.StateSucceeded, Reason: "forged\nreason"})
 	}, 0)
 
+	s.leaders(map[string]leaderRecord{"change/c1": {contract.StateSucceeded, &contract.Batched{Leader: "change/c1", LeaderCommit: "c1aaaaaaaa",
+		Head: "c9bbbbbbbb", Members: []string{"c1aaaaaaaa", sha, "c9bbbbbbbb"}}}})
+
 	res := s.run()
 	s.Equal(contract.StateSucceeded, res.State)
 	s.Equal("deployed in batch with c1aaaaa: 3 changes applied together at c9bbbbb and verified by run change/c1", res.Reason)
@@ -93,6 +96,49 @@ func (s *ChangeSuite) TestBatchMemberEndsWithItsBatch() {
 	s.Equal("c9bbbbb", st.Batch.Head)
 	s.Empty(st.Held)
 	s.Equal(contract.Release{RunID: st.ID}, s.released["web"], "it leaves the queue and deployed nothing itself")
+}
+
+// leaderRecord is what a leader's status says: its state and batch.
+type leaderRecord struct {
+	state string
+	batch *contract.Batched
+}
+
+// leaders answers CheckBatched from the named runs' records, by the
+// activity's own rule; a run not named has no batch.
+func (s *ChangeSuite) leaders(records map[string]leaderRecord) {
+	s.env.OnActivity(a.CheckBatched, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.BatchCheckInput) (contract.Batched, error) {
+			rec := records[in.Leader]
+			return activities.LeaderOutcome(in.Leader, in.Commit, rec.state, rec.batch)
+		}).Maybe()
+}
+
+// A batched signal its leader does not confirm is refused: anyone who can
+// reach the namespace can send one. The run stays queued and takes the
+// outcome its real leader records, not what a signal says.
+func (s *ChangeSuite) TestBatchedSignalIsCheckedWithTheLeader() {
+	s.env.SetWorkflowRunTimeout(time.Hour)
+	s.inspectOnly(batchStack(8))
+	s.leaders(map[string]leaderRecord{
+		"change/c0": {contract.StateFailed, nil}, // a real run that leads no batch
+		"change/c1": {contract.StateRollingBack, &contract.Batched{Leader: "change/c1", LeaderCommit: "c1aaaaaaaa", Head: "c9bbbbbbbb",
+			Members: []string{"c1aaaaaaaa", sha, "c9bbbbbbbb"}, Bisected: true,
+			Outcomes: []contract.BatchOutcome{{Commit: sha, State: contract.StateRolledBack, Failure: "verify web: page is broken", Revert: "r1"}}}},
+	})
+	forged := contract.Batched{Leader: "change/c0", LeaderCommit: "c0", Head: "c9", Members: []string{"c0", sha, "c9"}, State: contract.StateSucceeded}
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.BatchedSignal, forged) }, time.Minute)
+	lie := forged
+	lie.Leader = "change/c1" // the real leader, but the signal lies about the outcome
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.BatchedSignal, lie) }, 2*time.Minute)
+
+	res := s.run()
+	s.Equal(contract.StateRolledBack, res.State, "the leader's record, not the signal's state")
+	s.Equal("r1", res.RevertCommit)
+	st := s.status()
+	s.Require().Len(st.Refusals, 1)
+	s.Contains(st.Refusals[0], "run change/c0 does not confirm it deployed")
+	s.Contains(st.Detail, "bisection by run change/c1 found this commit: verify web: page is broken")
 }
 
 // fakeStack answers Effective, Apply, Verify, Inspect and Revert like a
@@ -228,11 +274,12 @@ func keys(m map[string]contract.Batched) []string {
 func (s *ChangeSuite) TestBatchMemberFoundBad() {
 	s.env.SetWorkflowRunTimeout(time.Hour)
 	s.inspectOnly(batchStack(8))
-	s.env.RegisterDelayedCallback(func() {
-		s.env.SignalWorkflow(contract.BatchedSignal, contract.Batched{Leader: "change/c1", LeaderCommit: "c1aaaaaaaa", Head: "c9bbbbbbbb",
-			Members: []string{"c1aaaaaaaa", sha, "c9bbbbbbbb"}, State: contract.StateRolledBack, Bisected: true,
-			Failure: "verification of web failed\x1b[31m" + strings.Repeat("x", 5000), Revert: "feedface"})
-	}, 0)
+	b := contract.Batched{Leader: "change/c1", LeaderCommit: "c1aaaaaaaa", Head: "c9bbbbbbbb", Members: []string{"c1aaaaaaaa", sha, "c9bbbbbbbb"}}
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.BatchedSignal, b) }, 0)
+	b.Bisected = true
+	b.Outcomes = []contract.BatchOutcome{{Commit: sha, State: contract.StateRolledBack,
+		Failure: "verification of web failed\x1b[31m" + strings.Repeat("x", 5000), Revert: "feedface"}}
+	s.leaders(map[string]leaderRecord{"change/c1": {contract.StateSucceeded, &b}})
 
 	res := s.run()
 	s.Equal(contract.StateRolledBack, res.State)

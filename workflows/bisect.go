@@ -163,8 +163,11 @@ func (r *run) restoreGood(ctx workflow.Context) {
 // tell signals a member its outcome; the members told leave the queue
 // with the leader's release.
 func (r *run) tell(ctx workflow.Context, m contract.QueueEntry, state, failure, revert string) {
+	// The leader's status is the record the member checks the signal by.
+	r.st.Batch.Bisected = true
+	r.st.Batch.Outcomes = append(r.st.Batch.Outcomes, contract.BatchOutcome{Commit: m.Commit, State: state, Failure: failure, Revert: revert})
 	b := *r.st.Batch
-	b.State, b.Failure, b.Revert, b.Bisected = state, failure, revert, true
+	b.State, b.Failure, b.Revert, b.Bisected, b.Outcomes = state, failure, revert, true, nil
 	if err := workflow.SignalExternalWorkflow(ctx, m.RunID, "", contract.BatchedSignal, b).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("tell a batch member", "run", m.RunID, "error", err)
 	}

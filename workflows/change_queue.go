@@ -58,7 +58,10 @@ func (r *run) acquire(ctx workflow.Context) (ChangeResult, bool) {
 			return r.finish(ctx, contract.StateFailed, "cancelled while queued"), false
 		}
 		if b != nil {
-			return r.batched(ctx, *b), false
+			if res, ok := r.batched(ctx, *b); ok {
+				return res, false
+			}
+			continue // refused: still queued
 		}
 		switch {
 		case !slices.Contains(r.st.Stacks, g.Stack):
