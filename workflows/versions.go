@@ -35,6 +35,7 @@ const (
 	VersionComparePreview          = "compare-preview"           // old: plans are not compared with the pull request's preview
 	VersionPullRequestApprovals    = "pull-request-approvals"    // old: approval: pull-request did not exist
 	VersionBatches                 = "batches"                   // old: each run deploys its own commit alone
+	VersionBatchApprovals          = "batch-approvals"           // old: only auto stacks batch, a batch needing approval is dropped, bisection ignores windows and takes an engine failure for a failing tree
 )
 
 // versionedChanges lists the change IDs above, for the replay test.
@@ -43,5 +44,5 @@ var versionedChanges = []string{
 	VersionRestoredCommitAttribute, VersionUnappliedNoRollback, VersionAskQueuesAgain, VersionChangeWindows,
 	VersionSignedDecisionPrefix, VersionHealOverrideAsks, VersionReportPollOutage, VersionEnqueueRuns,
 	VersionHoldOnRewrite, VersionAnnounceFreezes, VersionPolicyApprovals, VersionComparePreview, VersionPullRequestApprovals,
-	VersionBatches,
+	VersionBatches, VersionBatchApprovals,
 }
