@@ -66,8 +66,8 @@ type Release struct {
 	Batched []string
 }
 
-// Batched tells a waiting run that a batch deployed its commit, and how
-// that batch ended for it.
+// Batched tells a waiting run that a batch deployed its commit, or that
+// the batch's decision ended it, and how that batch ended for it.
 type Batched struct {
 	Leader       string // the run that deployed the batch
 	LeaderCommit string

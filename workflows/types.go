@@ -137,8 +137,9 @@ type Status struct {
 	Held []string
 	// Restored lists, per stack, the last good commit a rollback applied.
 	Restored []Restore
-	// Batch is the batch that deployed the run's commit, led by this run
-	// or another (docs/batching.md); nil when the run deployed alone.
+	// Batch is the batch that deployed the run's commit, or whose
+	// decision ended it (rejected, expired), led by this run or another
+	// (docs/batching.md); nil when the run deployed alone.
 	Batch *contract.Batched `json:",omitempty"`
 	// BatchCommits are the commits of the batch a leader asks approval
 	// for, its own first: every one is shown to the approvers and bound
