@@ -72,6 +72,47 @@ func (a *Activities) Inspect(ctx context.Context, in InspectInput) (InspectResul
 	}, nil
 }
 
+// Commits reads who wrote each of a batch's commits, for the approval that
+// covers the batch (docs/batching.md#approvals): each must be on the
+// branch, since an approval shown a commit from elsewhere would be
+// misled. Strings are bounded as Inspect's are.
+func (a *Activities) Commits(ctx context.Context, in CommitsInput) ([]Commit, error) {
+	if len(in.Commits) == 0 {
+		return nil, nil
+	}
+	if len(in.Commits) > contract.MaxBehind+1 {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%d commits asked for, more than a batch holds (%d)", len(in.Commits), contract.MaxBehind+1), ErrStackInvalid, nil)
+	}
+	cache, err := a.git(in.Repo)
+	if err != nil {
+		return nil, err
+	}
+	// The newest holds every other one in its history.
+	newest := in.Commits[len(in.Commits)-1]
+	repo, release, err := cache.EnsureCommit(ctx, newest)
+	defer func() { release() }() // onBranch may replace release
+	if err != nil {
+		return nil, gitError(err, newest, cache.URL())
+	}
+	out := make([]Commit, 0, len(in.Commits))
+	for _, c := range in.Commits {
+		sha, err := gitrepo.Resolve(repo, c)
+		if err != nil {
+			return nil, gitError(err, c, cache.URL())
+		}
+		if repo, err = a.onBranch(ctx, cache, repo, &release, in.Branch, sha); err != nil {
+			return nil, err
+		}
+		info, err := gitrepo.Lookup(repo, sha)
+		if err != nil {
+			return nil, gitError(err, c, cache.URL())
+		}
+		out = append(out, commitOf(info))
+	}
+	return out, nil
+}
+
 // onBranch refuses a commit that is not on the tracked branch: only merged
 // commits are deployed, whoever starts the run (the watcher, a webhook,
 // `changeops start`). A commit the cached branch does not contain is

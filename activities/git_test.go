@@ -77,3 +77,28 @@ func TestSummarizeKeepsErrorLines(t *testing.T) {
 		t.Errorf("summarize = %q", got)
 	}
 }
+
+// Commits reads who wrote each commit of a batch, in the order asked, and
+// fails on a commit it cannot find.
+func TestCommits(t *testing.T) {
+	t.Parallel()
+	remote := gittest.New(t, "main")
+	c1 := remote.Commit("Serve c1", map[string]string{"stacks/web/Pulumi.yaml": "name: web\n"})
+	c2 := remote.Commit("Serve c2\n\nbody", map[string]string{"stacks/web/index.html": "c2\n"})
+	env, acts := inspectEnv(t, remote)
+
+	v, err := env.ExecuteActivity(acts.Commits, CommitsInput{Branch: "main", Commits: []string{c1, c2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []Commit
+	if err := v.Get(&got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].SHA != c1 || got[1].SHA != c2 || got[1].Subject != "Serve c2" || got[1].AuthorEmail != "alice@example.com" {
+		t.Errorf("commits = %+v", got)
+	}
+	if _, err := env.ExecuteActivity(acts.Commits, CommitsInput{Branch: "main", Commits: []string{c1, strings.Repeat("0", 40)}}); err == nil {
+		t.Error("a commit that does not exist was read")
+	}
+}

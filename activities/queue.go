@@ -140,8 +140,9 @@ const ErrBatchUnconfirmed = "BatchUnconfirmed"
 // a signal can be sent by anyone who can reach the namespace, while the
 // leader's status is what its history made it. The leader must be a
 // Change run on this worker's task queue whose batch holds the commit and
-// whose outcome for it is decided: its own success or no-op for an
-// unbisected batch, or the outcome bisection recorded for that commit.
+// whose outcome for it is decided: for an unbisected batch its own
+// success or no-op, or the batch's rejection or expiry; or the outcome
+// bisection recorded for that commit.
 // The answer is the leader's record, which the waiting run takes instead
 // of the signal's.
 func (a *Activities) CheckBatched(ctx context.Context, in BatchCheckInput) (contract.Batched, error) {
@@ -199,7 +200,11 @@ func LeaderOutcome(leader, commit, state string, b *contract.Batched) (contract.
 			return out, nil
 		}
 	}
-	if b.Bisected || (state != contract.StateSucceeded && state != contract.StateNoOp) {
+	// Unbisected, the leader's ending is each member's: deployed, or the
+	// batch's decision (a rejection, or no decision in time).
+	decided := (state == contract.StateRejected && b.Decision != nil && !b.Decision.Approve) ||
+		(state == contract.StateExpired && b.Timeout > 0)
+	if b.Bisected || (state != contract.StateSucceeded && state != contract.StateNoOp && !decided) {
 		return no("it has not said how its batch ended for that commit")
 	}
 	out.State = state

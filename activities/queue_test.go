@@ -2,6 +2,7 @@ package activities
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 
@@ -40,6 +41,15 @@ func TestBehind(t *testing.T) {
 	}
 }
 
+func withDecision(b *contract.Batched, approve bool, timeout time.Duration) *contract.Batched {
+	if timeout > 0 {
+		b.Timeout = timeout
+	} else {
+		b.Decision = &contract.BatchDecision{Approve: approve, User: "bob"}
+	}
+	return b
+}
+
 // A waiting run takes its outcome from its leader's record: the leader's
 // own success for an unbisected batch, the outcome bisection recorded for
 // its commit, and nothing from a run that does not lead a batch holding it.
@@ -62,6 +72,10 @@ func TestLeaderOutcome(t *testing.T) {
 		{"not a member", "L", "zz", contract.StateSucceeded, batch(false), "does not hold that commit"},
 		{"the leader's own commit", "L", "l", contract.StateSucceeded, batch(false), "does not hold that commit"},
 		{"empty members", "L", "m1", contract.StateSucceeded, &contract.Batched{Leader: "L"}, "does not hold that commit"},
+		{"rejected batch", "L", "m1", contract.StateRejected, withDecision(batch(false), false, 0), contract.StateRejected},
+		{"expired batch", "L", "m1", contract.StateExpired, withDecision(batch(false), false, time.Hour), contract.StateExpired},
+		{"rejected alone", "L", "m1", contract.StateRejected, batch(false), "has not said"},
+		{"expired alone", "L", "m1", contract.StateExpired, batch(false), "has not said"},
 		{"bisected", "L", "m2", contract.StateRollingBack, batch(true, contract.BatchOutcome{Commit: "m2", State: contract.StateRolledBack, Revert: "r"}), contract.StateRolledBack},
 		{"bisected, not yet told", "L", "m1", contract.StateSucceeded, batch(true, contract.BatchOutcome{Commit: "m2", State: contract.StateRolledBack}), "has not said"},
 	} {

@@ -70,6 +70,13 @@ type InspectInput struct {
 	Commit string
 }
 
+// CommitsInput names commits of a branch, oldest first (Commits).
+type CommitsInput struct {
+	Repo    string // a repos entry's name; empty for the repo block
+	Branch  string
+	Commits []string
+}
+
 // InspectResult is the commit and the configured stacks it touches, with a
 // snapshot of their settings so that the run keeps the policy it started
 // with even if the configuration changes while it waits.

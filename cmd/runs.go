@@ -338,6 +338,14 @@ func printStatus(w io.Writer, r starter.Run) {
 				fmt.Fprintf(tw, "needs\t%s\n", q)
 			}
 		}
+		if st.Approval.Required && st.Decision == nil {
+			for _, c := range st.BatchCommits { // one decision covers the batch
+				fmt.Fprintf(tw, "covers\t%.7s %s (%s)\n", c.SHA, c.Subject, c.AuthorName)
+			}
+		}
+		if p := st.BatchPending; p != nil {
+			fmt.Fprintf(tw, "batch\twaits for the approval of its batch of %d: decide run %s (commit %s)\n", p.Changes, p.Leader, p.LeaderCommit)
+		}
 		for _, d := range st.Approvals {
 			fmt.Fprintf(tw, "approval\t%s %s\n", d.User, d.Comment)
 		}

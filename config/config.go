@@ -657,13 +657,10 @@ func (c *Config) Validate() error {
 		default:
 			bad("%s.approval %q is not a policy: use manual, auto, on-destructive or pull-request", at, s.Approval)
 		}
-		switch {
-		case s.Batch < 0 || s.Batch > MaxBatch:
+		// Any approval policy batches: a batch whose plan needs an
+		// approval asks once for all its changes (docs/batching.md).
+		if s.Batch < 0 || s.Batch > MaxBatch {
 			bad("%s.batch %d: use 2 to %d to deploy queued changes together, or 0 to deploy each on its own", at, s.Batch, MaxBatch)
-		case s.Batch > 1 && s.Approval != ApprovalAuto:
-			// The first version batches only runs nobody has to approve
-			// (docs/batching.md#approvals).
-			bad("%s.batch is %d but approval is %s: only stacks with approval: auto batch their changes yet; remove batch or set approval: auto", at, s.Batch, s.Approval)
 		}
 		if s.Approval != ApprovalAuto && len(s.Approvers) == 0 {
 			bad("%s.approvers is empty but approval is %s: list who may approve (people entries, Slack user or user group IDs)", at, s.Approval)

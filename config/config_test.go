@@ -103,8 +103,6 @@ func TestRefusals(t *testing.T) {
 			[]string{"stacks[0] (web).verify[0] must set exactly one of http, command, no_changes"}},
 		{"batch out of range", strings.Replace(good, "stack: prod", "stack: prod\n    approval: auto\n    batch: 101", 1), withPassphrase,
 			[]string{"stacks[0] (web).batch 101: use 2 to 100"}},
-		{"batch on a manual stack", strings.Replace(good, "stack: prod", "stack: prod\n    batch: 8", 1), withPassphrase,
-			[]string{"stacks[0] (web).batch is 8 but approval is manual: only stacks with approval: auto batch"}},
 		{"bad drift policy", strings.Replace(good, "stack: prod", "stack: prod\n    drift: fix", 1), withPassphrase,
 			[]string{`stacks[0] (web).drift "fix" is not a policy: use notify, approve or heal`}},
 		{"drift interval too short", strings.Replace(good, "stack: prod", "stack: prod\n    drift_interval: 1s", 1), withPassphrase,
@@ -204,6 +202,20 @@ func TestRefusals(t *testing.T) {
 }
 
 // drift_interval: 0 turns the schedule off; absent means the default.
+// Every approval policy batches: a batch that needs an approval asks once
+// for all its changes (docs/batching.md#approvals).
+func TestBatchOnEveryApproval(t *testing.T) {
+	for _, approval := range []string{ApprovalManual, ApprovalOnDestructive, ApprovalAuto} {
+		cfg, err := Parse([]byte(strings.Replace(good, "stack: prod", "stack: prod\n    batch: 8\n    approval: "+approval, 1)), "/etc/changeops", withPassphrase)
+		if err != nil {
+			t.Fatalf("batch: 8 with approval: %s: %v", approval, err)
+		}
+		if got := cfg.Stacks[0].Batch; got != 8 {
+			t.Errorf("approval: %s: batch = %d, want 8", approval, got)
+		}
+	}
+}
+
 func TestDriftIntervalZeroIsOff(t *testing.T) {
 	cfg, err := Parse([]byte(strings.Replace(good, "stack: prod", "stack: prod\n    drift_interval: 0\n    drift: heal", 1)), "/etc", withPassphrase)
 	if err != nil {

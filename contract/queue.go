@@ -18,6 +18,9 @@ const (
 	// BatchedSignal tells a waiting run that a batch deployed its commit
 	// (a Batched; docs/batching.md).
 	BatchedSignal = "batched"
+	// BatchPendingSignal tells a waiting run that the batch it is in
+	// waits for an approval its leader asks for (a BatchPending).
+	BatchPendingSignal = "batch-pending"
 )
 
 // MaxBehind bounds how many waiting runs a batch may take: config.MaxBatch,
@@ -63,8 +66,8 @@ type Release struct {
 	Batched []string
 }
 
-// Batched tells a waiting run that a batch deployed its commit, and how
-// that batch ended for it.
+// Batched tells a waiting run that a batch deployed its commit, or that
+// the batch's decision ended it, and how that batch ended for it.
 type Batched struct {
 	Leader       string // the run that deployed the batch
 	LeaderCommit string
@@ -82,6 +85,13 @@ type Batched struct {
 	// for each member it judged: a member reads its outcome there, not
 	// from the signal, which anyone who can reach the namespace can send.
 	Outcomes []BatchOutcome `json:",omitempty"`
+	// Decision is the batch's decision, when its plan needed one: the
+	// leader asked once for every change in it, so it is each member's
+	// decision for the plan that was applied (docs/batching.md#approvals).
+	Decision *BatchDecision `json:",omitempty"`
+	// Timeout is how long the leader waited for that decision, when
+	// nobody decided (State expired).
+	Timeout time.Duration `json:",omitempty"`
 }
 
 // BatchOutcome is how a bisected batch ended for one of its commits.
@@ -90,6 +100,27 @@ type BatchOutcome struct {
 	State   string
 	Failure string `json:",omitempty"`
 	Revert  string `json:",omitempty"`
+}
+
+// BatchDecision is who decided a batch, and how.
+type BatchDecision struct {
+	Approve bool
+	User    string
+	Comment string `json:",omitempty"`
+	At      time.Time
+	Via     string `json:",omitempty"` // the user group that allowed User
+	Method  string `json:",omitempty"` // how it was authenticated
+	Auto    bool   `json:",omitempty"` // approved by policy, no person asked
+}
+
+// BatchPending tells a waiting run that its batch's leader asks for one
+// approval covering it: decisions go to the leader's run.
+type BatchPending struct {
+	Leader       string
+	LeaderCommit string
+	Head         string
+	Changes      int // how many changes the batch holds
+	Deadline     time.Time
 }
 
 // QueueState is the queue's whole state, carried across continue-as-new

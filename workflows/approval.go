@@ -103,6 +103,10 @@ func authorize(st *Status, g Verifier, req DecisionRequest, now time.Time) error
 		return fmt.Errorf("the comment is %d bytes; keep it under %d (it goes into the run's status and messages)", len(c.Comment), maxComment)
 	case c.WorkflowID != st.ID || c.RunID != st.RunID:
 		return fmt.Errorf("the decision was signed for run %s (%s), not this one (%s, %s)", c.WorkflowID, c.RunID, st.ID, st.RunID)
+	case st.BatchPending != nil && st.State == contract.StateQueued:
+		p := st.BatchPending
+		return fmt.Errorf("%s is in the batch of %d changes that run %s (commit %s) deploys, and one decision there covers them all: decide that run, e.g. changeops approve %s",
+			st.Subject(), p.Changes, p.Leader, p.LeaderCommit, p.Leader)
 	case st.Decision != nil:
 		return fmt.Errorf("%s was already decided by %s", st.Subject(), st.Decision.User)
 	case st.State != contract.StateAwaitingApproval:
@@ -127,17 +131,34 @@ func authorize(st *Status, g Verifier, req DecisionRequest, now time.Time) error
 		if id.Method == gate.MethodSlack && c.SlackEmail == "" {
 			return fmt.Errorf("%s needs four eyes, and the Slack decision of %s carries no email to compare with the commit's: the Slack app needs the users:read.email scope", st.Subject(), who)
 		}
-		for _, g := range []struct{ role, name, email string }{
-			{"author", st.Commit.AuthorName, st.Commit.AuthorEmail},
-			{"committer", st.Commit.CommitterName, st.Commit.CommitterEmail},
-		} {
-			if link := id.LinkedTo(g.name, g.email); link != "" {
-				return fmt.Errorf("%s is linked to the %s of commit %s by %s, and %s four eyes: another approver must approve",
-					who, g.role, contract.ShortSHA(st.Commit.SHA), link, stacksRequire(st.Approval.Stacks))
+		if role, link := linkedTo(id, st.Commit); link != "" {
+			return fmt.Errorf("%s is linked to the %s of commit %s by %s, and %s four eyes: another approver must approve",
+				who, role, contract.ShortSHA(st.Commit.SHA), link, stacksRequire(st.Approval.Stacks))
+		}
+		// One decision covers a batch: four eyes holds against every
+		// change in it (docs/batching.md#approvals).
+		for _, bc := range st.BatchCommits {
+			if role, link := linkedTo(id, bc); link != "" && bc.SHA != st.Commit.SHA {
+				return fmt.Errorf("%s is linked to the %s of commit %s (%q), one of the %d changes this decision covers, by %s, and %s four eyes: another approver must approve the batch",
+					who, role, contract.ShortSHA(bc.SHA), bounded(bc.Subject, 80), len(st.BatchCommits), link, stacksRequire(st.Approval.Stacks))
 			}
 		}
 	}
 	return nil
+}
+
+// linkedTo says whether the identity is linked to the commit's author or
+// committer: which, and how ("email x"); link is empty when neither.
+func linkedTo(id gate.Identity, c activities.Commit) (role, link string) {
+	for _, g := range []struct{ role, name, email string }{
+		{"author", c.AuthorName, c.AuthorEmail},
+		{"committer", c.CommitterName, c.CommitterEmail},
+	} {
+		if link := id.LinkedTo(g.name, g.email); link != "" {
+			return g.role, link
+		}
+	}
+	return "", ""
 }
 
 // validateLegacy is the rule runs applied to unsigned decisions before

@@ -33,15 +33,20 @@ func (s *ChangeSuite) waiting(runs ...string) map[string]contract.Batched {
 	}
 	s.env.OnActivity(a.QueueBehind, mock.Anything, activities.QueueBehindInput{Stack: "web", RunID: "default-test-workflow-id"}).
 		Return(behind, nil).Once()
-	told := map[string]contract.Batched{}
-	s.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", contract.BatchedSignal, mock.Anything).Return(
+	return signalled[contract.Batched](s, contract.BatchedSignal)
+}
+
+// signalled collects what the run signals other runs under name, by run.
+func signalled[T any](s *ChangeSuite, name string) map[string]T {
+	got := map[string]T{}
+	s.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", name, mock.Anything).Return(
 		func(_, id, _, _ string, arg any) error {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			told[id] = arg.(contract.Batched)
+			got[id] = arg.(T)
 			return nil
 		}).Maybe()
-	return told
+	return got
 }
 
 // effectiveAt mocks the effective tree of a batch's newest commit.
@@ -148,7 +153,11 @@ type fakeStack struct {
 	s        *ChangeSuite
 	bad      string
 	reverted bool
-	applied  []string // each up's commit, and its undone changes after a /
+	applied  []string    // each up's commit, and its undone changes after a /
+	at       []time.Time // when (test clock) each up began
+	// engineFails: an up of this commit fails for a reason that is not
+	// the tree's (a transient error that outlasted its retries).
+	engineFails string
 }
 
 func (s *ChangeSuite) fakeStack(bad string, order ...string) *fakeStack {
@@ -177,6 +186,12 @@ func (s *ChangeSuite) fakeStack(bad string, order ...string) *fakeStack {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		f.applied = append(f.applied, strings.Join(append([]string{in.Commit}, in.Undone...), "/"))
+		f.at = append(f.at, s.env.Now())
+		if in.Commit == f.engineFails {
+			return activities.ApplyResult{}, temporal.NewNonRetryableApplicationError("apply stack web (prod) at "+in.Commit+
+				": 503 Service Unavailable (still failing after 10m0s; stacks[].apply_retry_for of web is 10m0s)",
+				activities.ErrPulumiTransient, nil, activities.ApplyFailure{Began: true})
+		}
 		return activities.ApplyResult{Stack: in.Stack.Name, Update: 1}, nil
 	})
 	s.env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.VerifyInput) (activities.VerifyResult, error) {
@@ -195,20 +210,28 @@ func (s *ChangeSuite) fakeStack(bad string, order ...string) *fakeStack {
 		}
 		f.reverted = true
 		return activities.RevertResult{Revert: "feedface"}, nil
-	}).Once()
+	}).Maybe() // a bisection that stops reverts nothing; the tests that revert check the revert
 	s.env.OnActivity(a.Preview, mock.Anything, mock.Anything).Return(activities.PlanResult{Stack: "web", Update: 2}, nil).Once()
 	return f
+}
+
+// failingBatch is a run granted web (batch: the run and its members),
+// whose last good state is "good", with members waiting behind it: the
+// commits' trees fail verification from bad on (fakeStack). It returns
+// the collector of what the members are told, and the stack.
+func (s *ChangeSuite) failingBatch(bad string, members ...string) (map[string]contract.Batched, *fakeStack) {
+	s.lastGood = &contract.Deployed{Commit: "good", RunID: "change/good"}
+	s.inspectOnly(batchStack(len(members) + 1))
+	s.grant(0, "web")
+	told := s.waiting(members...)
+	return told, s.fakeStack(bad, append([]string{sha}, members...)...)
 }
 
 // A batch that fails verification restores the stack's last good state,
 // then bisects: c2 passes, c3 fails, so c3 broke it; c3 alone is
 // reverted and c4 deploys without it. Each run hears its own outcome.
 func (s *ChangeSuite) TestFailedBatchIsBisected() {
-	s.lastGood = &contract.Deployed{Commit: "good", RunID: "change/good"}
-	s.inspectOnly(batchStack(4))
-	s.grant(0, "web")
-	told := s.waiting("c2", "c3", "c4")
-	f := s.fakeStack("c3", sha, "c2", "c3", "c4")
+	told, f := s.failingBatch("c3", "c2", "c3", "c4")
 
 	res := s.run()
 	s.Equal(contract.StateSucceeded, res.State, res.Reason)
@@ -227,11 +250,7 @@ func (s *ChangeSuite) TestFailedBatchIsBisected() {
 // When the leader's own commit broke the batch, the leader rolls back
 // with its revert, and the members after it deploy without it.
 func (s *ChangeSuite) TestBisectionFindsTheLeader() {
-	s.lastGood = &contract.Deployed{Commit: "good", RunID: "change/good"}
-	s.inspectOnly(batchStack(4))
-	s.grant(0, "web")
-	told := s.waiting("c2", "c3")
-	f := s.fakeStack(sha, sha, "c2", "c3")
+	told, f := s.failingBatch(sha, "c2", "c3")
 
 	res := s.run()
 	s.Equal(contract.StateRolledBack, res.State, res.Reason)
@@ -289,25 +308,20 @@ func (s *ChangeSuite) TestBatchMemberFoundBad() {
 	s.Equal("feedface", s.status().RevertCommit)
 }
 
-// A batch's plan that a policy wants approved is not deployed as a batch
-// (members of a batch ask nobody): the leader plans alone and asks as its
-// own run would; its approval expiring ends it alone, and the members,
-// told nothing, stay queued to deploy on their own runs.
-func (s *ChangeSuite) TestBatchNeedingApprovalIsDropped() {
+// A batch's plan that a policy wants approved asks once for the batch,
+// though the stack is approval: auto; its approval expiring ends the
+// leader and every member expired, with nothing applied.
+func (s *ChangeSuite) TestBatchNeedingApprovalAsksOnce() {
 	s.inspect(batchStack(4))
-	told := s.waiting("c2", "c3")
-	s.effectiveAt("c3", activities.EffectiveResult{})
 	dba := policy.Requirement{Rule: "db.require", Origin: policy.OriginRepo, Group: "dba", Count: 1, Approvers: []string{"dave"}}
-	for _, commit := range []string{"c3", sha} {
-		s.env.OnActivity(a.Preview, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool { return in.Commit == commit })).
-			Return(requiring("web", dba), nil).Once()
-	}
+	told, _ := s.askingBatch(nil, requiring("web", dba), "c2", "c3")
 
 	res := s.run()
 	s.Equal(contract.StateExpired, res.State, res.Reason)
-	s.Empty(told, "no member was deployed")
-	s.Contains(s.notes, "batch dropped")
+	s.Len(s.asks(), 1)
+	s.NotContains(s.notes, "batch dropped")
+	s.Equal(contract.StateExpired, told["change/c2"].State)
+	s.Equal(contract.StateExpired, told["change/c3"].State)
 	st := s.status()
-	s.Nil(st.Batch)
-	s.Equal(contract.Release{RunID: st.ID}, s.released["web"], "the members stay queued; nothing new is good")
+	s.Equal(contract.Release{RunID: st.ID, Batched: []string{"change/c2", "change/c3"}}, s.released["web"])
 }

@@ -34,6 +34,7 @@ func (w Workflows) Change(ctx workflow.Context, in ChangeInput) (ChangeResult, e
 	if err := r.setup(ctx); err != nil {
 		return ChangeResult{}, err
 	}
+	r.listenForBatch(ctx)
 	res := r.change(ctx)
 	r.endBatch(ctx, res)
 	r.releaseQueues(ctx, res)
@@ -234,7 +235,7 @@ func (r *run) deploy(ctx workflow.Context) (ChangeResult, bool) {
 			return res, false
 		}
 		if r.batch != nil {
-			if why := r.batchAlone(); why != "" {
+			if why := r.batchAlone(ctx); why != "" {
 				r.dropBatch(ctx, why)
 				round-- // the batch's plan was not a round of this run's own
 				continue
@@ -456,7 +457,7 @@ func (r *run) ask(ctx workflow.Context, labels notify.Ask) (decided bool, err er
 	ap.Deadline = workflow.Now(ctx).Add(ap.Timeout)
 	r.enter(ctx, contract.StateAwaitingApproval, fmt.Sprintf("Waiting for %s until %s", strings.Join(ap.Approvers, " or "), ap.Deadline.Format(time.RFC3339)))
 	labels.Approvers, labels.FourEyes, labels.Deadline = ap.Approvers, ap.FourEyes, ap.Deadline
-	labels.Execution, labels.Plan = r.st.RunID, r.st.PlanDigest()
+	labels.Execution, labels.Plan, labels.Batch = r.st.RunID, r.st.PlanDigest(), r.batchLines()
 	for _, q := range ap.Requirements {
 		labels.Requirements = append(labels.Requirements, q.String())
 	}

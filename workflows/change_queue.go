@@ -79,6 +79,7 @@ func (r *run) acquire(ctx workflow.Context) (ChangeResult, bool) {
 		}
 	}
 	slices.Sort(r.st.Held)
+	r.st.BatchPending = nil // a batch that asked for it was dropped
 
 	// The effective tree: the commit's tree minus what reverts on the
 	// branch have undone while the run waited.
@@ -181,10 +182,8 @@ func (r *run) releaseQueues(ctx workflow.Context, res ChangeResult) {
 	switch {
 	case r.batch != nil && r.batch.bisected:
 		good, batched = r.batch.good, r.batch.told
-	case r.batch != nil && (res.State == contract.StateSucceeded || res.State == contract.StateNoOp):
-		for _, m := range r.batch.members {
-			batched = append(batched, m.RunID)
-		}
+	case r.batch != nil:
+		batched = r.batch.told // deployed, or decided with the batch
 	}
 	names := slices.Clone(r.st.Stacks)
 	for _, name := range r.in.Enqueued {

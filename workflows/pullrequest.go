@@ -20,6 +20,12 @@ import (
 // changeops' forge token, so Temporal access alone cannot supply them.
 func (r *run) approvedOnPullRequest(ctx workflow.Context) bool {
 	p, ap := r.st.Previewed, &r.st.Approval
+	if r.batch != nil {
+		// A batch's plan is no pull request's preview: its reviewers saw
+		// one change, not the batch (docs/batching.md#approvals).
+		r.detail(ctx, "the batch's plan is not what any one pull request previewed; asking here")
+		return false
+	}
 	if p == nil || !p.Same || p.Number == 0 {
 		return false
 	}

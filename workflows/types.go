@@ -137,11 +137,19 @@ type Status struct {
 	Held []string
 	// Restored lists, per stack, the last good commit a rollback applied.
 	Restored []Restore
-	// Batch is the batch that deployed the run's commit, led by this run
-	// or another (docs/batching.md); nil when the run deployed alone.
+	// Batch is the batch that deployed the run's commit, or whose
+	// decision ended it (rejected, expired), led by this run or another
+	// (docs/batching.md); nil when the run deployed alone.
 	Batch *contract.Batched `json:",omitempty"`
-	Error string
-	Steps []Step
+	// BatchCommits are the commits of the batch a leader asks approval
+	// for, its own first: every one is shown to the approvers and bound
+	// by four eyes.
+	BatchCommits []activities.Commit `json:",omitempty"`
+	// BatchPending is set on a queued run while the leader of its batch
+	// waits for the batch's approval.
+	BatchPending *contract.BatchPending `json:",omitempty"`
+	Error        string
+	Steps        []Step
 	// Drift is what a drift run's check found.
 	Drift *activities.DriftResult `json:",omitempty"`
 	// Previewed compares the plans with the preview of the pull request

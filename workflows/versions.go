@@ -36,6 +36,7 @@ const (
 	VersionPullRequestApprovals    = "pull-request-approvals"    // old: approval: pull-request did not exist
 	VersionBatches                 = "batches"                   // old: each run deploys its own commit alone
 	VersionCheckBatched            = "check-batched"             // old: a batched signal is taken at its word
+	VersionBatchApprovals          = "batch-approvals"           // old: only auto stacks batch, a batch needing approval is dropped, bisection ignores windows and takes an engine failure for a failing tree
 )
 
 // versionedChanges lists the change IDs above, for the replay test.
@@ -44,5 +45,5 @@ var versionedChanges = []string{
 	VersionRestoredCommitAttribute, VersionUnappliedNoRollback, VersionAskQueuesAgain, VersionChangeWindows,
 	VersionSignedDecisionPrefix, VersionHealOverrideAsks, VersionReportPollOutage, VersionEnqueueRuns,
 	VersionHoldOnRewrite, VersionAnnounceFreezes, VersionPolicyApprovals, VersionComparePreview, VersionPullRequestApprovals,
-	VersionBatches, VersionCheckBatched,
+	VersionBatches, VersionCheckBatched, VersionBatchApprovals,
 }

@@ -114,6 +114,10 @@ type Ask struct {
 	// an older message never decides a newer run or plan.
 	Execution string `json:",omitempty"`
 	Plan      string `json:",omitempty"`
+	// Batch lists every change one decision covers when the run asks
+	// for a batch (docs/batching.md#approvals), oldest first, one line
+	// each: "sha subject (author)", built from bounded commit fields.
+	Batch []string `json:",omitempty"`
 }
 
 // Decision is who decided a run, and how.

@@ -333,7 +333,10 @@ func approval(e notify.Event) []slack.Block {
 	if !ask.Deadline.IsZero() {
 		line += fmt.Sprintf(" until %s", date(ask.Deadline))
 	}
-	if ask.FourEyes {
+	switch {
+	case ask.FourEyes && len(ask.Batch) > 0:
+		line += "\nFour eyes: no author or committer of a change in the batch can approve it."
+	case ask.FourEyes:
 		line += "\nFour eyes: the commit's author cannot approve it."
 	}
 	for _, r := range ask.Requirements {
@@ -346,11 +349,22 @@ func approval(e notify.Event) []slack.Block {
 		line += "\n" + esc(ask.Question)
 		title, confirm = yes+"?", ask.Question
 	}
+	var covers []slack.Block
+	if len(ask.Batch) > 0 {
+		// One decision covers every change of a batch: each is named.
+		title = "Apply this batch?"
+		confirm = fmt.Sprintf("%d changes will be applied together to %s.", len(ask.Batch), strings.Join(e.Stacks, ", "))
+		text := fmt.Sprintf(":package: *This decision covers the batch of %d changes*, applied together in one up:", len(ask.Batch))
+		for _, c := range ask.Batch {
+			text += "\n• " + esc(c)
+		}
+		covers = append(covers, section(truncate(text, maxSectionText)))
+	}
 	value := Button{Workflow: e.RunID, Execution: ask.Execution, Plan: ask.Plan}.Value()
 	approve := slack.NewButtonBlockElement(ActionApprove, value, plain(yes)).WithStyle(slack.StylePrimary)
 	approve.Confirm = slack.NewConfirmationBlockObject(plain(truncate(title, 100)), plain(truncate(confirm, 300)), plain(yes), plain("Cancel"))
 	reject := slack.NewButtonBlockElement(ActionReject, value, plain(no)).WithStyle(slack.StyleDanger)
-	return []slack.Block{section(line), slack.NewActionBlock(decisionBlockID, approve, reject)}
+	return append(append([]slack.Block{section(line)}, covers...), slack.NewActionBlock(decisionBlockID, approve, reject))
 }
 
 func checks(e notify.Event) []slack.Block {
