@@ -35,6 +35,7 @@ const (
 	VersionComparePreview          = "compare-preview"           // old: plans are not compared with the pull request's preview
 	VersionPullRequestApprovals    = "pull-request-approvals"    // old: approval: pull-request did not exist
 	VersionBatches                 = "batches"                   // old: each run deploys its own commit alone
+	VersionLocalSteps              = "local-steps"               // old: Inspect, Effective and Window are scheduled activities, and so is the last notification
 )
 
 // versionedChanges lists the change IDs above, for the replay test.
@@ -43,5 +44,5 @@ var versionedChanges = []string{
 	VersionRestoredCommitAttribute, VersionUnappliedNoRollback, VersionAskQueuesAgain, VersionChangeWindows,
 	VersionSignedDecisionPrefix, VersionHealOverrideAsks, VersionReportPollOutage, VersionEnqueueRuns,
 	VersionHoldOnRewrite, VersionAnnounceFreezes, VersionPolicyApprovals, VersionComparePreview, VersionPullRequestApprovals,
-	VersionBatches,
+	VersionBatches, VersionLocalSteps,
 }
