@@ -147,7 +147,7 @@ func (a *Activities) Apply(ctx context.Context, in StackInput) (_ ApplyResult, e
 		opts = append(opts, optup.Refresh())
 	}
 	progress.Updating()
-	res, err := stack.Up(ctx, opts...)
+	res, err := up(ctx, stack, opts...)
 	if err != nil {
 		stackLog(ctx, in).Warn("apply failed", "error", err)
 		err = pulumiError("apply", in.Stack, in.Commit, err)

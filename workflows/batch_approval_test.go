@@ -218,7 +218,7 @@ func (s *ChangeSuite) TestBatchMemberWaitsForItsBatchsApproval() {
 	s.decide(2*time.Minute, DecisionRequest{Approve: true, User: "bob"}, &refused)
 	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	leader := contract.Batched{Leader: "change/c1", LeaderCommit: "c1aaaaaaaa", Head: "c9bbbbbbbb",
-		Members: []string{"c1aaaaaaaa", sha, "c9bbbbbbbb"},
+		Members:  []string{"c1aaaaaaaa", sha, "c9bbbbbbbb"},
 		Decision: &contract.BatchDecision{Approve: true, User: "bob\x1b[31m", Comment: "ok", At: at, Method: "ssh"}}
 	s.leaders(map[string]leaderRecord{"change/c1": {contract.StateSucceeded, &leader}})
 	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.BatchedSignal, leader) }, 3*time.Minute)

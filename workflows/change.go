@@ -35,6 +35,7 @@ func (w Workflows) Change(ctx workflow.Context, in ChangeInput) (ChangeResult, e
 		return ChangeResult{}, err
 	}
 	r.listenForBatch(ctx)
+	r.localSteps(ctx)
 	res := r.change(ctx)
 	r.endBatch(ctx, res)
 	r.releaseQueues(ctx, res)
@@ -67,6 +68,8 @@ type run struct {
 	forge bool
 	// batch are the queued runs it deploys with its own commit (batch.go).
 	batch *batch
+	// local: the run's short steps are local activities (local.go).
+	local bool
 }
 
 func (r *run) setup(ctx workflow.Context) error {
@@ -184,7 +187,7 @@ func (r *run) inspect(ctx workflow.Context) (ChangeResult, bool) {
 	short := contract.ShortSHA(r.in.Commit)
 	r.enter(ctx, contract.StatePlanning, fmt.Sprintf("Inspecting %s…", short))
 	var insp activities.InspectResult
-	err := workflow.ExecuteActivity(withOptions(ctx, gitOptions(fmt.Sprintf("Inspect %s", short))),
+	err := r.short(ctx, gitOptions(fmt.Sprintf("Inspect %s", short)),
 		a.Inspect, activities.InspectInput{Repo: r.in.Repo, Branch: r.in.Branch, Commit: r.in.Commit}).Get(ctx, &insp)
 	if err != nil {
 		return r.fail(ctx, "inspect commit "+short, err), false

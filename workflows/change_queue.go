@@ -85,7 +85,7 @@ func (r *run) acquire(ctx workflow.Context) (ChangeResult, bool) {
 	// branch have undone while the run waited.
 	short := contract.ShortSHA(r.in.Commit)
 	var eff activities.EffectiveResult
-	err := workflow.ExecuteActivity(withOptions(ctx, effectiveOptions("Effective tree of "+short)), a.Effective,
+	err := r.short(ctx, effectiveOptions("Effective tree of "+short), a.Effective,
 		activities.EffectiveInput{Repo: r.in.Repo, Branch: r.in.Branch, Commit: r.in.Commit}).Get(ctx, &eff)
 	if err != nil {
 		return r.fail(ctx, "effective tree of "+short, err), false

@@ -20,6 +20,9 @@ type outbox struct {
 	// quiet drops what is sent from now on: a run with nothing to report
 	// (a drift check that found none) stays out of the channel.
 	quiet bool
+	// localDrain: what is left when the run has nothing else to do goes
+	// out by local activity (drain), once draining.
+	localDrain, draining bool
 }
 
 func newOutbox(ctx workflow.Context) *outbox {
@@ -57,7 +60,15 @@ func (o *outbox) loop(ctx workflow.Context) {
 
 // drain waits until every queued notification was delivered or given up
 // on, so the run's last word goes out before it completes.
+//
+// With localDrain, what is left goes out by local activity (local.go):
+// the run waits for it, and a scheduled activity would cost two more
+// round trips through the server. A local activity holds back the
+// commands of its workflow task until it is done (the SDK completes the
+// task only then), and by now the run has none that matter to others:
+// its stacks' queues acknowledged their release before draining began.
 func (o *outbox) drain(ctx workflow.Context) {
+	o.draining = o.localDrain
 	_ = workflow.Await(ctx, func() bool { return len(o.pending) == 0 && !o.busy })
 }
 
@@ -65,7 +76,7 @@ func (o *outbox) drain(ctx workflow.Context) {
 // where the thread now stands.
 func (o *outbox) deliver(ctx workflow.Context, e notify.Event) {
 	e.Thread = o.thread
-	if th, ok := deliver(ctx, e); ok {
+	if th, ok := deliverBy(ctx, e, o.draining); ok {
 		o.thread = th
 	}
 }
@@ -74,7 +85,20 @@ func (o *outbox) deliver(ctx workflow.Context, e notify.Event) {
 // options; a failure is logged, never fatal. ok is false when it was not
 // delivered.
 func deliver(ctx workflow.Context, e notify.Event) (th notify.Thread, ok bool) {
-	if err := workflow.ExecuteActivity(withOptions(ctx, notifyOptions("Notify: "+e.Step)), a.Notify, e).Get(ctx, &th); err != nil {
+	return deliverBy(ctx, e, false)
+}
+
+// deliverBy is deliver by a scheduled activity, or by a local activity
+// with the same timeouts and retries.
+func deliverBy(ctx workflow.Context, e notify.Event, local bool) (th notify.Thread, ok bool) {
+	o := notifyOptions("Notify: " + e.Step)
+	var f workflow.Future
+	if local {
+		f = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions(o)), a.Notify, e)
+	} else {
+		f = workflow.ExecuteActivity(withOptions(ctx, o), a.Notify, e)
+	}
+	if err := f.Get(ctx, &th); err != nil {
 		workflow.GetLogger(ctx).Warn("notification not delivered", "step", e.Step, "error", err)
 		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(e.Kind)}).Counter(MetricNotificationFailures).Inc(1)
 		return e.Thread, false

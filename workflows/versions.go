@@ -37,6 +37,7 @@ const (
 	VersionBatches                 = "batches"                   // old: each run deploys its own commit alone
 	VersionCheckBatched            = "check-batched"             // old: a batched signal is taken at its word
 	VersionBatchApprovals          = "batch-approvals"           // old: only auto stacks batch, a batch needing approval is dropped, bisection ignores windows and takes an engine failure for a failing tree
+	VersionLocalSteps              = "local-steps"               // old: Inspect, Effective and Window are scheduled activities, and so is the last notification
 )
 
 // versionedChanges lists the change IDs above, for the replay test.
@@ -45,5 +46,5 @@ var versionedChanges = []string{
 	VersionRestoredCommitAttribute, VersionUnappliedNoRollback, VersionAskQueuesAgain, VersionChangeWindows,
 	VersionSignedDecisionPrefix, VersionHealOverrideAsks, VersionReportPollOutage, VersionEnqueueRuns,
 	VersionHoldOnRewrite, VersionAnnounceFreezes, VersionPolicyApprovals, VersionComparePreview, VersionPullRequestApprovals,
-	VersionBatches, VersionCheckBatched, VersionBatchApprovals,
+	VersionBatches, VersionCheckBatched, VersionBatchApprovals, VersionLocalSteps,
 }

@@ -115,7 +115,7 @@ func (r *run) awaitWindow(ctx workflow.Context) (ChangeResult, bool) {
 		for recheck.ReceiveAsync(nil) { // wake-ups for an earlier wait
 		}
 		var res activities.WindowResult
-		err := workflow.ExecuteActivity(withOptions(ctx, windowOptions("Check the change window of "+names)), a.Window,
+		err := r.short(ctx, windowOptions("Check the change window of "+names), a.Window,
 			activities.WindowInput{RunID: r.st.ID, Stacks: r.st.Stacks}).Get(ctx, &res)
 		if err != nil {
 			// Unknown is closed: nothing applies on a window or freeze
