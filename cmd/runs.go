@@ -216,15 +216,19 @@ func listCmd(g *globals) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	filterFlags(cmd, &f, 50, 0)
+	filterFlags(cmd, g, &f, 50, 0)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per run")
 	return cmd
 }
 
 // filterFlags adds the visibility filters list and audit share; --since
-// is a duration back from now (0: all runs).
-func filterFlags(cmd *cobra.Command, f *starter.Filter, limit int, sinceDefault time.Duration) {
+// is a duration back from now (0: all runs). Runs are those of the
+// task queue of --config, when given, unless --all-task-queues: a namespace may hold
+// other deployments' runs, which this one's workers cannot answer for.
+func filterFlags(cmd *cobra.Command, g *globals, f *starter.Filter, limit int, sinceDefault time.Duration) {
 	since := new(time.Duration)
+	all := new(bool)
+	cmd.Flags().BoolVar(all, "all-task-queues", false, "runs of every task queue in the namespace, not only the configuration's")
 	cmd.Flags().StringVar(&f.Stack, "stack", "", "only runs touching this stack")
 	cmd.Flags().StringVar(&f.State, "state", "", "only runs in this state")
 	cmd.Flags().StringVar(&f.Author, "author", "", "only runs of commits by this author email")
@@ -234,6 +238,10 @@ func filterFlags(cmd *cobra.Command, f *starter.Filter, limit int, sinceDefault 
 	cmd.PreRun = func(*cobra.Command, []string) {
 		if *since > 0 {
 			f.Since = time.Now().Add(-*since)
+		}
+		// Without --config no task queue is known: every run is listed.
+		if t, _, err := g.temporalConfig(); err == nil && !*all && g.configPath != "" {
+			f.TaskQueue = taskQueueOf(t)
 		}
 	}
 }
@@ -275,7 +283,7 @@ func auditCmd(g *globals) *cobra.Command {
 			return write(cmd.OutOrStdout(), recs)
 		},
 	}
-	filterFlags(cmd, &f, 1000, 720*time.Hour)
+	filterFlags(cmd, g, &f, 1000, 720*time.Hour)
 	cmd.Flags().StringVar(&format, "format", "jsonl", "jsonl (one JSON object per run) or csv")
 	return cmd
 }

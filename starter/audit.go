@@ -97,6 +97,9 @@ type Checked struct {
 	Passed bool   `json:"passed"`
 }
 
+// auditQueryTimeout bounds the status query of each audited run.
+const auditQueryTimeout = 15 * time.Second
+
 // Audit reads the records of the runs f selects, newest first. A run's
 // record comes from its status query, so a worker must be running; a run
 // that cannot be queried is reported with what visibility knows and the
@@ -108,7 +111,12 @@ func Audit(ctx context.Context, c client.Client, f Filter) ([]Record, error) {
 	}
 	out := make([]Record, 0, len(runs))
 	for _, r := range runs {
-		full, err := Status(ctx, c, r.ID)
+		// A run no worker answers for (another deployment's, or one whose
+		// worker is down) must not hold the export: its query is bounded
+		// and it is reported with what visibility knows.
+		qctx, cancel := context.WithTimeout(ctx, auditQueryTimeout)
+		full, err := Status(qctx, c, r.ID)
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("audit %s: %w", r.ID, err)
 		}

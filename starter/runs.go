@@ -65,8 +65,11 @@ type Filter struct {
 	Since time.Time
 	// Kind keeps only change runs ("change") or drift runs ("drift");
 	// empty keeps both.
-	Kind  string
-	Limit int
+	Kind string
+	// TaskQueue keeps the runs of one task queue (one deployment of
+	// changeops); empty keeps every one in the namespace.
+	TaskQueue string
+	Limit     int
 }
 
 // Kinds of run, as Run.Kind and Filter.Kind name them.
@@ -86,6 +89,9 @@ func (f Filter) query() string {
 		q = append(q, fmt.Sprintf("WorkflowType = '%s'", contract.DriftWorkflowName))
 	default:
 		q = append(q, fmt.Sprintf("WorkflowType IN ('%s', '%s')", contract.ChangeWorkflowName, contract.DriftWorkflowName))
+	}
+	if f.TaskQueue != "" {
+		q = append(q, fmt.Sprintf("TaskQueue = %s", contract.Quote(f.TaskQueue)))
 	}
 	if f.Stack != "" {
 		q = append(q, fmt.Sprintf("ChangeStacks = %s", contract.Quote(f.Stack)))
