@@ -118,7 +118,8 @@ func Audit(ctx context.Context, c client.Client, f Filter) ([]Record, error) {
 		full, err := Status(qctx, c, r.ID)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("audit %s: %w", r.ID, err)
+			r.Error = "not read: " + err.Error()
+			full = r
 		}
 		out = append(out, record(full))
 	}

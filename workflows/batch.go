@@ -33,6 +33,9 @@ type batch struct {
 	// approval. asked: it asked, so its decision, or its expiry, is
 	// each member's; pending: the members heard that it asks.
 	asks, asked, pending bool
+	// engineFailed: the batch's own up failed for a reason that is not
+	// its tree's (since batch-approvals): it is not bisected.
+	engineFailed bool
 }
 
 func (b *batch) head() string { return b.members[len(b.members)-1].Commit }
@@ -198,7 +201,25 @@ func (r *run) batchFailed(ctx workflow.Context, reason string) ChangeResult {
 	for _, s := range r.stacks {
 		r.st.Restored = append(r.st.Restored, r.restore(ctx, s))
 	}
+	if r.batch.engineFailed {
+		// The engine or the infrastructure failed, not a commit: nothing
+		// is bisected or reverted, and the members stay queued to deploy
+		// one by one, where a failure is each one's own.
+		r.notify(ctx, notify.Event{Step: "batch not bisected", Detail: "the up failed for a reason that is not the tree's: " +
+			"nothing is reverted; the other changes deploy one by one"})
+		return r.finish(ctx, contract.StateFailed, fmt.Sprintf(
+			"%s; this is not the tree's fault, so the batch was not bisected: the stack is restored, nothing is reverted, and %s stay queued to deploy on their own runs",
+			reason, shortList(r.batch.memberCommits())))
+	}
 	return r.bisect(ctx, reason)
+}
+
+func (b *batch) memberCommits() []string {
+	out := make([]string, len(b.members))
+	for i, m := range b.members {
+		out[i] = m.Commit
+	}
+	return out
 }
 
 // endBatch tells each member how the batch ended for it: deployed, when
@@ -257,7 +278,7 @@ func (r *run) batched(ctx workflow.Context, b contract.Batched) (ChangeResult, b
 	if workflow.GetVersion(ctx, VersionCheckBatched, workflow.DefaultVersion, 1) == 1 {
 		leader := bounded(b.Leader, maxRunIDLen)
 		var confirmed contract.Batched
-		err := workflow.ExecuteActivity(withOptions(ctx, probeOptions("Ask run "+leader+" how its batch ended")), a.CheckBatched,
+		err := workflow.ExecuteActivity(withOptions(ctx, checkBatchedOptions("Ask run "+leader+" how its batch ended")), a.CheckBatched,
 			activities.BatchCheckInput{Leader: leader, Commit: r.in.Commit}).Get(ctx, &confirmed)
 		if err != nil {
 			why := "a batched signal was refused: " + errorMessage(err)
@@ -335,6 +356,13 @@ func (r *run) listenForBatch(ctx workflow.Context) {
 			if r.st.State != contract.StateQueued {
 				continue // granted or ended meanwhile: no longer in a batch
 			}
+			// Anyone who can reach the namespace can send this signal,
+			// and its leader is printed in a command for approvers to
+			// run: only a change run's ID of plain characters is kept.
+			if !plainChangeID(p.Leader) {
+				r.refuse("a batch-pending signal naming a leader that is not a change run was ignored")
+				continue
+			}
 			p.Leader, p.LeaderCommit, p.Head = bounded(p.Leader, maxRunIDLen), bounded(p.LeaderCommit, 7), bounded(p.Head, 7)
 			p.Changes = min(max(p.Changes, 0), contract.MaxBehind+1)
 			r.st.BatchPending = &p
@@ -342,6 +370,17 @@ func (r *run) listenForBatch(ctx workflow.Context) {
 				p.Leader, p.LeaderCommit, p.Changes, p.Deadline.UTC().Format(time.RFC3339)))
 		}
 	})
+}
+
+// plainChangeID says whether id names a change run in characters a
+// shell passes as they are (change/<repo>/<branch>/<sha>).
+func plainChangeID(id string) bool {
+	if !strings.HasPrefix(id, "change/") || len(id) > maxRunIDLen {
+		return false
+	}
+	return strings.IndexFunc(id, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-", r))
+	}) < 0
 }
 
 func shortList(commits []string) string {

@@ -330,3 +330,21 @@ func (s *ChangeSuite) TestEngineFailureStopsBisection() {
 	s.Equal(contract.Release{RunID: st.ID, Deployed: &contract.Deployed{Commit: "c2", RunID: st.ID},
 		Batched: []string{"change/c2"}}, s.released["web"], "c2 is the good state; c3, c4, c5 stay queued")
 }
+
+// The batch's own up fails for a reason that is not its tree's (the
+// cloud's 503 outlasted its retries): the stack is restored and nothing
+// is bisected or reverted; the members stay queued to deploy one by one.
+func (s *ChangeSuite) TestEngineFailureOfTheBatchIsNotBisected() {
+	told, f := s.failingBatch("none", "c2", "c3")
+	f.engineFails = "c3"
+
+	res := s.run()
+	s.Equal(contract.StateFailed, res.State, res.Reason)
+	s.Contains(res.Reason, "not the tree's fault, so the batch was not bisected")
+	s.Contains(res.Reason, "c2, c3 stay queued")
+	s.Equal([]string{"c3", "good"}, f.applied, "the batch, then the restore: no trial")
+	s.False(f.reverted)
+	s.Empty(told)
+	st := s.status()
+	s.Equal(contract.Release{RunID: st.ID}, s.released["web"], "nobody leaves the queue with the leader")
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
@@ -158,6 +159,8 @@ type fakeStack struct {
 	// engineFails: an up of this commit fails for a reason that is not
 	// the tree's (a transient error that outlasted its retries).
 	engineFails string
+	// previewed are the commits planned: the batch's, then each trial's.
+	previewed []string
 }
 
 func (s *ChangeSuite) fakeStack(bad string, order ...string) *fakeStack {
@@ -211,7 +214,12 @@ func (s *ChangeSuite) fakeStack(bad string, order ...string) *fakeStack {
 		f.reverted = true
 		return activities.RevertResult{Revert: "feedface"}, nil
 	}).Maybe() // a bisection that stops reverts nothing; the tests that revert check the revert
-	s.env.OnActivity(a.Preview, mock.Anything, mock.Anything).Return(activities.PlanResult{Stack: "web", Update: 2}, nil).Once()
+	s.env.OnActivity(a.Preview, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StackInput) (activities.PlanResult, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		f.previewed = append(f.previewed, in.Commit)
+		return activities.PlanResult{Stack: "web", Update: 2, Steps: "steps of " + in.Commit}, nil
+	})
 	return f
 }
 
@@ -237,6 +245,7 @@ func (s *ChangeSuite) TestFailedBatchIsBisected() {
 	s.Equal(contract.StateSucceeded, res.State, res.Reason)
 	s.Equal([]string{"c4", "good", "c2", "c3", "c4/c3"}, f.applied,
 		"the batch, the restore, then halves: c2 passes, c3 fails; the rest without c3")
+	s.Equal([]string{"c4", "c2", "c3", "c4"}, f.previewed, "each trial tree is planned and judged before it is applied")
 	s.Equal(contract.StateSucceeded, told["change/c2"].State)
 	s.Equal(contract.StateRolledBack, told["change/c3"].State)
 	s.Equal("feedface", told["change/c3"].Revert)
@@ -324,4 +333,44 @@ func (s *ChangeSuite) TestBatchNeedingApprovalAsksOnce() {
 	s.Equal(contract.StateExpired, told["change/c3"].State)
 	st := s.status()
 	s.Equal(contract.Release{RunID: st.ID, Batched: []string{"change/c2", "change/c3"}}, s.released["web"])
+}
+
+// Bisection deploys no tree nobody approved: on an on-destructive stack a
+// harmless batch went auto, but the first trial tree deletes something,
+// which would need a decision nobody gave for it. Bisection stops there:
+// nothing of the trial is applied, nothing is reverted, and the members
+// stay queued to deploy one by one, each asking for its own approval.
+func (s *ChangeSuite) TestBisectionDeploysNoTreeUnapproved() {
+	s.lastGood = &contract.Deployed{Commit: "good", RunID: "change/good"}
+	s.inspectOnly(askingBatchStack(4, config.ApprovalOnDestructive, "bob"))
+	s.grant(0, "web")
+	told := s.waiting("c2", "c3", "c4")
+	s.env.OnActivity(a.Preview, mock.Anything, mock.MatchedBy(func(in activities.StackInput) bool { return in.Commit == "c2" })).
+		Return(activities.PlanResult{Stack: "web", Delete: 1, Steps: "a delete"}, nil).Once()
+	f := s.fakeStack("c3", sha, "c2", "c3", "c4")
+
+	res := s.run()
+	s.Equal(contract.StateFailed, res.State, res.Reason)
+	s.Contains(res.Reason, "needs a decision")
+	s.Equal([]string{"c4", "good"}, f.applied, "the batch and the restore: no trial tree")
+	s.Empty(told, "no member is told: each deploys on its own run")
+	s.False(f.reverted)
+	s.True(s.status().Batch.Bisected, "its ending confirms no member's signal (CheckBatched)")
+}
+
+// A leader named by a batch-pending signal is printed in a command for
+// approvers: only a change run's ID of plain characters is kept.
+func TestPlainChangeID(t *testing.T) {
+	t.Parallel()
+	for id, want := range map[string]bool{
+		"change/infra/main/3f2a91c0d1": true,
+		"change/x;rm -rf ~":            false,
+		"change/$(id)":                 false,
+		"drift/web":                    false,
+		"change/" + strings.Repeat("a", maxRunIDLen): false,
+	} {
+		if got := plainChangeID(id); got != want {
+			t.Errorf("plainChangeID(%q) = %v, want %v", id, got, want)
+		}
+	}
 }

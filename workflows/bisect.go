@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/changeops/changeops/activities"
+	"github.com/changeops/changeops/config"
 	"github.com/changeops/changeops/contract"
 	"github.com/changeops/changeops/internal/notify"
 )
@@ -27,6 +28,10 @@ import (
 func (r *run) bisect(ctx workflow.Context, reason string) ChangeResult {
 	b := r.batch
 	b.bisected = true
+	// The leader's status says at once that the batch is bisected: a
+	// member not yet told must not be confirmed by the leader's ending
+	// (CheckBatched), whatever stops the bisection.
+	r.st.Batch.Bisected = true
 	all := append([]contract.QueueEntry{{RunID: r.st.ID, Commit: r.in.Commit}}, b.members...)
 	// all[lo] is the newest commit whose tree passed (-1: the last good
 	// state), all[hi] the oldest known to fail.
@@ -183,15 +188,46 @@ func (r *run) tryTree(ctx workflow.Context, commit string, wait func(workflow.Co
 	case eff.DependsOn != "":
 		return tried{outcome: treeFailed, why: fmt.Sprintf("%s builds on %s, which was reverted", short, contract.ShortSHA(eff.DependsOn))}
 	}
+	s := r.stacks[0]
+	in := activities.StackInput{RunID: r.st.ID, Stack: s, Commit: commit, Undone: eff.Undone, Notice: r.notice(ctx)}
 	if r.batch.asks && wait != nil {
+		// A trial tree is a plan nobody was shown: it is planned and
+		// judged like a run's, and deployed only when its plan needs no
+		// decision (policy's and the stack's approval) and no policy
+		// denies it; then the apply holds it to that plan. Otherwise
+		// bisection stops and the runs not yet judged deploy one by one,
+		// each asking for its own approval. A restore (wait nil) applies
+		// a state that was deployed before, as a rollback does.
+		var plan activities.PlanResult
+		err := workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Preview %s at %s (bisecting)", s.Name, short), 30*time.Minute, s)),
+			a.Preview, in).Get(ctx, &plan)
+		if err != nil {
+			why := fmt.Sprintf("plan %s at %s: %s", s.Name, short, errorMessage(err))
+			if treesFault(err) {
+				return tried{outcome: treeFailed, why: why}
+			}
+			return notTheTree(why, false)
+		}
+		plans := []activities.PlanResult{plan}
+		if reason := policyDenied(plans); reason != "" {
+			return notTheTree(fmt.Sprintf("a policy denies the tree of %s (%s), which bisection would deploy", short, reason), false)
+		}
+		ap := approvalFor(r.stacks, plans)
+		withPolicy(&ap, r.stacks, plans)
+		if ap.Required {
+			return notTheTree(fmt.Sprintf("the tree of %s needs a decision (%s), which nobody gave for it: bisection deploys no tree unapproved",
+				short, planSummary(plans)), false)
+		}
+		if s.Approval != config.ApprovalAuto {
+			in.Approved = plan.Steps
+		}
 		if res, ok := wait(ctx); !ok {
 			return tried{outcome: runEnded, why: "the wait for the change window ended the run: " + res.Reason, ended: res}
 		}
 	}
-	s := r.stacks[0]
 	var out activities.ApplyResult
 	err = workflow.ExecuteActivity(withOptions(ctx, pulumiOptions(fmt.Sprintf("Apply %s at %s (bisecting)", s.Name, short), 2*time.Hour, s)),
-		a.Apply, activities.StackInput{RunID: r.st.ID, Stack: s, Commit: commit, Undone: eff.Undone, Notice: r.notice(ctx)}).Get(ctx, &out)
+		a.Apply, in).Get(ctx, &out)
 	if err != nil {
 		why := fmt.Sprintf("apply %s at %s: %s", s.Name, short, errorMessage(err))
 		if treesFault(err) {

@@ -381,6 +381,9 @@ func (r *run) apply(ctx workflow.Context) (ChangeResult, bool) {
 				workflow.GetVersion(ctx, VersionUnappliedNoRollback, workflow.DefaultVersion, 1) == 1 {
 				return r.finish(ctx, contract.StateFailed, r.st.Error+"; nothing was applied, so nothing is rolled back"), false
 			}
+			if r.batch != nil && r.batch.asks && !treesFault(err) {
+				r.batch.engineFailed = true // bisecting would blame a commit for it
+			}
 			return r.changeFailed(ctx, r.st.Error), false
 		}
 		r.st.Applies = append(r.st.Applies, out)

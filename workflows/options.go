@@ -96,3 +96,21 @@ func notifyOptions(summary string) workflow.ActivityOptions {
 		},
 	}
 }
+
+// checkBatchedOptions: asking a batch's leader may meet a busy or
+// restarting worker; a refusal to confirm is final, anything else is
+// retried for minutes, since a member that refuses a real signal leaves
+// the queue with the leader's release and must ask for its place again.
+func checkBatchedOptions(summary string) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		Summary:                summary,
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 10 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Second,
+			NonRetryableErrorTypes: []string{activities.ErrBatchUnconfirmed},
+		},
+	}
+}
