@@ -156,8 +156,11 @@ func TestBadChangeInABatchIsBisected(t *testing.T) {
 	if n > 7 {
 		t.Errorf("the engine ran %d ups for 8 changes with one bad, want at most 7", n)
 	}
-	recordHistory(t, c, leader, "change_batch_bisected_leader.json")
-	recordHistory(t, c, contract.ChangeWorkflowID(branch, shas[4]), "change_batch_bisected_member.json")
+	// change_batch_bisected_{leader,member}.json are from before
+	// batch-approvals (bisection judged every failure the tree's, and
+	// trial trees were not planned first).
+	recordHistory(t, c, leader, "change_batch_bisected_judged_leader.json")
+	recordHistory(t, c, contract.ChangeWorkflowID(branch, shas[4]), "change_batch_bisected_checked_member.json")
 }
 
 // On a manual stack with batch: 8, four changes queued behind a leader
