@@ -251,15 +251,18 @@ func TestPullRequestPreviewOnGitea(t *testing.T) {
 	if status := r.waitStatus(t, head2, "changeops/site-pr"); status.State != sdk.StatusSuccess {
 		t.Fatalf("status after the fix = %s %q, want success", status.State, status.Description)
 	}
-	var st workflows.PreviewStatus
-	if v, err := c.QueryWorkflow(t.Context(), contract.PreviewID(r.project, int(pr.Index)), "", contract.PreviewQuery); err != nil {
-		t.Fatal(err)
-	} else if err := v.Get(&st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Plan.Head != head2 || len(st.Stacks) != 1 || st.Stacks[0].Steps == "" || st.Previews < 2 {
-		t.Fatalf("preview status = %+v, want head %s, one stack with its steps digest, two previews or more", st, head2[:7])
-	}
+	// The status is posted by the stack's preview activity; the workflow
+	// records the preview when the activity returns.
+	waitFor(t, 30*time.Second, "the preview workflow recording the fix", func() (bool, string) {
+		var st workflows.PreviewStatus
+		if v, err := c.QueryWorkflow(t.Context(), contract.PreviewID(r.project, int(pr.Index)), "", contract.PreviewQuery); err != nil {
+			return false, err.Error()
+		} else if err := v.Get(&st); err != nil {
+			return false, err.Error()
+		}
+		return st.State == workflows.PreviewPreviewed && st.Plan.Head == head2 && len(st.Stacks) == 1 && st.Stacks[0].Steps != "" && st.Previews >= 2,
+			fmt.Sprintf("%+v", st)
+	})
 	if got, err := os.ReadFile(out); err != nil || string(got) != "v1" {
 		t.Fatalf("deployed file = %q, %v; want v1: a preview applied something", got, err)
 	}
@@ -344,13 +347,18 @@ func (r *forgeRepo) waitStatus(t *testing.T, sha, context string) *sdk.Status {
 		if err != nil {
 			return false, err.Error()
 		}
-		for _, s := range statuses { // newest first
-			if s.Context == context {
+		// The newest is the highest ID: Gitea orders the list by time in
+		// seconds, and a pending and its result often share a second.
+		got = nil
+		for _, s := range statuses {
+			if s.Context == context && (got == nil || s.ID > got.ID) {
 				got = s
-				return s.State != sdk.StatusPending, string(s.State) + " " + s.Description
 			}
 		}
-		return false, fmt.Sprintf("%d statuses, none of %s", len(statuses), context)
+		if got == nil {
+			return false, fmt.Sprintf("%d statuses, none of %s", len(statuses), context)
+		}
+		return got.State != sdk.StatusPending, string(got.State) + " " + got.Description
 	})
 	return got
 }
