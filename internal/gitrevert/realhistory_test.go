@@ -2,6 +2,8 @@ package gitrevert
 
 import (
 	"archive/zip"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand"
@@ -10,7 +12,6 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -20,16 +21,22 @@ import (
 	"github.com/changeops/changeops/internal/testkit/gittest"
 )
 
-// realModules are Go modules whose released versions, from the module
-// cache, make real histories: each version a commit. Those the cache does
-// not hold (two versions at least) are left out.
-var realModules = []string{
-	"golang.org/x/time",
-	"go.opentelemetry.io/otel/trace",
-	"golang.org/x/sync",
-	"github.com/spf13/cobra",
-	"github.com/sirupsen/logrus",
-	"go.opentelemetry.io/otel/metric",
+// realModules are Go modules whose released versions make real
+// histories: each version a commit, oldest first. The versions are pinned
+// so that every machine compares the same histories; moduleZips fetches
+// them from the module proxy, as the build fetches its own modules.
+var realModules = []realModule{
+	{"golang.org/x/time", []string{"v0.10.0", "v0.11.0", "v0.15.0", "v0.16.0"}},
+	{"go.opentelemetry.io/otel/trace", []string{"v1.34.0", "v1.35.0", "v1.45.0", "v1.47.0"}},
+	{"golang.org/x/sync", []string{"v0.13.0", "v0.14.0", "v0.20.0", "v0.22.0", "v0.24.0"}},
+	{"github.com/spf13/cobra", []string{"v1.9.1", "v1.10.2"}},
+	{"github.com/sirupsen/logrus", []string{"v1.9.3", "v1.9.4", "v1.10.2"}},
+	{"go.opentelemetry.io/otel/metric", []string{"v1.34.0", "v1.35.0", "v1.45.0", "v1.47.0"}},
+}
+
+type realModule struct {
+	path     string
+	versions []string // oldest first
 }
 
 // headOffsets: every commit is reverted onto the head 0, 3 and 25 commits
@@ -44,28 +51,20 @@ var headOffsets = []int{0, 3, 25}
 // Inverse must conflict. -short uses two modules.
 func TestDifferentialRealHistories(t *testing.T) {
 	t.Parallel()
-	cache := filepath.Join(goEnv(t, "GOMODCACHE"), "cache", "download")
-	var found int
+	mods := realModules
+	if testing.Short() {
+		mods = mods[:2]
+	}
 	var total counts
-	for _, mod := range realModules {
-		versions := moduleZips(cache, mod)
-		if len(versions) < 2 {
-			continue
-		}
-		if testing.Short() && found == 2 {
-			break
-		}
-		found++
-		c := checkRealHistory(t, mod, versions)
+	for _, mod := range mods {
+		zips := moduleZips(t, mod)
+		c := checkRealHistory(t, mod.path, zips)
 		t.Logf("%s: %d versions + %d edits: %d reverts compared: %d clean and identical, %d conflicts in both (%d skipped: git crashed)",
-			mod, len(versions), editsPerHistory, c.compared, c.clean, c.conflicts, c.gitCrashed)
+			mod.path, len(zips), editsPerHistory, c.compared, c.clean, c.conflicts, c.gitCrashed)
 		total.add(c)
 	}
-	if found == 0 {
-		t.Skip("the module cache holds no two versions of any of", realModules)
-	}
 	t.Logf("%d real histories: %d reverts compared with git: %d clean and identical, %d conflicts in both (%d skipped: git crashed)",
-		found, total.compared, total.clean, total.conflicts, total.gitCrashed)
+		len(mods), total.compared, total.clean, total.conflicts, total.gitCrashed)
 	if total.clean == 0 || total.conflicts == 0 {
 		t.Errorf("the histories exercise too little: %+v", total)
 	}
@@ -142,41 +141,43 @@ func checkRealHistory(t *testing.T, mod string, zips []string) counts {
 	return c
 }
 
-func goEnv(t *testing.T, name string) string {
-	out, err := exec.Command("go", "env", name).Output()
+// moduleZips returns the zips of a module's pinned versions, oldest
+// first: `go mod download` finds them in the module cache or fetches them
+// from the module proxy. It runs outside this module, so that nothing is
+// added to go.mod or go.sum.
+func moduleZips(t *testing.T, m realModule) []string {
+	t.Helper()
+	args := []string{"mod", "download", "-json"}
+	for _, v := range m.versions {
+		args = append(args, m.path+"@"+v)
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = t.TempDir()
+	out, err := cmd.Output()
+	zips := map[string]string{}
+	for dec := json.NewDecoder(bytes.NewReader(out)); ; {
+		var d struct{ Version, Zip, Error string }
+		if derr := dec.Decode(&d); derr == io.EOF {
+			break
+		} else if derr != nil {
+			t.Fatalf("go %s: read its output: %v", strings.Join(args, " "), derr)
+		}
+		if d.Error != "" {
+			t.Fatalf("go %s: %s@%s: %s", strings.Join(args, " "), m.path, d.Version, d.Error)
+		}
+		zips[d.Version] = d.Zip
+	}
 	if err != nil {
-		t.Skipf("go env %s: %v", name, err)
+		t.Fatalf("go %s: %v", strings.Join(args, " "), err)
 	}
-	return strings.TrimSpace(string(out))
-}
-
-// moduleZips lists a module's released versions in the cache, oldest first.
-func moduleZips(cache, mod string) []string {
-	dir := filepath.Join(cache, filepath.FromSlash(mod), "@v")
-	names, _ := filepath.Glob(filepath.Join(dir, "v*.zip"))
-	var out []string
-	for _, n := range names {
-		if v := strings.TrimSuffix(filepath.Base(n), ".zip"); !strings.Contains(v, "-") && versionKey(v) != nil {
-			out = append(out, n)
+	var ordered []string
+	for _, v := range m.versions {
+		if zips[v] == "" {
+			t.Fatalf("go %s gave no zip of %s@%s", strings.Join(args, " "), m.path, v)
 		}
+		ordered = append(ordered, zips[v])
 	}
-	slices.SortFunc(out, func(a, b string) int {
-		return slices.Compare(versionKey(filepath.Base(a)), versionKey(filepath.Base(b)))
-	})
-	return out
-}
-
-func versionKey(v string) []int {
-	parts := strings.Split(strings.TrimSuffix(strings.TrimPrefix(v, "v"), ".zip"), ".")
-	var key []int
-	for _, p := range parts {
-		n, err := strconv.Atoi(strings.TrimSuffix(p, "+incompatible"))
-		if err != nil {
-			return nil
-		}
-		key = append(key, n)
-	}
-	return key
+	return ordered
 }
 
 // unpackModule replaces the clone's files with a module zip's.
